@@ -1,0 +1,389 @@
+//! Configuration: PostgREST's file format and PGRST_* environment variables, with
+//! PostgREST's defaults. Precedence: environment > file > default.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Every key PostgREST knows, with its default ("" = unset) and whether --dump-config
+/// prints it bare (numbers, booleans) rather than quoted.
+const KEYS: &[(&str, &str, bool)] = &[
+    ("admin-server-host", "", false),
+    ("admin-server-port", "", true),
+    ("app.settings", "", false),
+    ("client-error-verbosity", "verbose", false),
+    ("db-aggregates-enabled", "false", true),
+    ("db-anon-role", "", false),
+    ("db-channel", "pgrst", false),
+    ("db-channel-enabled", "true", true),
+    ("db-config", "true", true),
+    ("db-extra-search-path", "public", false),
+    ("db-hoisted-tx-settings", "statement_timeout,plan_filter.statement_cost_limit,default_transaction_isolation", false),
+    ("db-max-rows", "", true),
+    ("db-plan-enabled", "false", true),
+    ("db-pool", "10", true),
+    ("db-pool-acquisition-timeout", "10", true),
+    ("db-pool-automatic-recovery", "true", true),
+    ("db-pool-max-idletime", "30", true),
+    ("db-pool-max-lifetime", "1800", true),
+    ("db-pre-config", "", false),
+    ("db-pre-request", "", false),
+    ("db-prepared-statements", "true", true),
+    ("db-root-spec", "", false),
+    ("db-schemas", "public", false),
+    ("db-tx-end", "commit", false),
+    ("db-uri", "", false),
+    ("jwt-aud", "", false),
+    ("jwt-cache-max-entries", "1000", true),
+    ("jwt-role-claim-key", "$.role", false),
+    ("jwt-secret", "", false),
+    ("jwt-secret-is-base64", "false", true),
+    ("log-level", "error", false),
+    ("log-query", "false", true),
+    ("openapi-mode", "follow-privileges", false),
+    ("openapi-security-active", "false", true),
+    ("openapi-server-proxy-uri", "", false),
+    ("server-cors-allowed-origins", "", false),
+    ("server-host", "!4", false),
+    ("server-port", "3000", true),
+    ("server-reuseport", "false", true),
+    ("server-timing-enabled", "false", true),
+    ("server-trace-header", "", false),
+    ("server-unix-socket", "", false),
+    ("server-unix-socket-mode", "660", false),
+    ("url-use-legacy-target-names", "true", true),
+];
+
+/// Old names PostgREST still accepts.
+const ALIASES: &[(&str, &str)] = &[
+    ("db-schema", "db-schemas"),
+    ("max-rows", "db-max-rows"),
+    ("pre-request", "db-pre-request"),
+    ("root-spec", "db-root-spec"),
+    ("role-claim-key", "jwt-role-claim-key"),
+    ("secret-is-base64", "jwt-secret-is-base64"),
+    ("db-pool-timeout", "db-pool-max-idletime"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Crit,
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Raw values after file + env, for --dump-config.
+    raw: BTreeMap<String, String>,
+    pub app_settings: Vec<(String, String)>,
+    pub db_uri: Option<String>,
+    pub db_schemas: Vec<String>,
+    pub db_anon_role: Option<String>,
+    pub db_pool: usize,
+    pub db_pool_acquisition_timeout: u64,
+    pub db_max_rows: Option<i64>,
+    pub db_extra_search_path: Vec<String>,
+    pub db_pre_request: Option<String>,
+    pub server_host: String,
+    pub server_port: u16,
+    pub log_level: LogLevel,
+    pub minimal_errors: bool,
+}
+
+fn canonical_key(key: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map(|(_, k)| *k)
+        .unwrap_or(key)
+}
+
+/// Parses PostgREST's `key = value` file syntax into raw strings.
+pub fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected `key = value`", n + 1))?;
+        let key = key.trim().to_string();
+        let value = parse_value(value.trim())
+            .map_err(|e| format!("line {}: {e} for key {key}", n + 1))?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn parse_value(v: &str) -> Result<String, String> {
+    if let Some(rest) = v.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => {
+                    let tail: String = chars.collect();
+                    let tail = tail.trim();
+                    if !tail.is_empty() && !tail.starts_with('#') {
+                        return Err("unexpected text after the closing quote".into());
+                    }
+                    return Ok(interpolate_env(&out));
+                }
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(other) => out.push(other),
+                    None => return Err("unterminated string".into()),
+                },
+                c => out.push(c),
+            }
+        }
+        Err("unterminated string".into())
+    } else {
+        let bare = v.split('#').next().unwrap_or("").trim();
+        Ok(bare.to_string())
+    }
+}
+
+/// `$(VAR)` expands to the environment variable; `$$` is a literal `$`.
+fn interpolate_env(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(end) = after.strip_prefix('(').and_then(|a| a.find(')')) {
+            let name = &after[1..end + 1];
+            out.push_str(&std::env::var(name).unwrap_or_default());
+            rest = &after[end + 2..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" => Ok(true),
+        "false" | "off" | "no" => Ok(false),
+        n => n
+            .parse::<i64>()
+            .map(|n| n > 0)
+            .map_err(|_| format!("invalid boolean for {key}: {v:?}")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("invalid number for {key}: {v:?}"))
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Config {
+    /// Loads defaults, then the file (if any), then PGRST_* variables from `env`.
+    pub fn load(
+        file_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut raw: BTreeMap<String, String> = KEYS
+            .iter()
+            .filter(|(k, _, _)| *k != "app.settings")
+            .map(|(k, d, _)| (k.to_string(), d.to_string()))
+            .collect();
+        let mut app_settings = BTreeMap::new();
+        let mut set = |key: &str, value: String| {
+            if let Some(name) = key.strip_prefix("app.settings.") {
+                app_settings.insert(name.to_string(), value);
+            } else {
+                raw.insert(canonical_key(key).to_string(), value);
+            }
+        };
+        if let Some(text) = file_text {
+            for (k, v) in parse_file(text)? {
+                set(&k, v);
+            }
+        }
+        for (name, value) in env {
+            if let Some(setting) = name.strip_prefix("PGRST_APP_SETTINGS_") {
+                set(&format!("app.settings.{setting}"), value);
+            } else if let Some(key) = name.strip_prefix("PGRST_") {
+                let key = key.to_ascii_lowercase().replace('_', "-");
+                set(&key, value);
+            }
+        }
+        Self::from_raw(raw, app_settings.into_iter().collect())
+    }
+
+    fn from_raw(
+        raw: BTreeMap<String, String>,
+        app_settings: Vec<(String, String)>,
+    ) -> Result<Config, String> {
+        let get = |k: &str| raw.get(k).map(String::as_str).unwrap_or("");
+        let opt = |k: &str| Some(get(k).to_string()).filter(|s| !s.is_empty());
+        let log_level = match get("log-level") {
+            "crit" => LogLevel::Crit,
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            other => return Err(format!("invalid log-level {other:?}: expected crit, error, warn, info or debug")),
+        };
+        let minimal_errors = match get("client-error-verbosity") {
+            "verbose" => false,
+            "minimal" => true,
+            other => return Err(format!("invalid client-error-verbosity {other:?}: expected verbose or minimal")),
+        };
+        match get("db-tx-end") {
+            "commit" | "commit-allow-override" | "rollback" | "rollback-allow-override" => {}
+            other => return Err(format!("invalid db-tx-end {other:?}")),
+        }
+        match get("openapi-mode") {
+            "follow-privileges" | "ignore-privileges" | "disabled" => {}
+            other => return Err(format!("invalid openapi-mode {other:?}")),
+        }
+        let db_schemas = split_list(get("db-schemas"));
+        if db_schemas.is_empty() {
+            return Err("db-schemas must name at least one schema".into());
+        }
+        if let Some(bad) = db_schemas
+            .iter()
+            .find(|s| *s == "pg_catalog" || *s == "information_schema")
+        {
+            return Err(format!("db-schemas may not contain {bad}"));
+        }
+        let db_pool: usize = parse_num("db-pool", get("db-pool"))?;
+        if db_pool == 0 {
+            return Err("db-pool must be at least 1".into());
+        }
+        let db_max_rows = match opt("db-max-rows") {
+            Some(v) => Some(parse_num::<i64>("db-max-rows", &v)?).filter(|n| *n >= 0),
+            None => None,
+        };
+        for key in KEYS.iter().filter(|(_, _, bare)| *bare) {
+            let v = get(key.0);
+            if !v.is_empty() && parse_bool(key.0, v).is_err() && v.parse::<f64>().is_err() {
+                return Err(format!("invalid value for {}: {v:?}", key.0));
+            }
+        }
+        Ok(Config {
+            app_settings,
+            db_uri: opt("db-uri"),
+            db_anon_role: opt("db-anon-role"),
+            db_pool,
+            db_pool_acquisition_timeout: parse_num(
+                "db-pool-acquisition-timeout",
+                get("db-pool-acquisition-timeout"),
+            )?,
+            db_max_rows,
+            db_extra_search_path: split_list(get("db-extra-search-path")),
+            db_pre_request: opt("db-pre-request"),
+            server_host: get("server-host").to_string(),
+            server_port: parse_num("server-port", get("server-port"))?,
+            log_level,
+            minimal_errors,
+            db_schemas,
+            raw,
+        })
+    }
+
+    /// Whether a boolean key is on (keys validated at load).
+    pub fn flag(&self, key: &str) -> bool {
+        self.raw
+            .get(key)
+            .map(|v| parse_bool(key, v).unwrap_or(false))
+            .unwrap_or(false)
+    }
+
+    /// The effective configuration in file syntax.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (key, _, bare) in KEYS {
+            if *key == "app.settings" {
+                continue;
+            }
+            let v = self.raw.get(*key).map(String::as_str).unwrap_or("");
+            if *bare && !v.is_empty() {
+                let _ = writeln!(out, "{key} = {v}");
+            } else {
+                let _ = writeln!(out, "{key} = \"{}\"", escape(v));
+            }
+        }
+        for (k, v) in &self.app_settings {
+            let _ = writeln!(out, "app.settings.{k} = \"{}\"", escape(v));
+        }
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "$$")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_postgrests() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.db_schemas, vec!["public"]);
+        assert_eq!(c.db_pool, 10);
+        assert_eq!(c.server_port, 3000);
+        assert_eq!(c.db_extra_search_path, vec!["public"]);
+        assert_eq!(c.log_level, LogLevel::Error);
+        assert!(c.db_uri.is_none());
+    }
+
+    #[test]
+    fn file_then_env_precedence() {
+        let file = "# comment\ndb-uri = \"postgres://a\"\ndb-schemas = \"api, v2\"\nserver-port = 4000 # trailing\ndb-max-rows = 100\nmax-rows = 5\napp.settings.jwt = \"x$$y\"\n";
+        let c = Config::load(Some(file), env(&[("PGRST_SERVER_PORT", "5000")])).unwrap();
+        assert_eq!(c.db_uri.as_deref(), Some("postgres://a"));
+        assert_eq!(c.db_schemas, vec!["api", "v2"]);
+        assert_eq!(c.server_port, 5000);
+        assert_eq!(c.db_max_rows, Some(5));
+        assert_eq!(c.app_settings, vec![("jwt".to_string(), "x$y".to_string())]);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        assert!(Config::load(None, env(&[("PGRST_SERVER_PORT", "abc")])).is_err());
+        assert!(Config::load(None, env(&[("PGRST_LOG_LEVEL", "loud")])).is_err());
+        assert!(Config::load(None, env(&[("PGRST_DB_SCHEMAS", "pg_catalog")])).is_err());
+        assert!(Config::load(Some("db-uri = \"x"), env(&[])).is_err());
+    }
+
+    #[test]
+    fn dump_round_trips() {
+        let c = Config::load(None, env(&[("PGRST_DB_ANON_ROLE", "we\"b$")])).unwrap();
+        let again = Config::load(Some(&c.dump()), env(&[])).unwrap();
+        assert_eq!(again.db_anon_role.as_deref(), Some("we\"b$"));
+        assert_eq!(again.dump(), c.dump());
+    }
+}

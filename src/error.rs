@@ -1,0 +1,302 @@
+//! One error type for everything a client can cause, each variant carrying PostgREST's
+//! code, HTTP status and JSON body shape.
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// PGRST100: the query string did not parse. `message` names the part, `details` the
+    /// expectation.
+    Parse { message: String, details: String },
+    /// PGRST101: PUT/PATCH/DELETE on /rpc.
+    RpcMethod(String),
+    /// PGRST103: unsatisfiable range.
+    InvalidRange { details: String, total: Option<i64> },
+    /// PGRST106: schema not in db-schemas.
+    InvalidSchema { schema: String, allowed: Vec<String> },
+    /// PGRST107: no acceptable media type.
+    NotAcceptable(String),
+    /// PGRST108: a dotted parameter targets something not embedded in `select`.
+    NotEmbedded(String),
+    /// PGRST116: singular response requested but the result has `n` rows.
+    Singularity(i64),
+    /// PGRST117
+    UnsupportedMethod(String),
+    /// PGRST125
+    InvalidPath,
+    /// PGRST127: grammar this build does not implement yet.
+    NotImplemented(String),
+    /// PGRST200: no relationship for an embed.
+    NoRelationship { parent: String, child: String, schema: String },
+    /// PGRST202: no function of that name (RPC is not implemented yet).
+    NoFunction { schema: String, name: String },
+    /// PGRST205
+    TableNotFound { schema: String, name: String, hint: Option<String> },
+    /// An error raised by PostgreSQL, passed through.
+    Pg {
+        sqlstate: String,
+        message: String,
+        details: Option<String>,
+        hint: Option<String>,
+        /// Whether the request ran as the anonymous role (42501 -> 401 instead of 403).
+        anonymous: bool,
+    },
+    /// PGRST000: cannot connect.
+    Connection(String),
+    /// PGRST001: the connection broke while in use.
+    Client(String),
+    /// PGRST002: schema cache not loaded.
+    SchemaCacheNotReady,
+    /// PGRST003
+    PoolTimeout,
+    /// PGRST302: no token and no anonymous role.
+    NoAnonRole,
+    /// PGRSTX00
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn parse(what: &str, input: &str, column: usize, details: impl Into<String>) -> Self {
+        ApiError::Parse {
+            message: format!("\"failed to parse {what} ({input})\" (line 1, column {column})"),
+            details: details.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        use ApiError::*;
+        match self {
+            Parse { .. } | NotEmbedded(_) | NotImplemented(_) | NoRelationship { .. } => 400,
+            RpcMethod(_) | UnsupportedMethod(_) => 405,
+            InvalidRange { .. } => 416,
+            InvalidSchema { .. } | NotAcceptable(_) | Singularity(_) => 406,
+            InvalidPath | NoFunction { .. } | TableNotFound { .. } => 404,
+            Pg {
+                sqlstate,
+                message,
+                anonymous,
+                ..
+            } => pg_status(sqlstate, message, *anonymous),
+            Connection(_) | Client(_) | SchemaCacheNotReady => 503,
+            PoolTimeout => 504,
+            NoAnonRole => 401,
+            Internal(_) => 500,
+        }
+    }
+
+    pub fn code(&self) -> String {
+        use ApiError::*;
+        let code = match self {
+            Parse { .. } => "PGRST100",
+            RpcMethod(_) => "PGRST101",
+            InvalidRange { .. } => "PGRST103",
+            InvalidSchema { .. } => "PGRST106",
+            NotAcceptable(_) => "PGRST107",
+            NotEmbedded(_) => "PGRST108",
+            Singularity(_) => "PGRST116",
+            UnsupportedMethod(_) => "PGRST117",
+            InvalidPath => "PGRST125",
+            NotImplemented(_) => "PGRST127",
+            NoRelationship { .. } => "PGRST200",
+            NoFunction { .. } => "PGRST202",
+            TableNotFound { .. } => "PGRST205",
+            Pg { sqlstate, .. } => return sqlstate.clone(),
+            Connection(_) => "PGRST000",
+            Client(_) => "PGRST001",
+            SchemaCacheNotReady => "PGRST002",
+            PoolTimeout => "PGRST003",
+            NoAnonRole => "PGRST302",
+            Internal(_) => "PGRSTX00",
+        };
+        code.to_string()
+    }
+
+    /// (message, details, hint)
+    fn parts(&self) -> (String, Option<String>, Option<String>) {
+        use ApiError::*;
+        match self {
+            Parse { message, details } => (message.clone(), Some(details.clone()), None),
+            RpcMethod(m) => (format!("Cannot use the {m} method on RPC"), None, None),
+            InvalidRange { details, .. } => (
+                "Requested range not satisfiable".into(),
+                Some(details.clone()),
+                None,
+            ),
+            InvalidSchema { schema, allowed } => (
+                format!("Invalid schema: {schema}"),
+                None,
+                Some(format!(
+                    "Only the following schemas are exposed: {}",
+                    allowed.join(", ")
+                )),
+            ),
+            NotAcceptable(list) => (
+                format!("None of these media types are available: {list}"),
+                None,
+                None,
+            ),
+            NotEmbedded(name) => (
+                format!("'{name}' is not an embedded resource in this request"),
+                None,
+                Some(format!(
+                    "Verify that '{name}' is included in the 'select' query parameter."
+                )),
+            ),
+            Singularity(n) => (
+                "Cannot coerce the result to a single JSON object".into(),
+                Some(format!("The result contains {n} rows")),
+                None,
+            ),
+            UnsupportedMethod(m) => (format!("Unsupported HTTP method: {m}"), None, None),
+            InvalidPath => ("Invalid path specified in request URL".into(), None, None),
+            NotImplemented(what) => (
+                "Feature not implemented".into(),
+                Some(what.clone()),
+                None,
+            ),
+            NoRelationship {
+                parent,
+                child,
+                schema,
+            } => (
+                format!("Could not find a relationship between '{parent}' and '{child}' in the schema cache"),
+                Some(format!("Searched for a foreign key relationship between '{parent}' and '{child}' in the schema '{schema}', but no matches were found.")),
+                None,
+            ),
+            NoFunction { schema, name } => (
+                format!("Could not find the function {schema}.{name} in the schema cache"),
+                None,
+                None,
+            ),
+            TableNotFound { schema, name, hint } => (
+                format!("Could not find the table '{schema}.{name}' in the schema cache"),
+                None,
+                hint.as_ref()
+                    .map(|h| format!("Perhaps you meant the table '{schema}.{h}'")),
+            ),
+            Pg {
+                message,
+                details,
+                hint,
+                ..
+            } => (message.clone(), details.clone(), hint.clone()),
+            Connection(d) => ("Database connection error.".into(), Some(d.clone()), None),
+            Client(d) => (
+                "Database client error. Retrying the connection.".into(),
+                Some(d.clone()),
+                None,
+            ),
+            SchemaCacheNotReady => (
+                "Could not query the database for the schema cache. Retrying.".into(),
+                None,
+                None,
+            ),
+            PoolTimeout => (
+                "Timed out acquiring connection from connection pool.".into(),
+                None,
+                None,
+            ),
+            NoAnonRole => (
+                "Anonymous access is disabled".into(),
+                None,
+                None,
+            ),
+            Internal(d) => ("Internal server error".into(), Some(d.clone()), None),
+        }
+    }
+
+    /// The JSON body; `minimal` drops details and hint (client-error-verbosity=minimal).
+    pub fn body(&self, minimal: bool) -> Value {
+        let (message, details, hint) = self.parts();
+        if minimal {
+            json!({"code": self.code(), "message": message})
+        } else {
+            json!({"code": self.code(), "details": details, "hint": hint, "message": message})
+        }
+    }
+
+    /// Extra headers that belong to this error (beyond Content-Type and Proxy-Status).
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        if self.status() == 401 {
+            headers.push(("WWW-Authenticate", "Bearer".to_string()));
+        }
+        match self {
+            ApiError::InvalidRange {
+                total: Some(total), ..
+            } => headers.push(("Content-Range", format!("*/{total}"))),
+            ApiError::Connection(_) | ApiError::Client(_) | ApiError::SchemaCacheNotReady => {
+                headers.push(("Retry-After", "0".to_string()))
+            }
+            _ => {}
+        }
+        headers
+    }
+}
+
+/// PostgREST's SQLSTATE -> HTTP status table (rules applied in this order).
+pub fn pg_status(sqlstate: &str, message: &str, anonymous: bool) -> u16 {
+    let class = sqlstate.get(..2).unwrap_or("");
+    match sqlstate {
+        "23503" | "23505" => return 409,
+        "25006" => return 405,
+        "21000" if message.ends_with("requires a WHERE clause") => return 400,
+        "21000" => return 500,
+        "22023" if message.starts_with("role \"") && message.ends_with("does not exist") => {
+            return 401
+        }
+        "53400" => return 500,
+        "57P01" => return 503,
+        "42883" if message.starts_with("function xmlagg(") => return 406,
+        "42883" | "42P01" => return 404,
+        "42P17" => return 500,
+        "42501" => return if anonymous { 401 } else { 403 },
+        "P0001" => return 400,
+        _ => {}
+    }
+    if let Some(code) = sqlstate.strip_prefix("PT") {
+        return code
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..600).contains(c))
+            .unwrap_or(500);
+    }
+    match class {
+        "08" | "53" => 503,
+        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0"
+        | "HV" | "XX" | "P0" => 500,
+        "0L" | "0P" | "28" => 403,
+        _ => 400,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstate_mapping_follows_postgrest() {
+        assert_eq!(pg_status("23505", "", false), 409);
+        assert_eq!(pg_status("23502", "", false), 400);
+        assert_eq!(pg_status("25006", "", false), 405);
+        assert_eq!(pg_status("42501", "", true), 401);
+        assert_eq!(pg_status("42501", "", false), 403);
+        assert_eq!(pg_status("PT402", "", false), 402);
+        assert_eq!(pg_status("PTabc", "", false), 500);
+        assert_eq!(pg_status("57014", "", false), 500);
+        assert_eq!(pg_status("08006", "", false), 503);
+        assert_eq!(pg_status("42703", "", false), 400);
+        assert_eq!(pg_status("P0004", "", false), 500);
+    }
+
+    #[test]
+    fn not_found_body_length_matches_postgrest() {
+        let e = ApiError::TableNotFound {
+            schema: "test".into(),
+            name: "faketable".into(),
+            hint: None,
+        };
+        assert_eq!(e.body(false).to_string().len(), 120);
+        assert_eq!(ApiError::InvalidPath.body(false).to_string().len(), 96);
+    }
+}

@@ -1,0 +1,411 @@
+//! HTTP: the server loop, routing, and turning outcomes and errors into responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::{self, Envelope};
+use crate::error::ApiError;
+use crate::plan;
+use crate::request::{self, ApiRequest, CountPref, MediaType, Method, Target};
+use crate::schema::SchemaCache;
+use crate::sql;
+
+pub struct AppState {
+    pub config: Config,
+    pub pool: Pool,
+    pub schema: ArcSwap<SchemaCache>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+const VARY: &str = "Accept, Prefer, Range";
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let response = match route(state, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, state.config.minimal_errors),
+    };
+    tracing::info!(
+        "{method} {uri} {} {:.3}ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Builds the ApiRequest from the parts of the HTTP request.
+fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
+    let method = request::parse_method(req.method().as_str())?;
+    let path = req.uri().path().to_string();
+    let target = request::parse_target(&path)?;
+    let headers = req.headers();
+    let query = request::parse_query(req.uri().query().unwrap_or(""))?;
+    let count = request::parse_count_preference(
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let range = header_str(headers, "range").and_then(request::parse_range_header);
+    let mut header_pairs = Vec::new();
+    let mut cookies = Vec::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        if name == "cookie" {
+            cookies.extend(request::parse_cookies(value));
+        } else {
+            header_pairs.push((name.as_str().to_string(), value.to_string()));
+        }
+    }
+    let profile_header = match method {
+        Method::Get | Method::Head => "accept-profile",
+        _ => "content-profile",
+    };
+    Ok(ApiRequest {
+        method,
+        target,
+        query,
+        count,
+        media_type: MediaType::Json,
+        range,
+        path,
+        headers: header_pairs,
+        cookies,
+        profile: header_str(headers, profile_header).map(str::to_string),
+    })
+}
+
+async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let mut api = api_request(&req)?;
+    let schema = match &api.profile {
+        Some(p) if !state.config.db_schemas.contains(p) => {
+            return Err(ApiError::InvalidSchema {
+                schema: p.clone(),
+                allowed: state.config.db_schemas.clone(),
+            })
+        }
+        Some(p) => p.clone(),
+        None => state.config.db_schemas[0].clone(),
+    };
+    match (&api.target, api.method) {
+        (Target::Root, Method::Get | Method::Head) => root(state, &api, &schema),
+        (Target::Root, Method::Options) => Ok(allow("OPTIONS,GET,HEAD")),
+        (Target::Root, m) => Err(ApiError::UnsupportedMethod(method_name(m).into())),
+        (Target::Rpc(_), Method::Put | Method::Patch | Method::Delete) => {
+            Err(ApiError::RpcMethod(req.method().to_string()))
+        }
+        (Target::Rpc(name), _) => Err(ApiError::NoFunction {
+            schema,
+            name: name.clone(),
+        }),
+        (Target::Relation(name), method) => {
+            let cache = state.schema.load();
+            if cache.table(&schema, name).is_none() {
+                return Err(ApiError::TableNotFound {
+                    schema: schema.clone(),
+                    name: name.clone(),
+                    hint: cache.closest_table(&schema, name),
+                });
+            }
+            match method {
+                Method::Get | Method::Head => {
+                    api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
+                    let name = name.clone();
+                    read(state, &api, &cache, &schema, &name).await
+                }
+                Method::Options => Ok(allow("OPTIONS,GET,HEAD")),
+                _ => Err(ApiError::NotImplemented(format!(
+                    "{} on tables is not supported yet",
+                    method_name(method)
+                ))),
+            }
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Options => "OPTIONS",
+    }
+}
+
+fn allow(methods: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    set(&mut r, "Allow", methods);
+    r
+}
+
+fn set(r: &mut Resp, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        r.headers_mut().insert(n, v);
+    }
+}
+
+fn append(r: &mut Resp, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        r.headers_mut().append(n, v);
+    }
+}
+
+/// `GET /` until the OpenAPI document exists: the exposed tables and views.
+fn root(state: &AppState, api: &ApiRequest, schema: &str) -> Result<Resp, ApiError> {
+    let cache = state.schema.load();
+    let mut tables: Vec<_> = cache
+        .tables
+        .get(schema)
+        .map(|t| t.values().collect())
+        .unwrap_or_default();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let list: Vec<serde_json::Value> = tables
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "kind": t.kind,
+                "description": t.description,
+                "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                "path": format!("/{}", t.name),
+            })
+        })
+        .collect();
+    let body = serde_json::to_string(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut r = body_response(200, body, api.method == Method::Head);
+    set(&mut r, "Content-Type", "application/json; charset=utf-8");
+    Ok(r)
+}
+
+fn body_response(status: u16, body: String, head: bool) -> Resp {
+    let body = if head { Bytes::new() } else { Bytes::from(body) };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r
+}
+
+fn json_text(v: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = v
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+fn envelope(state: &AppState, api: &ApiRequest, schema: &str, read_only: bool) -> Result<Envelope, ApiError> {
+    let role = state
+        .config
+        .db_anon_role
+        .clone()
+        .ok_or(ApiError::NoAnonRole)?;
+    let search_path: Vec<String> = std::iter::once(schema.to_string())
+        .chain(state.config.db_extra_search_path.iter().cloned())
+        .map(|s| sql::quote_ident(&s))
+        .collect();
+    let mut gucs = vec![
+        ("request.jwt.claims".to_string(), "{}".to_string()),
+        ("request.method".to_string(), method_name(api.method).to_string()),
+        ("request.path".to_string(), api.path.clone()),
+        ("request.headers".to_string(), json_text(&api.headers)),
+        ("request.cookies".to_string(), json_text(&api.cookies)),
+    ];
+    for (k, v) in &state.config.app_settings {
+        gucs.push((format!("app.settings.{k}"), v.clone()));
+    }
+    Ok(Envelope {
+        read_only,
+        search_path: search_path.join(", "),
+        role,
+        anonymous: true,
+        gucs,
+        pre_request: state.config.db_pre_request.as_deref().map(sql::quote_qualified),
+    })
+}
+
+async fn read(
+    state: &AppState,
+    api: &ApiRequest,
+    cache: &SchemaCache,
+    schema: &str,
+    name: &str,
+) -> Result<Resp, ApiError> {
+    let max_rows = state.config.db_max_rows;
+    let plan = plan::read_plan(api, cache, schema, name, max_rows)?;
+    let main = sql::read_statement(&plan);
+    let wants_plan_rows = match plan.count {
+        Some(CountPref::Planned) => true,
+        Some(CountPref::Estimated) => max_rows.is_some(),
+        _ => false,
+    };
+    let count = wants_plan_rows.then(|| sql::planned_count_statement(&plan));
+    let env = envelope(state, api, schema, true)?;
+    let out = db::run_read(&state.pool, &env, &main, count.as_ref()).await?;
+    let total = match plan.count {
+        None => None,
+        Some(CountPref::Exact) => out.total,
+        Some(CountPref::Planned) => out.planned_total,
+        Some(CountPref::Estimated) => match (out.total, out.planned_total, max_rows) {
+            (Some(exact), Some(planned), Some(max)) if exact > max => Some(exact.max(planned)),
+            (exact, _, _) => exact,
+        },
+    };
+    if plan.media_type == MediaType::SingleObject && out.page_total != 1 {
+        return Err(ApiError::Singularity(out.page_total));
+    }
+    if let Some(total) = total {
+        if plan.offset > total {
+            return Err(ApiError::InvalidRange {
+                details: format!(
+                    "An offset of {} was requested, but there are only {total} rows.",
+                    plan.offset
+                ),
+                total: Some(total),
+            });
+        }
+    }
+    let total_text = total.map_or("*".to_string(), |t| t.to_string());
+    let content_range = if out.page_total == 0 {
+        format!("*/{total_text}")
+    } else {
+        format!(
+            "{}-{}/{total_text}",
+            plan.offset,
+            plan.offset + out.page_total - 1
+        )
+    };
+    let status = match total {
+        Some(t) if out.page_total < t => 206,
+        _ => 200,
+    };
+    let mut r = body_response(status, out.body, plan.head);
+    set(&mut r, "Content-Type", plan.media_type.content_type());
+    set(&mut r, "Content-Range", &content_range);
+    let location = if api.query.canonical.is_empty() {
+        format!("/{name}")
+    } else {
+        format!("/{name}?{}", api.query.canonical)
+    };
+    set(&mut r, "Content-Location", &location);
+    set(&mut r, "Vary", VARY);
+    if state.config.db_schemas.len() > 1 {
+        set(&mut r, "Content-Profile", schema);
+    }
+    if let Some(c) = plan.count {
+        let applied = match c {
+            CountPref::Exact => "count=exact",
+            CountPref::Planned => "count=planned",
+            CountPref::Estimated => "count=estimated",
+        };
+        set(&mut r, "Preference-Applied", applied);
+    }
+    apply_response_gucs(&mut r, out.response_headers.as_deref(), out.response_status.as_deref())?;
+    Ok(r)
+}
+
+/// `response.headers` (JSON array of one-key objects) and `response.status` set by SQL.
+fn apply_response_gucs(
+    r: &mut Resp,
+    headers: Option<&str>,
+    status: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(h) = headers {
+        let parsed: Option<Vec<serde_json::Map<String, serde_json::Value>>> =
+            serde_json::from_str(h).ok();
+        let Some(list) = parsed else {
+            return Err(ApiError::Internal("response.headers guc must be a JSON array composed of objects with a single key and a string value".into()));
+        };
+        let mut replaced = std::collections::HashSet::new();
+        for obj in list {
+            for (k, v) in obj {
+                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                if replaced.insert(k.to_ascii_lowercase()) {
+                    set(r, &k, &v);
+                } else {
+                    append(r, &k, &v);
+                }
+            }
+        }
+    }
+    if let Some(s) = status {
+        let code = s
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or_else(|| ApiError::Internal(format!("response.status guc must be a valid status code, got {s:?}")))?;
+        *r.status_mut() = code;
+    }
+    Ok(())
+}
+
+pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
+    let body = e.body(minimal).to_string();
+    let mut r = body_response(e.status(), body, false);
+    set(&mut r, "Content-Type", "application/json; charset=utf-8");
+    set(&mut r, "Proxy-Status", &format!("PostgREST; error={}", e.code()));
+    for (name, value) in e.extra_headers() {
+        set(&mut r, name, &value);
+    }
+    r
+}

@@ -1,0 +1,18 @@
+//! pgrest: a PostgREST-compatible REST API for PostgreSQL.
+//!
+//! One request, one way through: `request` (parse) -> `plan` (resolve against the schema
+//! cache) -> `sql` (render) -> `db` (run) -> `http` (respond).
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod pgcluster;
+pub mod plan;
+pub mod request;
+pub mod schema;
+pub mod server;
+pub mod sql;
+
+/// The demo schema loaded by `pgrest --demo`.
+pub const DEMO_SQL: &str = include_str!("demo.sql");

@@ -1,0 +1,174 @@
+//! A throwaway local PostgreSQL cluster (initdb + pg_ctl in a temp dir), for the demo and
+//! for the test suite. When run as root the cluster runs as the `postgres` OS user, since
+//! PostgreSQL refuses to run as root.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+pub struct TempCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+/// Finds the directory holding initdb and pg_ctl: PATH first, then Debian's layout.
+pub fn find_pg_bin() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .filter(|d| d.join("initdb").is_file())
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl TempCluster {
+    /// initdb + start. `name` becomes part of the temp dir name.
+    pub fn start(name: &str) -> Result<TempCluster, String> {
+        let bin = find_pg_bin().ok_or_else(|| {
+            "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
+             /usr/lib/postgresql/*/bin; install them, e.g. `apt-get install -y postgresql`"
+                .to_string()
+        })?;
+        let dir = std::env::temp_dir().join(format!("pgrest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
+        let as_postgres = is_root();
+        let cluster = TempCluster {
+            port: free_port().map_err(|e| e.to_string())?,
+            dir,
+            bin,
+            as_postgres,
+        };
+        if as_postgres {
+            cluster.run(Command::new("chown").args(["postgres:postgres"]).arg(&cluster.dir), false)?;
+        }
+        let data = cluster.data_dir();
+        cluster.run(
+            cluster
+                .pg_command("initdb")
+                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+                .arg(&data),
+            true,
+        )?;
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+            cluster.port,
+            cluster.dir.display()
+        );
+        cluster.run(
+            cluster
+                .pg_command("pg_ctl")
+                .args(["-w", "-D"])
+                .arg(&data)
+                .args(["-l"])
+                .arg(cluster.dir.join("log"))
+                .args(["-o", &opts, "start"]),
+            true,
+        )?;
+        Ok(cluster)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pg_command(&self, program: &str) -> Command {
+        let exe = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn run(&self, cmd: &mut Command, quiet: bool) -> Result<(), String> {
+        if quiet {
+            cmd.stdout(Stdio::null());
+        }
+        let out = cmd
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    pub fn uri(&self, db: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL text (several statements allowed) in database `db`.
+    pub async fn execute(&self, db: &str, sql: &str) -> Result<(), String> {
+        let (client, connection) = tokio_postgres::connect(&self.uri(db), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to the cluster: {e}"))?;
+        let conn = tokio::spawn(connection);
+        let result = client.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        });
+        drop(client);
+        let _ = conn.await;
+        result
+    }
+
+    /// Shell text that stops this cluster and removes its directory.
+    pub fn teardown_script(&self) -> String {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let prefix = if self.as_postgres { "runuser -u postgres -- " } else { "" };
+        format!(
+            "{prefix}{} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
+            pg_ctl.display(),
+            self.data_dir().display(),
+            self.dir.display()
+        )
+    }
+
+    pub fn stop(&self) {
+        let _ = Command::new("sh")
+            .args(["-c", &self.teardown_script()])
+            .status();
+    }
+
+    /// Stops the cluster once process `pid` has exited, even if it dies without cleaning up.
+    pub fn stop_when_process_exits(&self, pid: u32) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {}",
+            self.teardown_script()
+        );
+        let _ = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+}

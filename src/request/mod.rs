@@ -1,0 +1,330 @@
+//! Pure parse of an HTTP request into an `ApiRequest`: path, query string, headers.
+//! No database and no schema knowledge here.
+
+pub mod query;
+
+use crate::error::ApiError;
+use query::{
+    parse_field, parse_filter_value, parse_logic, parse_order, parse_select, split_key,
+    LogicTree, OrderTerm, SelectItem,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Root,
+    Relation(String),
+    Rpc(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountPref {
+    Exact,
+    Planned,
+    Estimated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    Json,
+    SingleObject,
+    Csv,
+}
+
+impl MediaType {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MediaType::Json => "application/json; charset=utf-8",
+            MediaType::SingleObject => "application/vnd.pgrst.object+json; charset=utf-8",
+            MediaType::Csv => "text/csv; charset=utf-8",
+        }
+    }
+}
+
+/// Everything the query string says, keyed by embed path (empty = the root).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryParams {
+    pub select: Vec<SelectItem>,
+    pub filters: Vec<(Vec<String>, LogicTree)>,
+    pub order: Vec<(Vec<String>, Vec<OrderTerm>)>,
+    pub limits: Vec<(Vec<String>, i64)>,
+    pub offsets: Vec<(Vec<String>, i64)>,
+    /// Sorted, re-encoded query string for Content-Location.
+    pub canonical: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub target: Target,
+    pub query: QueryParams,
+    pub count: Option<CountPref>,
+    pub media_type: MediaType,
+    /// `Range: a-b` request header: (first, last).
+    pub range: Option<(i64, Option<i64>)>,
+    /// Raw path, for request.path.
+    pub path: String,
+    /// Lower-cased header names with values (Cookie excluded), for request.headers.
+    pub headers: Vec<(String, String)>,
+    pub cookies: Vec<(String, String)>,
+    /// The schema named by Accept-Profile/Content-Profile, if any.
+    pub profile: Option<String>,
+}
+
+pub fn parse_method(m: &str) -> Result<Method, ApiError> {
+    Ok(match m {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        "OPTIONS" => Method::Options,
+        other => return Err(ApiError::UnsupportedMethod(other.to_string())),
+    })
+}
+
+/// `/`, `/name`, `/rpc/name`; names are percent-decoded.
+pub fn parse_target(path: &str) -> Result<Target, ApiError> {
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    match segments.as_slice() {
+        [] => Ok(Target::Root),
+        [name] => Ok(Target::Relation(name.clone())),
+        [rpc, name] if rpc == "rpc" => Ok(Target::Rpc(name.clone())),
+        _ => Err(ApiError::InvalidPath),
+    }
+}
+
+fn parse_int(what: &str, v: &str) -> Result<i64, ApiError> {
+    v.trim().parse::<i64>().map_err(|_| {
+        ApiError::parse(
+            what,
+            v,
+            1,
+            format!("unexpected {:?} expecting digit", v.chars().next().map(String::from).unwrap_or_default()),
+        )
+    })
+}
+
+const RESERVED: &[&str] = &["select", "columns", "on_conflict"];
+
+/// Parses a raw (still percent-encoded) query string.
+pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
+    let mut params = QueryParams {
+        select: vec![SelectItem::Star],
+        ..Default::default()
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for piece in raw.split('&').filter(|p| !p.is_empty()) {
+        // A bare key without `=` is ignored, as PostgREST does.
+        if !piece.contains('=') {
+            continue;
+        }
+        let (k, v) = form_urlencoded::parse(piece.as_bytes())
+            .next()
+            .unwrap_or_default();
+        pairs.push((k.into_owned(), v.into_owned()));
+    }
+    for (key, value) in &pairs {
+        if key == "select" {
+            params.select = parse_select(value)?;
+            continue;
+        }
+        if RESERVED.contains(&key.as_str()) {
+            continue;
+        }
+        let (path, last) = split_key(key);
+        let (path, last) = match (path.split_last(), last.as_str()) {
+            (Some((not, rest)), "or" | "and") if not == "not" => {
+                (rest.to_vec(), format!("not.{last}"))
+            }
+            _ => (path, last),
+        };
+        match last.as_str() {
+            "order" => params.order.push((path, parse_order(value)?)),
+            "limit" => params.limits.push((path, parse_int("limit", value)?)),
+            "offset" => params.offsets.push((path, parse_int("offset", value)?)),
+            "or" | "and" | "not.or" | "not.and" => {
+                params.filters.push((path, parse_logic(&last, value)?))
+            }
+            field => {
+                let field = parse_field(field)?;
+                let filter = parse_filter_value(field, value)?;
+                params.filters.push((path, LogicTree::Filter(filter)));
+            }
+        }
+    }
+    let mut sorted = pairs.clone();
+    sorted.sort();
+    params.canonical = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(sorted)
+        .finish();
+    Ok(params)
+}
+
+/// Prefer header(s): only `count=` matters to reads.
+pub fn parse_count_preference<'a>(values: impl Iterator<Item = &'a str>) -> Option<CountPref> {
+    let mut count = None;
+    for value in values {
+        for pref in value.split(',').map(str::trim) {
+            count = match pref {
+                "count=exact" => Some(CountPref::Exact),
+                "count=planned" => Some(CountPref::Planned),
+                "count=estimated" => Some(CountPref::Estimated),
+                _ => count,
+            };
+        }
+    }
+    count
+}
+
+/// Accept negotiation: highest q first, then header order; the first type we can produce.
+pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(MediaType::Json);
+    };
+    let mut candidates: Vec<(f32, usize, String, Vec<(String, String)>)> = Vec::new();
+    for (i, item) in accept.split(',').enumerate() {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut q = 1.0;
+        let mut params = Vec::new();
+        for p in parts {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim().trim_matches('"').to_string();
+            if k == "q" {
+                q = v.parse().unwrap_or(1.0);
+            } else {
+                params.push((k, v));
+            }
+        }
+        candidates.push((q, i, name, params));
+    }
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (q, _, name, params) in &candidates {
+        if *q <= 0.0 {
+            continue;
+        }
+        let stripped_nulls = params.iter().any(|(k, v)| k == "nulls" && v == "stripped");
+        let media = match name.as_str() {
+            "*/*" | "application/*" | "application/json" => Some(MediaType::Json),
+            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array"
+                if !stripped_nulls =>
+            {
+                Some(MediaType::Json)
+            }
+            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object"
+                if !stripped_nulls =>
+            {
+                Some(MediaType::SingleObject)
+            }
+            "text/csv" | "text/*" => Some(MediaType::Csv),
+            _ => None,
+        };
+        if let Some(m) = media {
+            return Ok(m);
+        }
+    }
+    let listed: Vec<&str> = accept.split(',').map(str::trim).collect();
+    Err(ApiError::NotAcceptable(listed.join(", ")))
+}
+
+/// `Range: a-b` or `a-`; anything else (units, several ranges) is ignored.
+pub fn parse_range_header(value: &str) -> Option<(i64, Option<i64>)> {
+    let (a, b) = value.trim().split_once('-')?;
+    let first = a.trim().parse::<i64>().ok()?;
+    let b = b.trim();
+    if b.is_empty() {
+        return Some((first, None));
+    }
+    Some((first, Some(b.parse::<i64>().ok()?)))
+}
+
+/// Cookie header -> name/value pairs.
+pub fn parse_cookies(value: &str) -> Vec<(String, String)> {
+    value
+        .split(';')
+        .filter_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(parse_target("/").unwrap(), Target::Root);
+        assert_eq!(
+            parse_target("/Order%20Items").unwrap(),
+            Target::Relation("Order Items".into())
+        );
+        assert_eq!(parse_target("/rpc/f").unwrap(), Target::Rpc("f".into()));
+        assert_eq!(parse_target("/a/b").unwrap_err(), ApiError::InvalidPath);
+        assert_eq!(parse_target("/rpc/f/x").unwrap_err(), ApiError::InvalidPath);
+    }
+
+    #[test]
+    fn query_keys() {
+        let q = parse_query("select=a,b&id=eq.1&not.or=(a.eq.1,b.eq.2)&actors.order=x.desc&limit=5&offset=2&bare&name=like.A%2B*+b").unwrap();
+        assert_eq!(q.select.len(), 2);
+        assert_eq!(q.filters.len(), 3);
+        assert_eq!(q.order[0].0, vec!["actors".to_string()]);
+        assert_eq!(q.limits, vec![(vec![], 5)]);
+        assert_eq!(q.offsets, vec![(vec![], 2)]);
+        match &q.filters[2].1 {
+            LogicTree::Filter(f) => match &f.operation {
+                query::Operation::Compare { value, .. } => assert_eq!(value, "A+* b"),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_query("a=").is_err());
+        assert!(parse_query("limit=x").is_err());
+        assert_eq!(parse_query("b=eq.1&a=eq.1").unwrap().canonical, "a=eq.1&b=eq.1");
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(negotiate(None).unwrap(), MediaType::Json);
+        assert_eq!(negotiate(Some("text/csv, application/json")).unwrap(), MediaType::Csv);
+        assert_eq!(negotiate(Some("text/unknown, */*")).unwrap(), MediaType::Json);
+        assert_eq!(
+            negotiate(Some("text/csv;q=0.5, application/vnd.pgrst.object+json")).unwrap(),
+            MediaType::SingleObject
+        );
+        assert_eq!(
+            negotiate(Some("Text/CSV; version=1")).unwrap(),
+            MediaType::Csv
+        );
+        assert_eq!(
+            negotiate(Some("text/unknowntype")).unwrap_err(),
+            ApiError::NotAcceptable("text/unknowntype".into())
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range_header("0-9"), Some((0, Some(9))));
+        assert_eq!(parse_range_header("5-"), Some((5, None)));
+        assert_eq!(parse_range_header("items=0-9"), None);
+    }
+}

@@ -1,0 +1,1020 @@
+//! PostgREST's query-string grammar: select, filters, logic trees, order, limit/offset.
+//! Hand-written recursive descent over characters so errors can name the exact column the
+//! way PostgREST's parser does (`"failed to parse order (x)" (line 1, column 3)`).
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonKey {
+    Key(String),
+    Index(i64),
+}
+
+/// One `->` or `->>` step of a JSON path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonStep {
+    /// `->>` (text result) rather than `->`.
+    pub as_text: bool,
+    pub key: JsonKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub json_path: Vec<JsonStep>,
+}
+
+impl Field {
+    /// The key the value gets in the output: the last JSON key of the path, or the name.
+    pub fn output_name(&self) -> &str {
+        self.json_path
+            .iter()
+            .rev()
+            .find_map(|s| match &s.key {
+                JsonKey::Key(k) => Some(k.as_str()),
+                JsonKey::Index(_) => None,
+            })
+            .unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JoinType {
+    Inner,
+    Left,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SelectItem {
+    Star,
+    Column {
+        field: Field,
+        alias: Option<String>,
+        cast: Option<String>,
+    },
+    Embed {
+        name: String,
+        alias: Option<String>,
+        hint: Option<String>,
+        join: Option<JoinType>,
+        spread: bool,
+        items: Vec<SelectItem>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Like,
+    Ilike,
+    Match,
+    Imatch,
+    Cs,
+    Cd,
+    Ov,
+    Sl,
+    Sr,
+    Nxr,
+    Nxl,
+    Adj,
+    IsDistinct,
+}
+
+impl CompareOp {
+    fn from_name(name: &str) -> Option<CompareOp> {
+        use CompareOp::*;
+        Some(match name {
+            "eq" => Eq,
+            "neq" => Neq,
+            "gt" => Gt,
+            "gte" => Gte,
+            "lt" => Lt,
+            "lte" => Lte,
+            "like" => Like,
+            "ilike" => Ilike,
+            "match" => Match,
+            "imatch" => Imatch,
+            "cs" => Cs,
+            "cd" => Cd,
+            "ov" => Ov,
+            "sl" => Sl,
+            "sr" => Sr,
+            "nxr" => Nxr,
+            "nxl" => Nxl,
+            "adj" => Adj,
+            "isdistinct" => IsDistinct,
+            _ => return None,
+        })
+    }
+
+    pub fn sql(self) -> &'static str {
+        use CompareOp::*;
+        match self {
+            Eq => "=",
+            Neq => "<>",
+            Gt => ">",
+            Gte => ">=",
+            Lt => "<",
+            Lte => "<=",
+            Like => "LIKE",
+            Ilike => "ILIKE",
+            Match => "~",
+            Imatch => "~*",
+            Cs => "@>",
+            Cd => "<@",
+            Ov => "&&",
+            Sl => "<<",
+            Sr => ">>",
+            Nxr => "&<",
+            Nxl => "&>",
+            Adj => "-|-",
+            IsDistinct => "IS DISTINCT FROM",
+        }
+    }
+
+    fn allows_quantifier(self) -> bool {
+        use CompareOp::*;
+        matches!(
+            self,
+            Eq | Gt | Gte | Lt | Lte | Like | Ilike | Match | Imatch
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsValue {
+    Null,
+    NotNull,
+    True,
+    False,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtsKind {
+    Fts,
+    Plain,
+    Phrase,
+    Websearch,
+}
+
+impl FtsKind {
+    pub fn function(self) -> &'static str {
+        match self {
+            FtsKind::Fts => "to_tsquery",
+            FtsKind::Plain => "plainto_tsquery",
+            FtsKind::Phrase => "phraseto_tsquery",
+            FtsKind::Websearch => "websearch_to_tsquery",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Compare {
+        op: CompareOp,
+        quantifier: Option<Quantifier>,
+        value: String,
+    },
+    In(Vec<String>),
+    Is(IsValue),
+    Fts {
+        kind: FtsKind,
+        language: Option<String>,
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub field: Field,
+    pub negated: bool,
+    pub operation: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogicTree {
+    Expr {
+        negated: bool,
+        /// true = OR, false = AND
+        or: bool,
+        children: Vec<LogicTree>,
+    },
+    Filter(Filter),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nulls {
+    First,
+    Last,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderTerm {
+    /// `Some(rel)` for `rel(col)` (ordering by a to-one embed's column).
+    pub relation: Option<String>,
+    pub field: Field,
+    pub direction: Option<Direction>,
+    pub nulls: Option<Nulls>,
+}
+
+/// Character cursor producing PostgREST-style parse errors.
+struct Cursor<'a> {
+    what: &'a str,
+    input: &'a str,
+    chars: Vec<char>,
+    pos: usize,
+    /// Added to the column in messages (logic trees are parsed as `key` + value).
+    offset: usize,
+}
+
+const FIELD_EXPECT: &str = "field name (* or [a..z0..9_$])";
+
+impl<'a> Cursor<'a> {
+    fn new(what: &'a str, input: &'a str) -> Self {
+        Cursor {
+            what,
+            input,
+            chars: input.chars().collect(),
+            pos: 0,
+            offset: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, n: usize) -> Option<char> {
+        self.chars.get(self.pos + n).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.chars.len()
+    }
+
+    fn starts_with(&self, s: &str) -> bool {
+        s.chars().enumerate().all(|(i, c)| self.peek_at(i) == Some(c))
+    }
+
+    fn eat(&mut self, s: &str) -> bool {
+        if self.starts_with(s) {
+            self.pos += s.chars().count();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(' ') {
+            self.pos += 1;
+        }
+    }
+
+    fn error(&self, expecting: &str) -> ApiError {
+        let unexpected = match self.peek() {
+            Some(c) => format!("unexpected {:?}", c.to_string()),
+            None => "unexpected end of input".to_string(),
+        };
+        ApiError::parse(
+            self.what,
+            self.input,
+            self.offset + self.pos + 1,
+            format!("{unexpected} expecting {expecting}"),
+        )
+    }
+
+    fn expect(&mut self, s: &str) -> Result<(), ApiError> {
+        if self.eat(s) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("{s:?}")))
+        }
+    }
+
+    fn expect_end(&mut self) -> Result<(), ApiError> {
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err(self.error("end of input"))
+        }
+    }
+
+    /// A double-quoted string; `\"` and `\\` escape.
+    fn quoted(&mut self) -> Result<String, ApiError> {
+        self.expect("\"")?;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(self.error("closing quote '\"'")),
+                Some('"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some('\\') if matches!(self.peek_at(1), Some('"') | Some('\\')) => {
+                    out.push(self.chars[self.pos + 1]);
+                    self.pos += 2;
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    fn is_name_char(&self, c: char) -> bool {
+        c.is_alphanumeric()
+            || c == '_'
+            || c == '$'
+            || c == ' '
+            || (c == '-' && self.peek_at(1) != Some('>'))
+    }
+
+    /// A field or relation name: quoted, or letters, digits, `_`, `$`, space and `-`.
+    fn name(&mut self) -> Result<String, ApiError> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if !self.is_name_char(c) {
+                break;
+            }
+            self.pos += 1;
+        }
+        let name: String = self.chars[start..self.pos].iter().collect();
+        let trimmed = name.trim();
+        if trimmed.is_empty() {
+            self.pos = start;
+            return Err(self.error(FIELD_EXPECT));
+        }
+        Ok(trimmed.to_string())
+    }
+
+    fn json_path(&mut self) -> Result<Vec<JsonStep>, ApiError> {
+        let mut path = Vec::new();
+        loop {
+            let as_text = if self.eat("->>") {
+                true
+            } else if self.eat("->") {
+                false
+            } else {
+                return Ok(path);
+            };
+            if path.last().is_some_and(|s: &JsonStep| s.as_text) {
+                self.pos -= if as_text { 3 } else { 2 };
+                return Err(self.error("end of json path"));
+            }
+            let key = self.json_key()?;
+            path.push(JsonStep { as_text, key });
+        }
+    }
+
+    fn json_key(&mut self) -> Result<JsonKey, ApiError> {
+        let start = self.pos;
+        let negative = self.eat("-");
+        let digits_start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        if self.pos > digits_start {
+            let ends_here = match self.peek() {
+                None => true,
+                Some(c) => matches!(c, ',' | ')' | '.' | ':' | '-' | '!'),
+            };
+            if ends_here {
+                let text: String = self.chars[start..self.pos].iter().collect();
+                return text
+                    .parse()
+                    .map(JsonKey::Index)
+                    .map_err(|_| self.error("a valid array index"));
+            }
+        }
+        self.pos = start;
+        if negative && self.peek_at(1).is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+            return Err(self.error("digit"));
+        }
+        self.name().map(JsonKey::Key)
+    }
+
+    fn field(&mut self) -> Result<Field, ApiError> {
+        let name = self.name()?;
+        let json_path = self.json_path()?;
+        Ok(Field { name, json_path })
+    }
+}
+
+/// `select=...`
+pub fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
+    if input.trim().is_empty() {
+        return Ok(vec![SelectItem::Star]);
+    }
+    let mut c = Cursor::new("select parameter", input);
+    let items = select_list(&mut c)?;
+    c.expect_end()?;
+    Ok(items)
+}
+
+fn select_list(c: &mut Cursor) -> Result<Vec<SelectItem>, ApiError> {
+    let mut items = Vec::new();
+    loop {
+        c.skip_spaces();
+        items.push(select_item(c)?);
+        c.skip_spaces();
+        if !c.eat(",") {
+            return Ok(items);
+        }
+    }
+}
+
+fn select_item(c: &mut Cursor) -> Result<SelectItem, ApiError> {
+    if c.eat("*") {
+        return Ok(SelectItem::Star);
+    }
+    if c.eat("...") {
+        let name = c.name()?;
+        return embed(c, name, None, true);
+    }
+    let first = c.name()?;
+    let (alias, name) = if c.peek() == Some(':') && c.peek_at(1) != Some(':') {
+        c.pos += 1;
+        c.skip_spaces();
+        (Some(first), c.name()?)
+    } else {
+        (None, first)
+    };
+    if matches!(c.peek(), Some('(') | Some('!')) {
+        return embed(c, name, alias, false);
+    }
+    let json_path = c.json_path()?;
+    let cast = if c.eat("::") {
+        let start = c.pos;
+        while c
+            .peek()
+            .is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == ' ')
+        {
+            c.pos += 1;
+        }
+        let cast: String = c.chars[start..c.pos].iter().collect();
+        let cast = cast.trim().to_string();
+        if cast.is_empty() {
+            return Err(c.error("type name"));
+        }
+        Some(cast)
+    } else {
+        None
+    };
+    if c.peek() == Some('.') {
+        return Err(ApiError::NotImplemented(
+            "aggregate functions in select are not supported yet".into(),
+        ));
+    }
+    Ok(SelectItem::Column {
+        field: Field { name, json_path },
+        alias,
+        cast,
+    })
+}
+
+fn embed(
+    c: &mut Cursor,
+    name: String,
+    alias: Option<String>,
+    spread: bool,
+) -> Result<SelectItem, ApiError> {
+    let mut hint = None;
+    let mut join = None;
+    while c.eat("!") {
+        let word = c.name()?;
+        match word.as_str() {
+            "inner" => join = Some(JoinType::Inner),
+            "left" => join = Some(JoinType::Left),
+            _ => hint = Some(word),
+        }
+    }
+    c.expect("(")?;
+    c.skip_spaces();
+    let items = if c.peek() == Some(')') {
+        Vec::new()
+    } else {
+        select_list(c)?
+    };
+    c.skip_spaces();
+    c.expect(")")?;
+    Ok(SelectItem::Embed {
+        name,
+        alias,
+        hint,
+        join,
+        spread,
+        items,
+    })
+}
+
+/// `order=...`
+pub fn parse_order(input: &str) -> Result<Vec<OrderTerm>, ApiError> {
+    let mut c = Cursor::new("order", input);
+    let mut terms = Vec::new();
+    loop {
+        c.skip_spaces();
+        terms.push(order_term(&mut c)?);
+        c.skip_spaces();
+        if c.at_end() {
+            return Ok(terms);
+        }
+        if !c.eat(",") {
+            return Err(c.error("\",\" or end of input"));
+        }
+    }
+}
+
+fn order_term(c: &mut Cursor) -> Result<OrderTerm, ApiError> {
+    let first = c.field()?;
+    let (relation, field) = if first.json_path.is_empty() && c.eat("(") {
+        let field = c.field()?;
+        c.expect(")")?;
+        (Some(first.name), field)
+    } else {
+        (None, first)
+    };
+    let mut term = OrderTerm {
+        relation,
+        field,
+        direction: None,
+        nulls: None,
+    };
+    if c.eat(".") {
+        if c.eat("asc") {
+            term.direction = Some(Direction::Asc);
+        } else if c.eat("desc") {
+            term.direction = Some(Direction::Desc);
+        }
+        if term.direction.is_none() || c.eat(".") {
+            if c.eat("nullsfirst") {
+                term.nulls = Some(Nulls::First);
+            } else if c.eat("nullslast") {
+                term.nulls = Some(Nulls::Last);
+            } else if term.direction.is_none() {
+                return Err(c.error("\"asc\", \"desc\", \"nullsfirst\" or \"nullslast\""));
+            } else {
+                return Err(c.error("\"nullsfirst\" or \"nullslast\""));
+            }
+        }
+    }
+    Ok(term)
+}
+
+/// A filter's right-hand side, `[not.]op[(modifier)].value`.
+pub fn parse_filter_value(field: Field, input: &str) -> Result<Filter, ApiError> {
+    let mut c = Cursor::new("filter", input);
+    let filter = operation(&mut c, field, None)?;
+    Ok(filter)
+}
+
+/// Parses an operation; `stop` (inside logic trees) ends a plain value at `,` or `)`.
+fn operation(c: &mut Cursor, field: Field, stop: Option<()>) -> Result<Filter, ApiError> {
+    let negated = c.eat("not.");
+    let start = c.pos;
+    while c.peek().is_some_and(|ch| ch.is_ascii_lowercase()) {
+        c.pos += 1;
+    }
+    let op_name: String = c.chars[start..c.pos].iter().collect();
+    let bad_operator = |c: &mut Cursor| {
+        c.pos = start;
+        if negated {
+            c.error("operator (eq, gt, ...)")
+        } else {
+            c.error("\"not\" or operator (eq, gt, ...)")
+        }
+    };
+    let value = |c: &mut Cursor| -> Result<String, ApiError> {
+        match stop {
+            None => {
+                let v: String = c.chars[c.pos..].iter().collect();
+                c.pos = c.chars.len();
+                Ok(v)
+            }
+            Some(()) => tree_value(c),
+        }
+    };
+    let operation = match op_name.as_str() {
+        "in" => {
+            c.expect(".")?;
+            Operation::In(list_value(c)?)
+        }
+        "is" => {
+            c.expect(".")?;
+            let start = c.pos;
+            while c
+                .peek()
+                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+            {
+                c.pos += 1;
+            }
+            let word: String = c.chars[start..c.pos].iter().collect();
+            let is = match word.to_ascii_lowercase().as_str() {
+                "null" => IsValue::Null,
+                "not_null" => IsValue::NotNull,
+                "true" => IsValue::True,
+                "false" => IsValue::False,
+                "unknown" => IsValue::Unknown,
+                _ => {
+                    c.pos = start;
+                    return Err(c.error("null or trilean value (unknown, true, false)"));
+                }
+            };
+            Operation::Is(is)
+        }
+        "fts" | "plfts" | "phfts" | "wfts" => {
+            let kind = match op_name.as_str() {
+                "fts" => FtsKind::Fts,
+                "plfts" => FtsKind::Plain,
+                "phfts" => FtsKind::Phrase,
+                _ => FtsKind::Websearch,
+            };
+            let language = if c.eat("(") {
+                let start = c.pos;
+                while c.peek().is_some_and(|ch| ch != ')') {
+                    c.pos += 1;
+                }
+                let lang: String = c.chars[start..c.pos].iter().collect();
+                c.expect(")")?;
+                Some(lang)
+            } else {
+                None
+            };
+            c.expect(".")?;
+            Operation::Fts {
+                kind,
+                language,
+                value: value(c)?,
+            }
+        }
+        name => {
+            let Some(op) = CompareOp::from_name(name) else {
+                return Err(bad_operator(c));
+            };
+            let quantifier = if c.peek() == Some('(') && op.allows_quantifier() {
+                c.pos += 1;
+                let q = if c.eat("any") {
+                    Quantifier::Any
+                } else if c.eat("all") {
+                    Quantifier::All
+                } else {
+                    return Err(c.error("\"any\" or \"all\""));
+                };
+                c.expect(")")?;
+                Some(q)
+            } else {
+                None
+            };
+            c.expect(".")?;
+            Operation::Compare {
+                op,
+                quantifier,
+                value: value(c)?,
+            }
+        }
+    };
+    Ok(Filter {
+        field,
+        negated,
+        operation,
+    })
+}
+
+/// `(a,"b,c",d)`: elements may be double-quoted; outside quotes everything is literal.
+fn list_value(c: &mut Cursor) -> Result<Vec<String>, ApiError> {
+    c.expect("(")?;
+    let mut items = Vec::new();
+    loop {
+        let quoted_start = {
+            let save = c.pos;
+            c.skip_spaces();
+            if c.peek() == Some('"') {
+                true
+            } else {
+                c.pos = save;
+                false
+            }
+        };
+        let item = if quoted_start {
+            let v = c.quoted()?;
+            c.skip_spaces();
+            v
+        } else {
+            let start = c.pos;
+            while c.peek().is_some_and(|ch| ch != ',' && ch != ')') {
+                c.pos += 1;
+            }
+            c.chars[start..c.pos].iter().collect::<String>()
+        };
+        items.push(item);
+        if c.eat(",") {
+            continue;
+        }
+        c.expect(")")?;
+        break;
+    }
+    // `in.()` (only spaces inside) is the empty list.
+    if items.len() == 1 && items[0].trim().is_empty() && !items[0].is_empty() || items == [""] {
+        items.clear();
+    }
+    Ok(items)
+}
+
+/// A value inside a logic tree: quoted, a `{...}` array literal, or up to `,`/`)`.
+fn tree_value(c: &mut Cursor) -> Result<String, ApiError> {
+    if c.peek() == Some('"') {
+        return c.quoted();
+    }
+    let start = c.pos;
+    if c.peek() == Some('{') {
+        while c.peek().is_some_and(|ch| ch != '}') {
+            c.pos += 1;
+        }
+        if c.eat("}") {
+            return Ok(c.chars[start..c.pos].iter().collect());
+        }
+        c.pos = start;
+    }
+    while c.peek().is_some_and(|ch| ch != ',' && ch != ')') {
+        c.pos += 1;
+    }
+    Ok(c.chars[start..c.pos].iter().collect())
+}
+
+/// `or=(...)`/`and=(...)`; `key` is the last segment of the parameter name
+/// (`or`, `and`, `not.or`, `not.and`).
+pub fn parse_logic(key: &str, input: &str) -> Result<LogicTree, ApiError> {
+    let (negated, name) = match key.strip_prefix("not.") {
+        Some(rest) => (true, rest),
+        None => (false, key),
+    };
+    let mut c = Cursor::new("logic tree", input);
+    c.offset = name.len();
+    let children = logic_children(&mut c)?;
+    c.expect_end()?;
+    Ok(LogicTree::Expr {
+        negated,
+        or: name == "or",
+        children,
+    })
+}
+
+fn logic_children(c: &mut Cursor) -> Result<Vec<LogicTree>, ApiError> {
+    c.expect("(")?;
+    let mut children = Vec::new();
+    loop {
+        c.skip_spaces();
+        children.push(logic_item(c)?);
+        c.skip_spaces();
+        if c.eat(",") {
+            continue;
+        }
+        c.expect(")")?;
+        return Ok(children);
+    }
+}
+
+fn logic_item(c: &mut Cursor) -> Result<LogicTree, ApiError> {
+    let save = c.pos;
+    let negated = c.eat("not.");
+    for (word, or) in [("or", true), ("and", false)] {
+        if c.starts_with(word) && c.peek_at(word.len()) == Some('(') {
+            c.pos += word.len();
+            let children = logic_children(c)?;
+            return Ok(LogicTree::Expr {
+                negated,
+                or,
+                children,
+            });
+        }
+    }
+    c.pos = save;
+    if !c.peek().is_some_and(|ch| c.is_name_char(ch) || ch == '"') || c.peek() == Some(' ') {
+        return Err(c.error(&format!(
+            "{FIELD_EXPECT}, negation operator (not) or logic operator (and, or)"
+        )));
+    }
+    let field = c.field()?;
+    c.expect(".")?;
+    Ok(LogicTree::Filter(operation(c, field, Some(()))?))
+}
+
+/// Splits a parameter key like `actors.roles.first_name->x` into the embed path and the
+/// last segment, respecting double quotes.
+pub fn split_key(key: &str) -> (Vec<String>, String) {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    let mut in_json = false;
+    let chars: Vec<char> = key.chars().collect();
+    for (i, &ch) in chars.iter().enumerate() {
+        match ch {
+            '"' => {
+                in_quotes = !in_quotes;
+                current.push(ch);
+            }
+            '-' if !in_quotes && chars.get(i + 1) == Some(&'>') => {
+                in_json = true;
+                current.push(ch);
+            }
+            '.' if !in_quotes && !in_json => parts.push(std::mem::take(&mut current)),
+            _ => current.push(ch),
+        }
+    }
+    parts.push(current);
+    let last = parts.pop().unwrap_or_default();
+    (parts, last)
+}
+
+/// A filter key's field: name plus JSON path.
+pub fn parse_field(input: &str) -> Result<Field, ApiError> {
+    let mut c = Cursor::new("filter", input);
+    let field = c.field()?;
+    c.expect_end()?;
+    Ok(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str) -> SelectItem {
+        SelectItem::Column {
+            field: Field {
+                name: name.into(),
+                json_path: vec![],
+            },
+            alias: None,
+            cast: None,
+        }
+    }
+
+    #[test]
+    fn select_forms() {
+        assert_eq!(parse_select("").unwrap(), vec![SelectItem::Star]);
+        assert_eq!(parse_select("a, b").unwrap(), vec![col("a"), col("b")]);
+        let items = parse_select("x:data->a->>b::text,\"a.b\",arr->0").unwrap();
+        assert_eq!(
+            items[0],
+            SelectItem::Column {
+                field: Field {
+                    name: "data".into(),
+                    json_path: vec![
+                        JsonStep {
+                            as_text: false,
+                            key: JsonKey::Key("a".into())
+                        },
+                        JsonStep {
+                            as_text: true,
+                            key: JsonKey::Key("b".into())
+                        }
+                    ]
+                },
+                alias: Some("x".into()),
+                cast: Some("text".into())
+            }
+        );
+        assert_eq!(items[1], col("a.b"));
+        match &items[2] {
+            SelectItem::Column { field, .. } => {
+                assert_eq!(field.json_path[0].key, JsonKey::Index(0));
+                assert_eq!(field.output_name(), "arr");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &parse_select("id,d:directors!fk!inner(*)").unwrap()[1] {
+            SelectItem::Embed {
+                name, alias, hint, join, ..
+            } => {
+                assert_eq!(name, "directors");
+                assert_eq!(alias.as_deref(), Some("d"));
+                assert_eq!(hint.as_deref(), Some("fk"));
+                assert_eq!(*join, Some(JoinType::Inner));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn select_errors() {
+        assert!(matches!(parse_select("a,"), Err(ApiError::Parse { .. })));
+        assert!(matches!(
+            parse_select("data->>a->b"),
+            Err(ApiError::Parse { .. })
+        ));
+        assert!(matches!(parse_select("a)"), Err(ApiError::Parse { .. })));
+    }
+
+    #[test]
+    fn filter_forms() {
+        let f = |v: &str| parse_filter_value(parse_field("c").unwrap(), v);
+        assert_eq!(
+            f("not.eq.5").unwrap().operation,
+            Operation::Compare {
+                op: CompareOp::Eq,
+                quantifier: None,
+                value: "5".into()
+            }
+        );
+        assert!(f("not.eq.5").unwrap().negated);
+        assert_eq!(
+            f("in.(1,\"a,b\",c)").unwrap().operation,
+            Operation::In(vec!["1".into(), "a,b".into(), "c".into()])
+        );
+        assert_eq!(f("in.()").unwrap().operation, Operation::In(vec![]));
+        assert_eq!(f("in.( )").unwrap().operation, Operation::In(vec![]));
+        assert_eq!(f("is.NULL").unwrap().operation, Operation::Is(IsValue::Null));
+        assert!(f("is.nothing").is_err());
+        assert_eq!(
+            f("like(any).{a*,b*}").unwrap().operation,
+            Operation::Compare {
+                op: CompareOp::Like,
+                quantifier: Some(Quantifier::Any),
+                value: "{a*,b*}".into()
+            }
+        );
+        assert!(f("cs(any).{1}").is_err());
+        assert_eq!(
+            f("fts(english).cat").unwrap().operation,
+            Operation::Fts {
+                kind: FtsKind::Fts,
+                language: Some("english".into()),
+                value: "cat".into()
+            }
+        );
+        assert_eq!(
+            f("0").unwrap_err().body(false)["message"],
+            "\"failed to parse filter (0)\" (line 1, column 1)"
+        );
+        assert_eq!(
+            f("eq.").unwrap().operation,
+            Operation::Compare {
+                op: CompareOp::Eq,
+                quantifier: None,
+                value: "".into()
+            }
+        );
+    }
+
+    #[test]
+    fn logic_trees() {
+        let t = parse_logic("or", "(age.lt.18,not.and(a.gte.0,b.in.(1,2)),c.eq.\"x,y\")").unwrap();
+        match t {
+            LogicTree::Expr { or, children, .. } => {
+                assert!(or);
+                assert_eq!(children.len(), 3);
+            }
+            _ => panic!(),
+        }
+        let e = parse_logic("or", "()").unwrap_err().body(false);
+        assert_eq!(e["message"], "\"failed to parse logic tree (())\" (line 1, column 4)");
+        assert_eq!(e["details"], "unexpected \")\" expecting field name (* or [a..z0..9_$]), negation operator (not) or logic operator (and, or)");
+    }
+
+    #[test]
+    fn order_forms() {
+        let t = parse_order("a.desc.nullslast,b,c->>x.asc,d(e).nullsfirst").unwrap();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0].direction, Some(Direction::Desc));
+        assert_eq!(t[0].nulls, Some(Nulls::Last));
+        assert_eq!(t[3].relation.as_deref(), Some("d"));
+        let e = parse_order("id.asc.nullslasttt").unwrap_err().body(false);
+        assert_eq!(
+            e["message"],
+            "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
+        );
+        assert!(parse_order("id.ascc").is_err());
+    }
+
+    #[test]
+    fn keys_split_on_dots_outside_quotes_and_json() {
+        assert_eq!(
+            split_key("a.b.c->>d.e"),
+            (vec!["a".to_string(), "b".to_string()], "c->>d.e".to_string())
+        );
+        assert_eq!(split_key("\"x.y\""), (vec![], "\"x.y\"".to_string()));
+    }
+}

@@ -1,0 +1,174 @@
+//! The schema cache: what the exposed schemas hold, loaded once and shared as an
+//! immutable snapshot.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    pub name: String,
+    /// `format_type()` of the column's type, e.g. `character varying(20)`.
+    pub data_type: String,
+    /// Name of the base type (domains resolved), e.g. `jsonb`, `tsvector`, `int4`.
+    pub base_type: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    pub enum_values: Vec<String>,
+    pub description: Option<String>,
+}
+
+impl Column {
+    pub fn is_json(&self) -> bool {
+        matches!(self.base_type.as_str(), "json" | "jsonb")
+    }
+
+    pub fn is_tsvector(&self) -> bool {
+        self.base_type == "tsvector"
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+    /// `table`, `view`, `materialized_view`, `foreign_table` or `partitioned_table`.
+    pub kind: &'static str,
+    pub description: Option<String>,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SchemaCache {
+    pub schemas: Vec<String>,
+    pub tables: HashMap<String, HashMap<String, Table>>,
+    #[serde(skip)]
+    pub load_time: Duration,
+}
+
+const TABLES_SQL: &str = r#"
+SELECT n.nspname::text, c.relname::text, c.relkind::text,
+       obj_description(c.oid, 'pg_class'),
+       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                 FROM pg_constraint pk,
+                      unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
+                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                 WHERE pk.conrelid = c.oid AND pk.contype = 'p'), '{}')
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
+  AND NOT c.relispartition
+  AND n.nspname = ANY($1)
+"#;
+
+const COLUMNS_SQL: &str = r#"
+SELECT n.nspname::text, c.relname::text, a.attname::text,
+       format_type(a.atttypid, a.atttypmod),
+       coalesce(bt.typname, t.typname)::text,
+       NOT (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)),
+       coalesce(pg_get_expr(ad.adbin, ad.adrelid), pg_get_expr(t.typdefaultbin, 0)),
+       coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+                 FROM pg_enum e WHERE e.enumtypid = coalesce(bt.oid, t.oid)), '{}'),
+       col_description(c.oid, a.attnum)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
+  AND NOT c.relispartition
+  AND n.nspname = ANY($1)
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"#;
+
+fn kind_name(relkind: &str) -> &'static str {
+    match relkind {
+        "v" => "view",
+        "m" => "materialized_view",
+        "f" => "foreign_table",
+        "p" => "partitioned_table",
+        _ => "table",
+    }
+}
+
+impl SchemaCache {
+    /// Loads the cache in one read-only transaction.
+    pub async fn load(client: &mut Client, schemas: &[String]) -> Result<SchemaCache, tokio_postgres::Error> {
+        let started = Instant::now();
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await?;
+        let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
+        for row in tx.query(TABLES_SQL, &[&schemas]).await? {
+            let schema: String = row.get(0);
+            let name: String = row.get(1);
+            let relkind: String = row.get(2);
+            let table = Table {
+                schema: schema.clone(),
+                name: name.clone(),
+                kind: kind_name(&relkind),
+                description: row.get(3),
+                columns: Vec::new(),
+                primary_key: row.get(4),
+            };
+            tables.entry(schema).or_default().insert(name, table);
+        }
+        for row in tx.query(COLUMNS_SQL, &[&schemas]).await? {
+            let schema: String = row.get(0);
+            let name: String = row.get(1);
+            let Some(table) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) else {
+                continue;
+            };
+            table.columns.push(Column {
+                name: row.get(2),
+                data_type: row.get(3),
+                base_type: row.get(4),
+                nullable: row.get(5),
+                default: row.get(6),
+                enum_values: row.get(7),
+                description: row.get(8),
+            });
+        }
+        tx.commit().await?;
+        Ok(SchemaCache {
+            schemas: schemas.to_vec(),
+            tables,
+            load_time: started.elapsed(),
+        })
+    }
+
+    pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {
+        self.tables.get(schema).and_then(|t| t.get(name))
+    }
+
+    /// The closest table name in `schema`, for "Perhaps you meant" hints.
+    pub fn closest_table(&self, schema: &str, name: &str) -> Option<String> {
+        let tables = self.tables.get(schema)?;
+        if tables.len() >= 500 {
+            return None;
+        }
+        tables
+            .keys()
+            .map(|t| (strsim::normalized_levenshtein(t, name), t))
+            .filter(|(score, _)| *score >= 0.6)
+            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+            .map(|(_, t)| t.clone())
+    }
+
+    pub fn table_count(&self) -> usize {
+        self.tables.values().map(HashMap::len).sum()
+    }
+}

@@ -1,0 +1,158 @@
+//! Start-up: connect, load the schema cache, bind, serve; and the demo mode.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, LogLevel};
+use crate::db;
+use crate::http::{self, AppState};
+use crate::pgcluster::TempCluster;
+use crate::schema::SchemaCache;
+
+pub fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Crit | LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    };
+    let filter = format!("pgrest={filter}");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The addresses `server-host` stands for (PostgREST's special values included).
+fn bind_host(host: &str) -> &str {
+    match host {
+        "!4" | "*4" => "0.0.0.0",
+        "*" | "*6" | "!6" => "::",
+        other => other,
+    }
+}
+
+async fn load_schema(uri: &str, schemas: &[String]) -> Result<SchemaCache, String> {
+    let (mut client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {}", db::pg_error(&e, false).body(false)["details"].as_str().unwrap_or(&e.to_string())))?;
+    let conn = tokio::spawn(connection);
+    let cache = SchemaCache::load(&mut client, schemas)
+        .await
+        .map_err(|e| format!("cannot load the schema cache: {e}"))?;
+    drop(client);
+    let _ = conn.await;
+    Ok(cache)
+}
+
+/// A running server: its address and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// Connects, loads the schema cache and starts serving in the background.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let uri = config
+        .db_uri
+        .clone()
+        .ok_or_else(|| "db-uri is not set".to_string())?;
+    let cache = load_schema(&uri, &config.db_schemas).await?;
+    tracing::info!(
+        "schema cache loaded in {:.1} ms: {} relations",
+        cache.load_time.as_secs_f64() * 1000.0,
+        cache.table_count()
+    );
+    let pool = db::make_pool(
+        &uri,
+        config.db_pool,
+        Duration::from_secs(config.db_pool_acquisition_timeout),
+    )?;
+    let host = bind_host(&config.server_host).to_string();
+    let listener = TcpListener::bind((host.as_str(), config.server_port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("listening on {addr}");
+    let state = Arc::new(AppState {
+        config,
+        pool,
+        schema: ArcSwap::from_pointee(cache),
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(http::serve(state, listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(Running { addr, stop, done })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs until a termination signal.
+pub async fn run(config: Config) -> Result<(), String> {
+    let running = start(config).await?;
+    termination().await;
+    let _ = running.stop.send(());
+    let _ = running.done.await;
+    Ok(())
+}
+
+/// `pgrest --demo`: a throwaway cluster with the demo schema, served until Ctrl-C.
+pub async fn run_demo(mut config: Config) -> Result<(), String> {
+    eprintln!("pgrest: no db-uri configured; starting a throwaway PostgreSQL with a demo schema...");
+    let cluster = tokio::task::spawn_blocking(|| TempCluster::start("demo"))
+        .await
+        .map_err(|e| e.to_string())??;
+    cluster.stop_when_process_exits(std::process::id());
+    let prepared = cluster.execute("postgres", crate::DEMO_SQL).await;
+    if let Err(e) = prepared {
+        cluster.stop();
+        return Err(format!("cannot load the demo schema: {e}"));
+    }
+    config.db_uri = Some(cluster.uri("postgres"));
+    if config.db_anon_role.is_none() {
+        config.db_anon_role = Some("web_anon".into());
+    }
+    if config.db_schemas == ["public"] {
+        config.db_schemas = vec!["api".into()];
+    }
+    let result = match start(config).await {
+        Ok(running) => {
+            let host = match running.addr.ip() {
+                ip if ip.is_unspecified() => "localhost".to_string(),
+                ip => ip.to_string(),
+            };
+            let url = format!("http://{host}:{}", running.addr.port());
+            println!("pgrest demo is serving {url} (database {})", cluster.uri("postgres"));
+            println!("try:");
+            println!("  curl '{url}/books?select=title,published&genre=eq.fiction&order=published.desc'");
+            println!("  curl '{url}/authors?country=eq.England' -H 'Prefer: count=exact'");
+            println!("  curl '{url}/book_summaries?average_stars=gte.4' -H 'Accept: text/csv'");
+            println!("Ctrl-C stops it and removes the database.");
+            termination().await;
+            let _ = running.stop.send(());
+            let _ = running.done.await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    cluster.stop();
+    result
+}
