@@ -1,0 +1,193 @@
+//! Test harness: one throwaway PostgreSQL cluster per test run, the fixture loaded into a
+//! database, and real pgrest server processes (one per distinct configuration) spoken to
+//! over HTTP on loopback.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pgrest::pgcluster::{free_port, TempCluster};
+
+pub struct Harness {
+    pub cluster: TempCluster,
+    servers: Mutex<HashMap<Vec<(String, String)>, Server>>,
+}
+
+#[derive(Clone)]
+pub struct Server {
+    pub base: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+pub const DB: &str = "fixture";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+pub fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        let cluster = TempCluster::start("tests").expect("start PostgreSQL");
+        cluster.stop_when_process_exits(std::process::id());
+        let schema = include_str!("../fixtures/schema.sql");
+        let rt = runtime();
+        rt.block_on(cluster.execute("postgres", &format!("CREATE DATABASE {DB}")))
+            .expect("create database");
+        rt.block_on(cluster.execute(DB, schema))
+            .expect("load fixture");
+        Harness {
+            cluster,
+            servers: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+/// Kills `child` once this test process has exited.
+fn reap_with_tests(child: &Child) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill {} 2>/dev/null",
+        std::process::id(),
+        child.id()
+    );
+    let _ = Command::new("setsid")
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+pub const BASE_ENV: &[(&str, &str)] = &[
+    ("PGRST_DB_SCHEMAS", "test_api"),
+    ("PGRST_DB_ANON_ROLE", "test_anon"),
+    ("PGRST_APP_SETTINGS_greeting", "hello"),
+];
+
+/// A server with the base configuration plus `extra` PGRST_* variables.
+pub fn server_with(extra: &[(&str, &str)]) -> Server {
+    let h = harness();
+    let mut env: Vec<(String, String)> = BASE_ENV
+        .iter()
+        .chain(extra.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.sort();
+    env.dedup_by(|a, b| a.0 == b.0);
+    let mut servers = h.servers.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = servers.get(&env) {
+        return s.clone();
+    }
+    let port = free_port().expect("free port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrest"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PGRST_DB_URI", h.cluster.uri(DB))
+        .env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn pgrest");
+    reap_with_tests(&child);
+    let server = Server {
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "pgrest did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    servers.insert(env, server.clone());
+    server
+}
+
+pub fn server() -> Server {
+    server_with(&[])
+}
+
+impl Server {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = ureq::request(method, &format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .flat_map(|n| {
+                resp.all(&n)
+                    .into_iter()
+                    .map(|v| (n.clone(), v.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let body = resp.into_string().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request("GET", path, headers)
+    }
+}
+
+/// Asserts status and JSON body.
+#[track_caller]
+pub fn assert_json(reply: &Reply, status: u16, expected: serde_json::Value) {
+    assert_eq!(reply.status, status, "status; body: {}", reply.body);
+    assert_eq!(reply.json(), expected, "body");
+}
+
+/// Ids of the rows in a JSON array body.
+#[track_caller]
+pub fn ids(reply: &Reply) -> Vec<i64> {
+    assert_eq!(reply.status, 200, "status; body: {}", reply.body);
+    reply
+        .json()
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {}", reply.body))
+        .iter()
+        .map(|r| r["id"].as_i64().expect("id"))
+        .collect()
+}
