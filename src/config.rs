@@ -17,7 +17,11 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("db-channel-enabled", "true", true),
     ("db-config", "true", true),
     ("db-extra-search-path", "public", false),
-    ("db-hoisted-tx-settings", "statement_timeout,plan_filter.statement_cost_limit,default_transaction_isolation", false),
+    (
+        "db-hoisted-tx-settings",
+        "statement_timeout,plan_filter.statement_cost_limit,default_transaction_isolation",
+        false,
+    ),
     ("db-max-rows", "", true),
     ("db-plan-enabled", "false", true),
     ("db-pool", "10", true),
@@ -112,8 +116,8 @@ pub fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
             .split_once('=')
             .ok_or_else(|| format!("line {}: expected `key = value`", n + 1))?;
         let key = key.trim().to_string();
-        let value = parse_value(value.trim())
-            .map_err(|e| format!("line {}: {e} for key {key}", n + 1))?;
+        let value =
+            parse_value(value.trim()).map_err(|e| format!("line {}: {e} for key {key}", n + 1))?;
         out.push((key, value));
     }
     Ok(out)
@@ -243,12 +247,20 @@ impl Config {
             "warn" => LogLevel::Warn,
             "info" => LogLevel::Info,
             "debug" => LogLevel::Debug,
-            other => return Err(format!("invalid log-level {other:?}: expected crit, error, warn, info or debug")),
+            other => {
+                return Err(format!(
+                    "invalid log-level {other:?}: expected crit, error, warn, info or debug"
+                ))
+            }
         };
         let minimal_errors = match get("client-error-verbosity") {
             "verbose" => false,
             "minimal" => true,
-            other => return Err(format!("invalid client-error-verbosity {other:?}: expected verbose or minimal")),
+            other => {
+                return Err(format!(
+                    "invalid client-error-verbosity {other:?}: expected verbose or minimal"
+                ))
+            }
         };
         match get("db-tx-end") {
             "commit" | "commit-allow-override" | "rollback" | "rollback-allow-override" => {}

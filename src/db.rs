@@ -5,7 +5,9 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use std::collections::HashMap;
+
+use deadpool::managed;
 use postgres_types::{Format, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
@@ -56,37 +58,62 @@ impl<'a> postgres_types::FromSql<'a> for RawText {
     }
 }
 
-pub fn make_pool(
-    uri: &str,
-    size: usize,
-    acquisition_timeout: Duration,
-) -> Result<Pool, String> {
-    let mut pg: tokio_postgres::Config = uri
-        .parse()
-        .map_err(|e| format!("invalid db-uri: {e}"))?;
-    if pg.get_application_name().is_none() {
-        pg.application_name(concat!("pgrest ", env!("CARGO_PKG_VERSION")));
+/// A pooled connection with the statements prepared on it, by SQL text.
+pub struct Conn {
+    client: tokio_postgres::Client,
+    statements: HashMap<String, tokio_postgres::Statement>,
+}
+
+pub struct PgManager {
+    config: tokio_postgres::Config,
+}
+
+impl managed::Manager for PgManager {
+    type Type = Conn;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<Conn, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
     }
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
+
+    async fn recycle(
+        &self,
+        conn: &mut Conn,
+        _: &managed::Metrics,
+    ) -> managed::RecycleResult<tokio_postgres::Error> {
+        if conn.client.is_closed() {
+            return Err(managed::RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}
+
+pub type Pool = managed::Pool<PgManager>;
+
+pub fn make_pool(uri: &str, size: usize, acquisition_timeout: Duration) -> Result<Pool, String> {
+    let mut config: tokio_postgres::Config =
+        uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+    if config.get_application_name().is_none() {
+        config.application_name(concat!("pgrest ", env!("CARGO_PKG_VERSION")));
+    }
+    managed::Pool::builder(PgManager { config })
         .max_size(size)
         .wait_timeout(Some(acquisition_timeout))
         .create_timeout(Some(acquisition_timeout))
-        .runtime(Runtime::Tokio1)
+        .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| e.to_string())
 }
 
-pub fn pool_error(e: PoolError) -> ApiError {
+pub fn pool_error(e: managed::PoolError<tokio_postgres::Error>) -> ApiError {
     match e {
-        PoolError::Timeout(_) => ApiError::PoolTimeout,
-        PoolError::Backend(e) => ApiError::Connection(describe(&e)),
+        managed::PoolError::Timeout(managed::TimeoutType::Wait) => ApiError::PoolTimeout,
+        managed::PoolError::Backend(e) => ApiError::Connection(describe(&e)),
         other => ApiError::Connection(other.to_string()),
     }
 }
@@ -170,32 +197,70 @@ fn plan_rows(explain: &str) -> Option<i64> {
         .map(|n| n as i64)
 }
 
-/// Runs a read: everything goes out before the first reply is awaited, so the whole
-/// transaction costs one round trip once its statements are prepared on the connection.
-pub async fn run_read(
+impl Conn {
+    fn cached(&self, sql: &str) -> bool {
+        self.statements.contains_key(sql)
+    }
+
+    async fn prepare(
+        &mut self,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+/// A statement to run after the request settings: its SQL and parameters.
+struct Step<'a> {
+    sql: &'a str,
+    params: &'a [String],
+}
+
+/// Runs the steps pipelined (all sent before any reply is awaited), then COMMIT.
+async fn pipeline(
+    conn: &Conn,
+    steps: &[(tokio_postgres::Statement, &[String])],
+) -> Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> {
+    let client = &conn.client;
+    let calls = steps.iter().map(|(stmt, params)| async move {
+        let p = params_of(params);
+        client.query(stmt, &as_dyn(&p)).await
+    });
+    futures_util::future::join_all(calls).await
+}
+
+/// Runs a request's transaction and returns the rows of each step.
+///
+/// Statements name schemas the request's role may use but the authenticator may not (a
+/// NOINHERIT authenticator has no USAGE of its own), so they are prepared after the role
+/// switch. When every statement is already prepared on the connection, BEGIN, the settings,
+/// the steps and COMMIT all go out before the first reply is awaited: one round trip.
+/// Otherwise the settings go first, the new statements are prepared under the request's
+/// role, and the steps follow.
+async fn run_transaction(
     pool: &Pool,
     env: &Envelope,
-    main: &Statement,
-    count: Option<&Statement>,
-) -> Result<ReadOutcome, ApiError> {
-    let client = pool.get().await.map_err(pool_error)?;
+    steps: &[Step<'_>],
+) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
+    let mut conn = pool.get().await.map_err(pool_error)?;
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
-    let settings = client.prepare_cached(&settings_sql).await.map_err(|e| fail(&e))?;
-    let pre = match &env.pre_request {
-        Some(f) => Some(
-            client
-                .prepare_cached(&format!("select {f}()"))
-                .await
-                .map_err(|e| fail(&e))?,
-        ),
-        None => None,
-    };
-    let main_stmt = client.prepare_cached(&main.sql).await.map_err(|e| fail(&e))?;
-    let count_stmt = match count {
-        Some(c) => Some(client.prepare_cached(&c.sql).await.map_err(|e| fail(&e))?),
-        None => None,
-    };
+    let settings = conn.prepare(&settings_sql).await.map_err(|e| fail(&e))?;
+    let pre_sql = env.pre_request.as_ref().map(|f| format!("select {f}()"));
+    let mut all: Vec<Step> = Vec::new();
+    if let Some(sql) = &pre_sql {
+        all.push(Step { sql, params: &[] });
+    }
+    let pre_count = all.len();
+    all.extend(steps.iter().map(|s| Step {
+        sql: s.sql,
+        params: s.params,
+    }));
     let begin = if env.read_only {
         "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
     } else {
@@ -203,55 +268,113 @@ pub async fn run_read(
     };
     let sp = params_of(&settings_params);
     let sp = as_dyn(&sp);
-    let mp = params_of(&main.params);
-    let mp = as_dyn(&mp);
-    let cp = count.map(|c| params_of(&c.params)).unwrap_or_default();
-    let cp = as_dyn(&cp);
-    let (begun, set, pre_done, rows, counted, committed) = tokio::join!(
-        client.batch_execute(begin),
-        client.query(&settings, &sp),
-        async {
-            match &pre {
-                Some(p) => client.query(p, &[]).await.map(|_| ()),
-                None => Ok(()),
+    let results = if all.iter().all(|s| conn.cached(s.sql)) {
+        let prepared: Vec<_> = all
+            .iter()
+            .map(|s| (conn.statements[s.sql].clone(), s.params))
+            .collect();
+        let client = &conn.client;
+        let (begun, set, results, committed) = tokio::join!(
+            biased;
+            client.batch_execute(begin),
+            client.query(&settings, &sp),
+            pipeline(&conn, &prepared),
+            client.batch_execute("COMMIT"),
+        );
+        begun.map_err(|e| fail(&e))?;
+        set.map_err(|e| fail(&e))?;
+        let results = collect(results, &fail)?;
+        committed.map_err(|e| fail(&e))?;
+        results
+    } else {
+        let client = &conn.client;
+        let (begun, set) = tokio::join!(
+            biased;
+            client.batch_execute(begin),
+            client.query(&settings, &sp)
+        );
+        let started = begun
+            .map_err(|e| fail(&e))
+            .and_then(|_| set.map_err(|e| fail(&e)));
+        if let Err(e) = started {
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        let mut prepared = Vec::new();
+        for s in &all {
+            match conn.prepare(s.sql).await {
+                Ok(stmt) => prepared.push((stmt, s.params)),
+                Err(e) => {
+                    let _ = conn.client.batch_execute("ROLLBACK").await;
+                    return Err(fail(&e));
+                }
             }
-        },
-        client.query(&main_stmt, &mp),
-        async {
-            match &count_stmt {
-                Some(c) => client.query(c, &cp).await.map(Some),
-                None => Ok(None),
-            }
-        },
-        client.batch_execute("COMMIT"),
-    );
-    begun.map_err(|e| fail(&e))?;
-    set.map_err(|e| fail(&e))?;
-    pre_done.map_err(|e| fail(&e))?;
-    let rows = rows.map_err(|e| fail(&e))?;
-    let counted = counted.map_err(|e| fail(&e))?;
-    committed.map_err(|e| fail(&e))?;
-    let row = rows
-        .first()
-        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))?;
-    let get_text = |i: usize| -> Result<Option<String>, ApiError> {
-        row.try_get::<_, Option<RawText>>(i)
-            .map(|v| v.map(|t| t.0))
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        }
+        let (results, committed) = tokio::join!(
+            biased;
+            pipeline(&conn, &prepared),
+            conn.client.batch_execute("COMMIT"),
+        );
+        let results = collect(results, &fail)?;
+        committed.map_err(|e| fail(&e))?;
+        results
     };
-    let planned_total = counted
-        .and_then(|rows| rows.first().and_then(|r| r.try_get::<_, RawText>(0).ok()))
+    Ok(results.into_iter().skip(pre_count).collect())
+}
+
+fn collect(
+    results: Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+    fail: &impl Fn(&tokio_postgres::Error) -> ApiError,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
+    results
+        .into_iter()
+        .map(|r| r.map_err(|e| fail(&e)))
+        .collect()
+}
+
+fn internal(e: tokio_postgres::Error) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// Runs a read (and the count EXPLAIN, if any) in one transaction.
+pub async fn run_read(
+    pool: &Pool,
+    env: &Envelope,
+    main: &Statement,
+    count: Option<&Statement>,
+) -> Result<ReadOutcome, ApiError> {
+    let mut steps = vec![Step {
+        sql: &main.sql,
+        params: &main.params,
+    }];
+    if let Some(c) = count {
+        steps.push(Step {
+            sql: &c.sql,
+            params: &c.params,
+        });
+    }
+    let results = run_transaction(pool, env, &steps).await?;
+    let row = results
+        .first()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))?;
+    let text = |i: usize| -> Result<Option<String>, ApiError> {
+        Ok(row
+            .try_get::<_, Option<RawText>>(i)
+            .map_err(internal)?
+            .map(|t| t.0))
+    };
+    let planned_total = results
+        .get(1)
+        .and_then(|rows| rows.first())
+        .and_then(|r| r.try_get::<_, RawText>(0).ok())
         .and_then(|t| plan_rows(&t.0));
     Ok(ReadOutcome {
-        total: row
-            .try_get::<_, Option<i64>>(0)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-        page_total: row
-            .try_get::<_, i64>(1)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
-        body: get_text(2)?.unwrap_or_default(),
-        response_headers: get_text(3)?,
-        response_status: get_text(4)?,
+        total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
+        page_total: row.try_get::<_, i64>(1).map_err(internal)?,
+        body: text(2)?.unwrap_or_default(),
+        response_headers: text(3)?,
+        response_status: text(4)?,
         planned_total,
     })
 }

@@ -13,7 +13,10 @@ pub enum ApiError {
     /// PGRST103: unsatisfiable range.
     InvalidRange { details: String, total: Option<i64> },
     /// PGRST106: schema not in db-schemas.
-    InvalidSchema { schema: String, allowed: Vec<String> },
+    InvalidSchema {
+        schema: String,
+        allowed: Vec<String>,
+    },
     /// PGRST107: no acceptable media type.
     NotAcceptable(String),
     /// PGRST108: a dotted parameter targets something not embedded in `select`.
@@ -27,11 +30,19 @@ pub enum ApiError {
     /// PGRST127: grammar this build does not implement yet.
     NotImplemented(String),
     /// PGRST200: no relationship for an embed.
-    NoRelationship { parent: String, child: String, schema: String },
+    NoRelationship {
+        parent: String,
+        child: String,
+        schema: String,
+    },
     /// PGRST202: no function of that name (RPC is not implemented yet).
     NoFunction { schema: String, name: String },
     /// PGRST205
-    TableNotFound { schema: String, name: String, hint: Option<String> },
+    TableNotFound {
+        schema: String,
+        name: String,
+        hint: Option<String>,
+    },
     /// An error raised by PostgreSQL, passed through.
     Pg {
         sqlstate: String,

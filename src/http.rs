@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use deadpool_postgres::Pool;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
@@ -24,7 +23,7 @@ use crate::sql;
 
 pub struct AppState {
     pub config: Config,
-    pub pool: Pool,
+    pub pool: db::Pool,
     pub schema: ArcSwap<SchemaCache>,
 }
 
@@ -239,7 +238,11 @@ fn root(state: &AppState, api: &ApiRequest, schema: &str) -> Result<Resp, ApiErr
 }
 
 fn body_response(status: u16, body: String, head: bool) -> Resp {
-    let body = if head { Bytes::new() } else { Bytes::from(body) };
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     r
@@ -253,7 +256,12 @@ fn json_text(v: &[(String, String)]) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-fn envelope(state: &AppState, api: &ApiRequest, schema: &str, read_only: bool) -> Result<Envelope, ApiError> {
+fn envelope(
+    state: &AppState,
+    api: &ApiRequest,
+    schema: &str,
+    read_only: bool,
+) -> Result<Envelope, ApiError> {
     let role = state
         .config
         .db_anon_role
@@ -265,7 +273,10 @@ fn envelope(state: &AppState, api: &ApiRequest, schema: &str, read_only: bool) -
         .collect();
     let mut gucs = vec![
         ("request.jwt.claims".to_string(), "{}".to_string()),
-        ("request.method".to_string(), method_name(api.method).to_string()),
+        (
+            "request.method".to_string(),
+            method_name(api.method).to_string(),
+        ),
         ("request.path".to_string(), api.path.clone()),
         ("request.headers".to_string(), json_text(&api.headers)),
         ("request.cookies".to_string(), json_text(&api.cookies)),
@@ -279,7 +290,11 @@ fn envelope(state: &AppState, api: &ApiRequest, schema: &str, read_only: bool) -
         role,
         anonymous: true,
         gucs,
-        pre_request: state.config.db_pre_request.as_deref().map(sql::quote_qualified),
+        pre_request: state
+            .config
+            .db_pre_request
+            .as_deref()
+            .map(sql::quote_qualified),
     })
 }
 
@@ -359,7 +374,11 @@ async fn read(
         };
         set(&mut r, "Preference-Applied", applied);
     }
-    apply_response_gucs(&mut r, out.response_headers.as_deref(), out.response_status.as_deref())?;
+    apply_response_gucs(
+        &mut r,
+        out.response_headers.as_deref(),
+        out.response_status.as_deref(),
+    )?;
     Ok(r)
 }
 
@@ -378,7 +397,10 @@ fn apply_response_gucs(
         let mut replaced = std::collections::HashSet::new();
         for obj in list {
             for (k, v) in obj {
-                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
                 if replaced.insert(k.to_ascii_lowercase()) {
                     set(r, &k, &v);
                 } else {
@@ -393,7 +415,11 @@ fn apply_response_gucs(
             .parse::<u16>()
             .ok()
             .and_then(|c| StatusCode::from_u16(c).ok())
-            .ok_or_else(|| ApiError::Internal(format!("response.status guc must be a valid status code, got {s:?}")))?;
+            .ok_or_else(|| {
+                ApiError::Internal(format!(
+                    "response.status guc must be a valid status code, got {s:?}"
+                ))
+            })?;
         *r.status_mut() = code;
     }
     Ok(())
@@ -403,7 +429,11 @@ pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
     let body = e.body(minimal).to_string();
     let mut r = body_response(e.status(), body, false);
     set(&mut r, "Content-Type", "application/json; charset=utf-8");
-    set(&mut r, "Proxy-Status", &format!("PostgREST; error={}", e.code()));
+    set(
+        &mut r,
+        "Proxy-Status",
+        &format!("PostgREST; error={}", e.code()),
+    );
     for (name, value) in e.extra_headers() {
         set(&mut r, name, &value);
     }

@@ -54,9 +54,9 @@ fn main() -> ExitCode {
 
 fn run(file: Option<String>, dump: bool, demo: bool) -> Result<(), String> {
     let text = match &file {
-        Some(path) => Some(
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
-        ),
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?)
+        }
         None => None,
     };
     let config = Config::load(text.as_deref(), std::env::vars())

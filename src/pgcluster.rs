@@ -60,13 +60,27 @@ impl TempCluster {
             as_postgres,
         };
         if as_postgres {
-            cluster.run(Command::new("chown").args(["postgres:postgres"]).arg(&cluster.dir), false)?;
+            cluster.run(
+                Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&cluster.dir),
+                false,
+            )?;
         }
         let data = cluster.data_dir();
         cluster.run(
             cluster
                 .pg_command("initdb")
-                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
                 .arg(&data),
             true,
         )?;
@@ -122,7 +136,11 @@ impl TempCluster {
     }
 
     pub fn uri(&self, db: &str) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/{db}", self.port)
+        self.uri_as("postgres", db)
+    }
+
+    pub fn uri_as(&self, user: &str, db: &str) -> String {
+        format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)
     }
 
     /// Runs SQL text (several statements allowed) in database `db`.
@@ -131,10 +149,13 @@ impl TempCluster {
             .await
             .map_err(|e| format!("cannot connect to the cluster: {e}"))?;
         let conn = tokio::spawn(connection);
-        let result = client.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        });
+        let result = client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            });
         drop(client);
         let _ = conn.await;
         result
@@ -143,7 +164,11 @@ impl TempCluster {
     /// Shell text that stops this cluster and removes its directory.
     pub fn teardown_script(&self) -> String {
         let pg_ctl = self.bin.join("pg_ctl");
-        let prefix = if self.as_postgres { "runuser -u postgres -- " } else { "" };
+        let prefix = if self.as_postgres {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
         format!(
             "{prefix}{} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
             pg_ctl.display(),

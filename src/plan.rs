@@ -32,15 +32,15 @@ fn range_error(details: &str) -> ApiError {
 }
 
 /// Offset and limit from `limit`/`offset`, the Range header (GET only) and db-max-rows.
-pub fn page(
-    req: &ApiRequest,
-    max_rows: Option<i64>,
-) -> Result<(i64, Option<i64>), ApiError> {
-    let root = |v: &[(Vec<String>, i64)]| v.iter().rev().find(|(p, _)| p.is_empty()).map(|(_, n)| *n);
+pub fn page(req: &ApiRequest, max_rows: Option<i64>) -> Result<(i64, Option<i64>), ApiError> {
+    let root =
+        |v: &[(Vec<String>, i64)]| v.iter().rev().find(|(p, _)| p.is_empty()).map(|(_, n)| *n);
     let mut lower = root(&req.query.offsets).unwrap_or(0).max(0);
     let limit = root(&req.query.limits);
     if limit.is_some_and(|l| l < 0) {
-        return Err(range_error("Limit should be greater than or equal to zero."));
+        return Err(range_error(
+            "Limit should be greater than or equal to zero.",
+        ));
     }
     // Upper bound, inclusive; None = open.
     let mut upper = limit.map(|l| lower + l - 1);
@@ -165,10 +165,19 @@ mod tests {
     #[test]
     fn paging_intersects_query_header_and_max_rows() {
         assert_eq!(page(&req("", None), None).unwrap(), (0, None));
-        assert_eq!(page(&req("limit=3", Some((0, Some(1)))), None).unwrap(), (0, Some(2)));
-        assert_eq!(page(&req("offset=2&limit=5", None), None).unwrap(), (2, Some(5)));
+        assert_eq!(
+            page(&req("limit=3", Some((0, Some(1)))), None).unwrap(),
+            (0, Some(2))
+        );
+        assert_eq!(
+            page(&req("offset=2&limit=5", None), None).unwrap(),
+            (2, Some(5))
+        );
         assert_eq!(page(&req("offset=-3", None), None).unwrap(), (0, None));
-        assert_eq!(page(&req("", Some((5, None))), Some(2)).unwrap(), (5, Some(2)));
+        assert_eq!(
+            page(&req("", Some((5, None))), Some(2)).unwrap(),
+            (5, Some(2))
+        );
         assert_eq!(page(&req("limit=0", None), Some(10)).unwrap(), (0, Some(0)));
         assert!(page(&req("limit=-1", None), None).is_err());
         assert!(page(&req("", Some((1, Some(0)))), None).is_err());

@@ -104,13 +104,12 @@ fn kind_name(relkind: &str) -> &'static str {
 
 impl SchemaCache {
     /// Loads the cache in one read-only transaction.
-    pub async fn load(client: &mut Client, schemas: &[String]) -> Result<SchemaCache, tokio_postgres::Error> {
+    pub async fn load(
+        client: &mut Client,
+        schemas: &[String],
+    ) -> Result<SchemaCache, tokio_postgres::Error> {
         let started = Instant::now();
-        let tx = client
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = client.build_transaction().read_only(true).start().await?;
         let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
         for row in tx.query(TABLES_SQL, &[&schemas]).await? {
             let schema: String = row.get(0);

@@ -40,7 +40,14 @@ fn bind_host(host: &str) -> &str {
 async fn load_schema(uri: &str, schemas: &[String]) -> Result<SchemaCache, String> {
     let (mut client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("cannot connect to the database: {}", db::pg_error(&e, false).body(false)["details"].as_str().unwrap_or(&e.to_string())))?;
+        .map_err(|e| {
+            format!(
+                "cannot connect to the database: {}",
+                db::pg_error(&e, false).body(false)["details"]
+                    .as_str()
+                    .unwrap_or(&e.to_string())
+            )
+        })?;
     let conn = tokio::spawn(connection);
     let cache = SchemaCache::load(&mut client, schemas)
         .await
@@ -116,7 +123,9 @@ pub async fn run(config: Config) -> Result<(), String> {
 
 /// `pgrest --demo`: a throwaway cluster with the demo schema, served until Ctrl-C.
 pub async fn run_demo(mut config: Config) -> Result<(), String> {
-    eprintln!("pgrest: no db-uri configured; starting a throwaway PostgreSQL with a demo schema...");
+    eprintln!(
+        "pgrest: no db-uri configured; starting a throwaway PostgreSQL with a demo schema..."
+    );
     let cluster = tokio::task::spawn_blocking(|| TempCluster::start("demo"))
         .await
         .map_err(|e| e.to_string())??;
@@ -140,9 +149,14 @@ pub async fn run_demo(mut config: Config) -> Result<(), String> {
                 ip => ip.to_string(),
             };
             let url = format!("http://{host}:{}", running.addr.port());
-            println!("pgrest demo is serving {url} (database {})", cluster.uri("postgres"));
+            println!(
+                "pgrest demo is serving {url} (database {})",
+                cluster.uri("postgres")
+            );
             println!("try:");
-            println!("  curl '{url}/books?select=title,published&genre=eq.fiction&order=published.desc'");
+            println!(
+                "  curl '{url}/books?select=title,published&genre=eq.fiction&order=published.desc'"
+            );
             println!("  curl '{url}/authors?country=eq.England' -H 'Prefer: count=exact'");
             println!("  curl '{url}/book_summaries?average_stars=gte.4' -H 'Accept: text/csv'");
             println!("Ctrl-C stops it and removes the database.");

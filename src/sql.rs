@@ -3,8 +3,8 @@
 
 use crate::plan::ReadPlan;
 use crate::request::query::{
-    CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation,
-    OrderTerm, Quantifier, SelectItem,
+    CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation, OrderTerm,
+    Quantifier, SelectItem,
 };
 use crate::request::MediaType;
 use crate::schema::Table;
@@ -22,14 +22,22 @@ pub fn quote_ident(name: &str) -> String {
 
 /// Quotes a dotted name like `schema.fn` part by part.
 pub fn quote_qualified(name: &str) -> String {
-    name.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
+    name.split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Type names in casts cannot be parameters; the grammar only lets letters, digits,
 /// `_` and spaces through, and this re-checks it where the text is written.
 fn type_name(cast: &str) -> &str {
-    debug_assert!(cast.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ' '));
-    if cast.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ' ') {
+    debug_assert!(cast
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == ' '));
+    if cast
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == ' ')
+    {
         cast
     } else {
         "text"
@@ -61,7 +69,11 @@ impl Builder {
 }
 
 fn table_ref(table: &Table) -> String {
-    format!("{}.{}", quote_ident(&table.schema), quote_ident(&table.name))
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    )
 }
 
 /// A field as an SQL expression, with its JSON path.
@@ -277,7 +289,10 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
     let total = match plan.count {
         None | Some(crate::request::CountPref::Planned) => "NULL::int8".to_string(),
         Some(_) if plan.paged => {
-            let mut count_cte = format!(", pgrst_source_count AS (SELECT 1 FROM {}", table_ref(table));
+            let mut count_cte = format!(
+                ", pgrst_source_count AS (SELECT 1 FROM {}",
+                table_ref(table)
+            );
             count_cte.push_str(&where_clause(&mut b, table, &plan.filters));
             if let (Some(crate::request::CountPref::Estimated), Some(max)) =
                 (plan.count, plan.max_rows)
@@ -334,7 +349,12 @@ mod tests {
             name: "items".into(),
             kind: "table",
             description: None,
-            columns: vec![col("id", "int4"), col("data", "jsonb"), col("doc", "tsvector"), col("body", "text")],
+            columns: vec![
+                col("id", "int4"),
+                col("data", "jsonb"),
+                col("doc", "tsvector"),
+                col("body", "text"),
+            ],
             primary_key: vec!["id".into()],
         }
     }
@@ -359,7 +379,10 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_qualified("test.switch_role"), "\"test\".\"switch_role\"");
+        assert_eq!(
+            quote_qualified("test.switch_role"),
+            "\"test\".\"switch_role\""
+        );
     }
 
     #[test]
@@ -369,7 +392,20 @@ mod tests {
             s.sql,
             "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
         );
-        assert_eq!(s.params, vec!["a", "b", "{\"1\",\"2\"}", "%a%", "1", "english", "cat", "dog", "n"]);
+        assert_eq!(
+            s.params,
+            vec![
+                "a",
+                "b",
+                "{\"1\",\"2\"}",
+                "%a%",
+                "1",
+                "english",
+                "cat",
+                "dog",
+                "n"
+            ]
+        );
     }
 
     #[test]
@@ -386,6 +422,8 @@ mod tests {
     #[test]
     fn non_json_columns_are_wrapped_for_paths() {
         let s = read_statement(&plan("select=body->0"));
-        assert!(s.sql.contains("to_jsonb(\"api\".\"items\".\"body\")->$1::int AS \"body\""));
+        assert!(s
+            .sql
+            .contains("to_jsonb(\"api\".\"items\".\"body\")->$1::int AS \"body\""));
     }
 }

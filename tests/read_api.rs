@@ -7,7 +7,9 @@ use serde_json::json;
 
 /// `->` must be percent-encoded on the wire (`>` is not a legal URI character).
 fn enc(path: &str) -> String {
-    path.replace('>', "%3E").replace('"', "%22").replace(' ', "%20")
+    path.replace('>', "%3E")
+        .replace('"', "%22")
+        .replace(' ', "%20")
 }
 
 #[test]
@@ -23,7 +25,10 @@ fn get_table_returns_rows_with_postgrest_headers() {
             {"id": 4, "name": null}
         ]),
     );
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(r.header("content-range"), Some("0-3/*"));
     assert_eq!(r.header("vary"), Some("Accept, Prefer, Range"));
     assert_eq!(
@@ -60,7 +65,9 @@ fn empty_result_is_an_empty_array_with_star_range() {
 #[test]
 fn select_aliases_casts_and_json_paths() {
     let s = server();
-    let r = s.get(&enc("/kinds?select=ident:id,amount::text,b:data->a->>b,data->list->0,nums->1&id=lt.3&order=id"));
+    let r = s.get(&enc(
+        "/kinds?select=ident:id,amount::text,b:data->a->>b,data->list->0,nums->1&id=lt.3&order=id",
+    ));
     assert_json(
         &r,
         200,
@@ -229,7 +236,10 @@ fn logic_trees() {
         ("not.and=(id.gte.2,id.lte.3)", &[1, 4]),
         ("or=(id.eq.4,and(flag.is.true,amount.gt.10))", &[1, 4]),
         ("or=(id.eq.4,not.and(id.gte.2,id.lte.4))", &[1, 4]),
-        ("or=(name.eq.\"Gamma, \\\"quoted\\\"\",id.in.(1,2))", &[1, 2, 3]),
+        (
+            "or=(name.eq.\"Gamma, \\\"quoted\\\"\",id.in.(1,2))",
+            &[1, 2, 3],
+        ),
         ("or=(tags.cs.{blue},nums.cs.{6})", &[2, 4]),
         ("or=( id.eq.1 , id.eq.2 )", &[1, 2]),
         ("or=(id.eq.1,id.eq.2)&or=(id.eq.2,id.eq.3)", &[2]),
@@ -293,7 +303,10 @@ fn limit_offset_and_range_headers() {
     let r = s.get_with("/numbers?order=n", &[("Range", "5-6")]);
     assert_json(&r, 200, json!([{"n": 6}, {"n": 7}]));
     assert_eq!(r.header("content-range"), Some("5-6/*"));
-    let r = s.get_with("/numbers?order=n&limit=3", &[("Range", "0-1"), ("Range-Unit", "items")]);
+    let r = s.get_with(
+        "/numbers?order=n&limit=3",
+        &[("Range", "0-1"), ("Range-Unit", "items")],
+    );
     assert_eq!(r.header("content-range"), Some("0-1/*"));
     let r = s.get_with("/numbers?order=n", &[("Range", "28-")]);
     assert_json(&r, 200, json!([{"n": 29}, {"n": 30}]));
@@ -324,7 +337,10 @@ fn limit_offset_and_range_headers() {
 #[test]
 fn counting() {
     let s = server();
-    let r = s.get_with("/numbers?n=lte.10&limit=3&order=n", &[("Prefer", "count=exact")]);
+    let r = s.get_with(
+        "/numbers?n=lte.10&limit=3&order=n",
+        &[("Prefer", "count=exact")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-range"), Some("0-2/10"));
     assert_eq!(r.header("preference-applied"), Some("count=exact"));
@@ -377,7 +393,10 @@ fn max_rows_caps_results_and_estimated_counts_switch_to_the_planner() {
 #[test]
 fn csv_output() {
     let s = server();
-    let r = s.get_with("/kinds?select=id,name,amount,tags&order=id", &[("Accept", "text/csv")]);
+    let r = s.get_with(
+        "/kinds?select=id,name,amount,tags&order=id",
+        &[("Accept", "text/csv")],
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
     assert_eq!(
@@ -391,33 +410,51 @@ fn csv_output() {
 #[test]
 fn singular_object() {
     let s = server();
-    let r = s.get_with("/kinds?select=id,name&id=eq.2", &[("Accept", "application/vnd.pgrst.object+json")]);
+    let r = s.get_with(
+        "/kinds?select=id,name&id=eq.2",
+        &[("Accept", "application/vnd.pgrst.object+json")],
+    );
     assert_json(&r, 200, json!({"id": 2, "name": "beta"}));
     assert_eq!(
         r.header("content-type"),
         Some("application/vnd.pgrst.object+json; charset=utf-8")
     );
-    let r = s.get_with("/kinds?id=gt.1", &[("Accept", "application/vnd.pgrst.object")]);
+    let r = s.get_with(
+        "/kinds?id=gt.1",
+        &[("Accept", "application/vnd.pgrst.object")],
+    );
     assert_json(
         &r,
         406,
         json!({"code": "PGRST116", "message": "Cannot coerce the result to a single JSON object",
                "details": "The result contains 3 rows", "hint": null}),
     );
-    let r = s.get_with("/kinds?id=eq.99", &[("Accept", "application/vnd.pgrst.object+json")]);
+    let r = s.get_with(
+        "/kinds?id=eq.99",
+        &[("Accept", "application/vnd.pgrst.object+json")],
+    );
     assert_eq!(r.json()["details"], "The result contains 0 rows");
 }
 
 #[test]
 fn accept_negotiation() {
     let s = server();
-    let r = s.get_with("/kinds?select=id&id=eq.1", &[("Accept", "text/unknown, */*")]);
+    let r = s.get_with(
+        "/kinds?select=id&id=eq.1",
+        &[("Accept", "text/unknown, */*")],
+    );
     assert_json(&r, 200, json!([{"id": 1}]));
-    let r = s.get_with("/kinds?select=id&id=eq.1", &[("Accept", "application/json;q=0.5, text/csv")]);
+    let r = s.get_with(
+        "/kinds?select=id&id=eq.1",
+        &[("Accept", "application/json;q=0.5, text/csv")],
+    );
     assert_eq!(r.body, "id\n1");
     let r = s.get_with(
         "/kinds?select=id&id=eq.1",
-        &[("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")],
+        &[(
+            "Accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )],
     );
     assert_json(&r, 200, json!([{"id": 1}]));
     let r = s.get_with("/kinds", &[("Accept", "text/unknowntype")]);
@@ -436,7 +473,10 @@ fn head_has_headers_but_no_body() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "");
     assert_eq!(r.header("content-range"), Some("0-3/4"));
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
 }
 
 #[test]
@@ -451,7 +491,10 @@ fn routing_errors() {
     );
     assert_eq!(r.header("content-length"), Some("124"));
     let r = s.get("/kind");
-    assert_eq!(r.json()["hint"], "Perhaps you meant the table 'test_api.kinds'");
+    assert_eq!(
+        r.json()["hint"],
+        "Perhaps you meant the table 'test_api.kinds'"
+    );
     let r = s.get("/kinds/1");
     assert_json(
         &r,
@@ -520,7 +563,10 @@ fn reads_run_read_only() {
 fn request_settings_are_visible_to_sql() {
     let r = server().get_with(
         "/request_info",
-        &[("X-Probe", "probe value"), ("Cookie", "flavour=mint; other=1")],
+        &[
+            ("X-Probe", "probe value"),
+            ("Cookie", "flavour=mint; other=1"),
+        ],
     );
     assert_json(
         &r,
@@ -537,7 +583,11 @@ fn request_settings_are_visible_to_sql() {
 fn views_and_special_names() {
     let s = server();
     let r = s.get("/kinds_view?feeling=eq.happy");
-    assert_json(&r, 200, json!([{"id": 1, "name": "alpha", "feeling": "happy"}]));
+    assert_json(
+        &r,
+        200,
+        json!([{"id": 1, "name": "alpha", "feeling": "happy"}]),
+    );
     let r = s.get(&enc("/Order Items?\"a.b\"=eq.dotted&select=id"));
     assert_json(&r, 200, json!([{"id": 1}]));
 }

@@ -5,8 +5,8 @@ pub mod query;
 
 use crate::error::ApiError;
 use query::{
-    parse_field, parse_filter_value, parse_logic, parse_order, parse_select, split_key,
-    LogicTree, OrderTerm, SelectItem,
+    parse_field, parse_filter_value, parse_logic, parse_order, parse_select, split_key, LogicTree,
+    OrderTerm, SelectItem,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +99,11 @@ pub fn parse_target(path: &str) -> Result<Target, ApiError> {
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     match segments.as_slice() {
         [] => Ok(Target::Root),
@@ -115,7 +119,10 @@ fn parse_int(what: &str, v: &str) -> Result<i64, ApiError> {
             what,
             v,
             1,
-            format!("unexpected {:?} expecting digit", v.chars().next().map(String::from).unwrap_or_default()),
+            format!(
+                "unexpected {:?} expecting digit",
+                v.chars().next().map(String::from).unwrap_or_default()
+            ),
         )
     })
 }
@@ -299,14 +306,23 @@ mod tests {
         }
         assert!(parse_query("a=").is_err());
         assert!(parse_query("limit=x").is_err());
-        assert_eq!(parse_query("b=eq.1&a=eq.1").unwrap().canonical, "a=eq.1&b=eq.1");
+        assert_eq!(
+            parse_query("b=eq.1&a=eq.1").unwrap().canonical,
+            "a=eq.1&b=eq.1"
+        );
     }
 
     #[test]
     fn accept_negotiation() {
         assert_eq!(negotiate(None).unwrap(), MediaType::Json);
-        assert_eq!(negotiate(Some("text/csv, application/json")).unwrap(), MediaType::Csv);
-        assert_eq!(negotiate(Some("text/unknown, */*")).unwrap(), MediaType::Json);
+        assert_eq!(
+            negotiate(Some("text/csv, application/json")).unwrap(),
+            MediaType::Csv
+        );
+        assert_eq!(
+            negotiate(Some("text/unknown, */*")).unwrap(),
+            MediaType::Json
+        );
         assert_eq!(
             negotiate(Some("text/csv;q=0.5, application/vnd.pgrst.object+json")).unwrap(),
             MediaType::SingleObject

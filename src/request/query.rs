@@ -271,7 +271,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        s.chars().enumerate().all(|(i, c)| self.peek_at(i) == Some(c))
+        s.chars()
+            .enumerate()
+            .all(|(i, c)| self.peek_at(i) == Some(c))
     }
 
     fn eat(&mut self, s: &str) -> bool {
@@ -907,7 +909,11 @@ mod tests {
         }
         match &parse_select("id,d:directors!fk!inner(*)").unwrap()[1] {
             SelectItem::Embed {
-                name, alias, hint, join, ..
+                name,
+                alias,
+                hint,
+                join,
+                ..
             } => {
                 assert_eq!(name, "directors");
                 assert_eq!(alias.as_deref(), Some("d"));
@@ -946,7 +952,10 @@ mod tests {
         );
         assert_eq!(f("in.()").unwrap().operation, Operation::In(vec![]));
         assert_eq!(f("in.( )").unwrap().operation, Operation::In(vec![]));
-        assert_eq!(f("is.NULL").unwrap().operation, Operation::Is(IsValue::Null));
+        assert_eq!(
+            f("is.NULL").unwrap().operation,
+            Operation::Is(IsValue::Null)
+        );
         assert!(f("is.nothing").is_err());
         assert_eq!(
             f("like(any).{a*,b*}").unwrap().operation,
@@ -990,7 +999,10 @@ mod tests {
             _ => panic!(),
         }
         let e = parse_logic("or", "()").unwrap_err().body(false);
-        assert_eq!(e["message"], "\"failed to parse logic tree (())\" (line 1, column 4)");
+        assert_eq!(
+            e["message"],
+            "\"failed to parse logic tree (())\" (line 1, column 4)"
+        );
         assert_eq!(e["details"], "unexpected \")\" expecting field name (* or [a..z0..9_$]), negation operator (not) or logic operator (and, or)");
     }
 
@@ -1013,7 +1025,10 @@ mod tests {
     fn keys_split_on_dots_outside_quotes_and_json() {
         assert_eq!(
             split_key("a.b.c->>d.e"),
-            (vec!["a".to_string(), "b".to_string()], "c->>d.e".to_string())
+            (
+                vec!["a".to_string(), "b".to_string()],
+                "c->>d.e".to_string()
+            )
         );
         assert_eq!(split_key("\"x.y\""), (vec![], "\"x.y\"".to_string()));
     }

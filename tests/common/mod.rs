@@ -107,7 +107,7 @@ pub fn server_with(extra: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrest"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PGRST_DB_URI", h.cluster.uri(DB))
+        .env("PGRST_DB_URI", h.cluster.uri_as("authenticator", DB))
         .env("PGRST_SERVER_HOST", "127.0.0.1")
         .env("PGRST_SERVER_PORT", port.to_string())
         .stdout(Stdio::null())
