@@ -83,7 +83,16 @@ FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+LEFT JOIN LATERAL (
+  -- follow domains over domains down to the base type
+  WITH RECURSIVE chain(oid, depth) AS (
+    SELECT t.typbasetype, 1 WHERE t.typtype = 'd'
+    UNION ALL
+    SELECT d.typbasetype, chain.depth + 1
+    FROM chain JOIN pg_type d ON d.oid = chain.oid AND d.typtype = 'd'
+  )
+  SELECT b.* FROM chain JOIN pg_type b ON b.oid = chain.oid ORDER BY chain.depth DESC LIMIT 1
+) bt ON true
 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
   AND NOT c.relispartition

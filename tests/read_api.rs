@@ -227,6 +227,12 @@ fn full_text_search_operators() {
 }
 
 #[test]
+fn full_text_search_on_a_domain_over_a_tsvector_domain() {
+    let r = server().get("/docs?select=id&body=fts(simple).domains");
+    assert_json(&r, 200, json!([{"id": 1}]));
+}
+
+#[test]
 fn logic_trees() {
     let s = server();
     let cases: &[(&str, &[i64])] = &[
@@ -286,7 +292,7 @@ fn ordering() {
         400,
         json!({
             "code": "PGRST100",
-            "details": "unexpected \"t\" expecting \",\" or end of input",
+            "details": "unexpected 't' expecting \",\" or end of input",
             "hint": null,
             "message": "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
         }),

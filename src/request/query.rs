@@ -243,6 +243,8 @@ struct Cursor<'a> {
     pos: usize,
     /// Added to the column in messages (logic trees are parsed as `key` + value).
     offset: usize,
+    /// Show the unexpected character as 'c' rather than "c" (PostgREST's order parser).
+    char_style: bool,
 }
 
 const FIELD_EXPECT: &str = "field name (* or [a..z0..9_$])";
@@ -255,6 +257,7 @@ impl<'a> Cursor<'a> {
             chars: input.chars().collect(),
             pos: 0,
             offset: 0,
+            char_style: false,
         }
     }
 
@@ -293,6 +296,7 @@ impl<'a> Cursor<'a> {
 
     fn error(&self, expecting: &str) -> ApiError {
         let unexpected = match self.peek() {
+            Some(c) if self.char_style => format!("unexpected '{c}'"),
             Some(c) => format!("unexpected {:?}", c.to_string()),
             None => "unexpected end of input".to_string(),
         };
@@ -331,7 +335,7 @@ impl<'a> Cursor<'a> {
                     self.pos += 1;
                     return Ok(out);
                 }
-                Some('\\') if matches!(self.peek_at(1), Some('"') | Some('\\')) => {
+                Some('\\') if self.peek_at(1).is_some() => {
                     out.push(self.chars[self.pos + 1]);
                     self.pos += 2;
                 }
@@ -536,6 +540,7 @@ fn embed(
 /// `order=...`
 pub fn parse_order(input: &str) -> Result<Vec<OrderTerm>, ApiError> {
     let mut c = Cursor::new("order", input);
+    c.char_style = true;
     let mut terms = Vec::new();
     loop {
         c.skip_spaces();
@@ -705,31 +710,34 @@ fn operation(c: &mut Cursor, field: Field, stop: Option<()>) -> Result<Filter, A
     })
 }
 
-/// `(a,"b,c",d)`: elements may be double-quoted; outside quotes everything is literal.
+/// `(a,"b,c",d)`: elements may be double-quoted (a backslash escapes any character);
+/// leading spaces are skipped; a quote that does not close before `,`/`)` is literal.
 fn list_value(c: &mut Cursor) -> Result<Vec<String>, ApiError> {
     c.expect("(")?;
     let mut items = Vec::new();
     loop {
-        let quoted_start = {
-            let save = c.pos;
-            c.skip_spaces();
-            if c.peek() == Some('"') {
-                true
-            } else {
-                c.pos = save;
-                false
+        c.skip_spaces();
+        let start = c.pos;
+        let quoted = if c.peek() == Some('"') {
+            match c.quoted() {
+                Ok(v) => {
+                    c.skip_spaces();
+                    matches!(c.peek(), Some(',') | Some(')')).then_some(v)
+                }
+                Err(_) => None,
             }
-        };
-        let item = if quoted_start {
-            let v = c.quoted()?;
-            c.skip_spaces();
-            v
         } else {
-            let start = c.pos;
-            while c.peek().is_some_and(|ch| ch != ',' && ch != ')') {
-                c.pos += 1;
+            None
+        };
+        let item = match quoted {
+            Some(v) => v,
+            None => {
+                c.pos = start;
+                while c.peek().is_some_and(|ch| ch != ',' && ch != ')') {
+                    c.pos += 1;
+                }
+                c.chars[start..c.pos].iter().collect::<String>()
             }
-            c.chars[start..c.pos].iter().collect::<String>()
         };
         items.push(item);
         if c.eat(",") {
@@ -738,8 +746,8 @@ fn list_value(c: &mut Cursor) -> Result<Vec<String>, ApiError> {
         c.expect(")")?;
         break;
     }
-    // `in.()` (only spaces inside) is the empty list.
-    if items.len() == 1 && items[0].trim().is_empty() && !items[0].is_empty() || items == [""] {
+    // `in.()` (nothing or only spaces inside) is the empty list.
+    if items == [""] {
         items.clear();
     }
     Ok(items)
@@ -775,8 +783,8 @@ pub fn parse_logic(key: &str, input: &str) -> Result<LogicTree, ApiError> {
     };
     let mut c = Cursor::new("logic tree", input);
     c.offset = name.len();
+    // Like PostgREST, input after the closing parenthesis is ignored.
     let children = logic_children(&mut c)?;
-    c.expect_end()?;
     Ok(LogicTree::Expr {
         negated,
         or: name == "or",
@@ -803,8 +811,13 @@ fn logic_item(c: &mut Cursor) -> Result<LogicTree, ApiError> {
     let save = c.pos;
     let negated = c.eat("not.");
     for (word, or) in [("or", true), ("and", false)] {
-        if c.starts_with(word) && c.peek_at(word.len()) == Some('(') {
-            c.pos += word.len();
+        let after_word = c.pos;
+        if c.eat(word) {
+            c.skip_spaces();
+            if c.peek() != Some('(') {
+                c.pos = after_word;
+                continue;
+            }
             let children = logic_children(c)?;
             return Ok(LogicTree::Expr {
                 negated,
@@ -989,6 +1002,16 @@ mod tests {
     }
 
     #[test]
+    fn lists_and_whitespace() {
+        let f = |v: &str| parse_filter_value(parse_field("c").unwrap(), v).unwrap().operation;
+        assert_eq!(f("in.( ,3,4)"), Operation::In(vec!["".into(), "3".into(), "4".into()]));
+        assert_eq!(f("in.(\")"), Operation::In(vec!["\"".into()]));
+        assert_eq!(f("in.(\"D\\a\\vid\")"), Operation::In(vec!["David".into()]));
+        assert!(parse_logic("and", "( and ( id.in.( 1, 2, 3 ) , id.eq.3 ) , or ( id.eq.2 , id.eq.3 ) )").is_ok());
+        assert!(parse_logic("and", "(id.eq.1,id.neq.2))").is_ok());
+    }
+
+    #[test]
     fn logic_trees() {
         let t = parse_logic("or", "(age.lt.18,not.and(a.gte.0,b.in.(1,2)),c.eq.\"x,y\")").unwrap();
         match t {
@@ -1018,6 +1041,7 @@ mod tests {
             e["message"],
             "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
         );
+        assert_eq!(e["details"], "unexpected 't' expecting \",\" or end of input");
         assert!(parse_order("id.ascc").is_err());
     }
 
