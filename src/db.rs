@@ -95,9 +95,11 @@ impl managed::Manager for PgManager {
 
 pub type Pool = managed::Pool<PgManager>;
 
-pub fn make_pool(uri: &str, size: usize, acquisition_timeout: Duration) -> Result<Pool, String> {
-    let mut config: tokio_postgres::Config =
-        uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+pub fn make_pool(
+    mut config: tokio_postgres::Config,
+    size: usize,
+    acquisition_timeout: Duration,
+) -> Result<Pool, String> {
     if config.get_application_name().is_none() {
         config.application_name(concat!("pgrest ", env!("CARGO_PKG_VERSION")));
     }
@@ -118,7 +120,7 @@ pub fn pool_error(e: managed::PoolError<tokio_postgres::Error>) -> ApiError {
     }
 }
 
-fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.source() {
         Some(s) => s.to_string(),
         None => e.to_string(),

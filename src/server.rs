@@ -37,17 +37,27 @@ fn bind_host(host: &str) -> &str {
     }
 }
 
-async fn load_schema(uri: &str, schemas: &[String]) -> Result<SchemaCache, String> {
-    let (mut client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot connect to the database: {}",
-                db::pg_error(&e, false).body(false)["details"]
-                    .as_str()
-                    .unwrap_or(&e.to_string())
-            )
-        })?;
+async fn load_schema(
+    pg: &tokio_postgres::Config,
+    schemas: &[String],
+) -> Result<SchemaCache, String> {
+    let (mut client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
+        let hosts: Vec<String> = pg
+            .get_hosts()
+            .iter()
+            .zip(ports)
+            .map(|(h, p)| match h {
+                tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                tokio_postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
+            })
+            .collect();
+        format!(
+            "cannot connect to the database at {}: {}",
+            hosts.join(","),
+            db::describe(&e)
+        )
+    })?;
     let conn = tokio::spawn(connection);
     let cache = SchemaCache::load(&mut client, schemas)
         .await
@@ -70,14 +80,15 @@ pub async fn start(config: Config) -> Result<Running, String> {
         .db_uri
         .clone()
         .ok_or_else(|| "db-uri is not set".to_string())?;
-    let cache = load_schema(&uri, &config.db_schemas).await?;
+    let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+    let cache = load_schema(&pg, &config.db_schemas).await?;
     tracing::info!(
         "schema cache loaded in {:.1} ms: {} relations",
         cache.load_time.as_secs_f64() * 1000.0,
         cache.table_count()
     );
     let pool = db::make_pool(
-        &uri,
+        pg,
         config.db_pool,
         Duration::from_secs(config.db_pool_acquisition_timeout),
     )?;

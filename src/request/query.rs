@@ -1003,11 +1003,22 @@ mod tests {
 
     #[test]
     fn lists_and_whitespace() {
-        let f = |v: &str| parse_filter_value(parse_field("c").unwrap(), v).unwrap().operation;
-        assert_eq!(f("in.( ,3,4)"), Operation::In(vec!["".into(), "3".into(), "4".into()]));
+        let f = |v: &str| {
+            parse_filter_value(parse_field("c").unwrap(), v)
+                .unwrap()
+                .operation
+        };
+        assert_eq!(
+            f("in.( ,3,4)"),
+            Operation::In(vec!["".into(), "3".into(), "4".into()])
+        );
         assert_eq!(f("in.(\")"), Operation::In(vec!["\"".into()]));
         assert_eq!(f("in.(\"D\\a\\vid\")"), Operation::In(vec!["David".into()]));
-        assert!(parse_logic("and", "( and ( id.in.( 1, 2, 3 ) , id.eq.3 ) , or ( id.eq.2 , id.eq.3 ) )").is_ok());
+        assert!(parse_logic(
+            "and",
+            "( and ( id.in.( 1, 2, 3 ) , id.eq.3 ) , or ( id.eq.2 , id.eq.3 ) )"
+        )
+        .is_ok());
         assert!(parse_logic("and", "(id.eq.1,id.neq.2))").is_ok());
     }
 
@@ -1041,7 +1052,10 @@ mod tests {
             e["message"],
             "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
         );
-        assert_eq!(e["details"], "unexpected 't' expecting \",\" or end of input");
+        assert_eq!(
+            e["details"],
+            "unexpected 't' expecting \",\" or end of input"
+        );
         assert!(parse_order("id.ascc").is_err());
     }
 
