@@ -287,7 +287,7 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
     }
     b.push(")");
     let total = match plan.count {
-        None | Some(crate::request::CountPref::Planned) => "NULL::int8".to_string(),
+        None | Some(crate::request::CountPref::Planned) => "NULL".to_string(),
         Some(_) if plan.paged => {
             let mut count_cte = format!(
                 ", pgrst_source_count AS (SELECT 1 FROM {}",
@@ -390,7 +390,7 @@ mod tests {
         let s = read_statement(&plan("select=id,x:data->a->>b&id=in.(1,2)&body=like.*a*&or=(id.eq.1,id.not.is.null)&doc=fts(english).cat&body=fts.dog&order=data->n.desc.nullslast"));
         assert_eq!(
             s.sql,
-            "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
+            "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
         );
         assert_eq!(
             s.params,

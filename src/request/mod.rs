@@ -199,13 +199,21 @@ pub fn parse_count_preference<'a>(values: impl Iterator<Item = &'a str>) -> Opti
     count
 }
 
+/// One media range of an Accept header.
+struct AcceptItem {
+    q: f32,
+    index: usize,
+    name: String,
+    params: Vec<(String, String)>,
+}
+
 /// Accept negotiation: highest q first, then header order; the first type we can produce.
 pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Ok(MediaType::Json);
     };
-    let mut candidates: Vec<(f32, usize, String, Vec<(String, String)>)> = Vec::new();
-    for (i, item) in accept.split(',').enumerate() {
+    let mut candidates: Vec<AcceptItem> = Vec::new();
+    for (index, item) in accept.split(',').enumerate() {
         let mut parts = item.split(';').map(str::trim);
         let name = parts.next().unwrap_or("").to_ascii_lowercase();
         let mut q = 1.0;
@@ -220,10 +228,18 @@ pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
                 params.push((k, v));
             }
         }
-        candidates.push((q, i, name, params));
+        candidates.push(AcceptItem {
+            q,
+            index,
+            name,
+            params,
+        });
     }
-    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (q, _, name, params) in &candidates {
+    candidates.sort_by(|a, b| b.q.total_cmp(&a.q).then(a.index.cmp(&b.index)));
+    for AcceptItem {
+        q, name, params, ..
+    } in &candidates
+    {
         if *q <= 0.0 {
             continue;
         }

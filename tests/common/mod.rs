@@ -14,6 +14,8 @@ use pgrest::pgcluster::{free_port, TempCluster};
 pub struct Harness {
     pub cluster: TempCluster,
     servers: Mutex<HashMap<Vec<(String, String)>, Server>>,
+    /// Server processes, kept (not waited on) so they live as long as the tests.
+    children: Mutex<Vec<Child>>,
 }
 
 #[derive(Clone)]
@@ -64,6 +66,7 @@ pub fn harness() -> &'static Harness {
         Harness {
             cluster,
             servers: Mutex::new(HashMap::new()),
+            children: Mutex::new(Vec::new()),
         }
     })
 }
@@ -117,6 +120,10 @@ pub fn server_with(extra: &[(&str, &str)]) -> Server {
     }
     let child = cmd.spawn().expect("spawn pgrest");
     reap_with_tests(&child);
+    h.children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child);
     let server = Server {
         base: format!("http://127.0.0.1:{port}"),
     };
