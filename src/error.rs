@@ -3,6 +3,16 @@
 
 use serde_json::{json, Value};
 
+/// One of the relationships an ambiguous embed could mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmbiguousCandidate {
+    pub cardinality: String,
+    pub relationship: String,
+    pub embedding: String,
+    /// The `target!hint` that selects this one.
+    pub hint: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
     /// PGRST100: the query string did not parse. `message` names the part, `details` the
@@ -29,11 +39,21 @@ pub enum ApiError {
     InvalidPath,
     /// PGRST127: grammar this build does not implement yet.
     NotImplemented(String),
+    /// PGRST118: `order=rel(col)` on a to-many embed.
+    RelatedOrderNotToOne { parent: String, relation: String },
     /// PGRST200: no relationship for an embed.
     NoRelationship {
         parent: String,
         child: String,
         schema: String,
+        hint: Option<String>,
+        suggestion: Option<String>,
+    },
+    /// PGRST201: several relationships match an embed.
+    AmbiguousEmbed {
+        parent: String,
+        child: String,
+        candidates: Vec<AmbiguousCandidate>,
     },
     /// PGRST202: no function of that name (RPC is not implemented yet).
     NoFunction { schema: String, name: String },
@@ -77,7 +97,12 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         use ApiError::*;
         match self {
-            Parse { .. } | NotEmbedded(_) | NotImplemented(_) | NoRelationship { .. } => 400,
+            Parse { .. }
+            | NotEmbedded(_)
+            | NotImplemented(_)
+            | NoRelationship { .. }
+            | RelatedOrderNotToOne { .. } => 400,
+            AmbiguousEmbed { .. } => 300,
             RpcMethod(_) | UnsupportedMethod(_) => 405,
             InvalidRange { .. } => 416,
             InvalidSchema { .. } | NotAcceptable(_) | Singularity(_) => 406,
@@ -108,7 +133,9 @@ impl ApiError {
             UnsupportedMethod(_) => "PGRST117",
             InvalidPath => "PGRST125",
             NotImplemented(_) => "PGRST127",
+            RelatedOrderNotToOne { .. } => "PGRST118",
             NoRelationship { .. } => "PGRST200",
+            AmbiguousEmbed { .. } => "PGRST201",
             NoFunction { .. } => "PGRST202",
             TableNotFound { .. } => "PGRST205",
             Pg { sqlstate, .. } => return sqlstate.clone(),
@@ -169,11 +196,39 @@ impl ApiError {
                 parent,
                 child,
                 schema,
-            } => (
-                format!("Could not find a relationship between '{parent}' and '{child}' in the schema cache"),
-                Some(format!("Searched for a foreign key relationship between '{parent}' and '{child}' in the schema '{schema}', but no matches were found.")),
+                hint,
+                suggestion,
+            } => {
+                let using = hint
+                    .as_ref()
+                    .map(|h| format!(" using the hint '{h}'"))
+                    .unwrap_or_default();
+                (
+                    format!("Could not find a relationship between '{parent}' and '{child}' in the schema cache"),
+                    Some(format!("Searched for a foreign key relationship between '{parent}' and '{child}'{using} in the schema '{schema}', but no matches were found.")),
+                    suggestion
+                        .as_ref()
+                        .map(|s| format!("Perhaps you meant '{s}' instead of '{child}'.")),
+                )
+            }
+            RelatedOrderNotToOne { parent, relation } => (
+                format!("A related order on '{relation}' is not possible"),
+                Some(format!("'{parent}' and '{relation}' do not form a many-to-one or one-to-one relationship")),
                 None,
             ),
+            AmbiguousEmbed {
+                parent,
+                child,
+                candidates,
+            } => {
+                let hints: Vec<String> =
+                    candidates.iter().map(|c| format!("'{}'", c.hint)).collect();
+                (
+                    format!("Could not embed because more than one relationship was found for '{parent}' and '{child}'"),
+                    None,
+                    Some(format!("Try changing '{child}' to one of the following: {}. Find the desired relationship in the 'details' key.", hints.join(", "))),
+                )
+            }
             NoFunction { schema, name } => (
                 format!("Could not find the function {schema}.{name} in the schema cache"),
                 None,
@@ -219,6 +274,21 @@ impl ApiError {
     /// The JSON body; `minimal` drops details and hint (client-error-verbosity=minimal).
     pub fn body(&self, minimal: bool) -> Value {
         let (message, details, hint) = self.parts();
+        let details = match self {
+            ApiError::AmbiguousEmbed { candidates, .. } => Value::Array(
+                candidates
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "cardinality": c.cardinality,
+                            "embedding": c.embedding,
+                            "relationship": c.relationship,
+                        })
+                    })
+                    .collect(),
+            ),
+            _ => json!(details),
+        };
         if minimal {
             json!({"code": self.code(), "message": message})
         } else {

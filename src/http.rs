@@ -329,11 +329,11 @@ async fn read(
         return Err(ApiError::Singularity(out.page_total));
     }
     if let Some(total) = total {
-        if plan.offset > total {
+        if plan.root.offset > total {
             return Err(ApiError::InvalidRange {
                 details: format!(
                     "An offset of {} was requested, but there are only {total} rows.",
-                    plan.offset
+                    plan.root.offset
                 ),
                 total: Some(total),
             });
@@ -345,8 +345,8 @@ async fn read(
     } else {
         format!(
             "{}-{}/{total_text}",
-            plan.offset,
-            plan.offset + out.page_total - 1
+            plan.root.offset,
+            plan.root.offset + out.page_total - 1
         )
     };
     let status = match total {

@@ -1,14 +1,30 @@
-//! Resolve a parsed request against the schema cache: which table, which rows, which page.
-//! No SQL text here.
+//! Resolve a parsed request against the schema cache: which table, which embedded
+//! resources through which relationships, which rows, which page. No SQL text here.
 
-use crate::error::ApiError;
+use crate::error::{AmbiguousCandidate, ApiError};
 use crate::request::query::{LogicTree, OrderTerm, SelectItem};
 use crate::request::{ApiRequest, CountPref, MediaType, Method};
-use crate::schema::{SchemaCache, Table};
+use crate::schema::{Cardinality, Relationship, SchemaCache, Table};
 
-#[derive(Debug, Clone)]
-pub struct ReadPlan {
-    pub table: Table,
+#[derive(Debug)]
+pub struct ReadPlan<'a> {
+    pub root: ReadNode<'a>,
+    /// Whether a limit, offset, range or db-max-rows narrows the root page (an exact
+    /// count then needs its own query).
+    pub paged: bool,
+    pub count: Option<CountPref>,
+    pub media_type: MediaType,
+    pub head: bool,
+    pub max_rows: Option<i64>,
+}
+
+/// One table in the read tree: the root, or an embedded resource.
+#[derive(Debug)]
+pub struct ReadNode<'a> {
+    pub table: &'a Table,
+    /// SQL alias; `None` for the root, which is referred to by its qualified name.
+    pub alias: Option<String>,
+    /// `Star` and `Column` items only; embeds are in `embeds`.
     pub select: Vec<SelectItem>,
     pub filters: Vec<LogicTree>,
     pub order: Vec<OrderTerm>,
@@ -16,12 +32,52 @@ pub struct ReadPlan {
     pub offset: i64,
     /// Rows in the page; `None` = no limit.
     pub limit: Option<i64>,
-    /// Whether a limit or offset narrows the page (count then needs its own query).
-    pub paged: bool,
-    pub count: Option<CountPref>,
-    pub media_type: MediaType,
-    pub head: bool,
-    pub max_rows: Option<i64>,
+    pub embeds: Vec<Embed<'a>>,
+}
+
+#[derive(Debug)]
+pub struct Embed<'a> {
+    /// The output key (alias or name); dotted parameters address the embed by it.
+    pub name: String,
+    pub rel: &'a Relationship,
+    pub inner: bool,
+    pub spread: bool,
+    /// Alias of the lateral subquery in the parent's FROM.
+    pub join_alias: String,
+    pub node: ReadNode<'a>,
+}
+
+impl Embed<'_> {
+    pub fn is_to_one(&self) -> bool {
+        self.rel.cardinality.is_to_one()
+    }
+
+    /// An embed that selects nothing (`clients()`) only filters its parent.
+    pub fn is_empty(&self) -> bool {
+        self.node.select.is_empty() && self.node.embeds.iter().all(Embed::is_empty)
+    }
+}
+
+impl<'a> ReadNode<'a> {
+    fn embed_mut(&mut self, name: &str) -> Option<&mut Embed<'a>> {
+        self.embeds.iter_mut().find(|e| e.name == name)
+    }
+
+    /// The node a dotted parameter path addresses.
+    fn at_path(&mut self, path: &[String]) -> Result<&mut ReadNode<'a>, ApiError> {
+        let mut node = self;
+        for segment in path {
+            node = &mut node
+                .embed_mut(segment)
+                .ok_or_else(|| ApiError::NotEmbedded(segment.clone()))?
+                .node;
+        }
+        Ok(node)
+    }
+
+    pub fn embed(&self, name: &str) -> Option<&Embed<'a>> {
+        self.embeds.iter().find(|e| e.name == name)
+    }
 }
 
 fn range_error(details: &str) -> ApiError {
@@ -31,12 +87,15 @@ fn range_error(details: &str) -> ApiError {
     }
 }
 
-/// Offset and limit from `limit`/`offset`, the Range header (GET only) and db-max-rows.
+fn last_for(v: &[(Vec<String>, i64)], path: &[String]) -> Option<i64> {
+    v.iter().rev().find(|(p, _)| p == path).map(|(_, n)| *n)
+}
+
+/// Offset and limit of the root from `limit`/`offset`, the Range header (GET only) and
+/// db-max-rows.
 pub fn page(req: &ApiRequest, max_rows: Option<i64>) -> Result<(i64, Option<i64>), ApiError> {
-    let root =
-        |v: &[(Vec<String>, i64)]| v.iter().rev().find(|(p, _)| p.is_empty()).map(|(_, n)| *n);
-    let mut lower = root(&req.query.offsets).unwrap_or(0).max(0);
-    let limit = root(&req.query.limits);
+    let mut lower = last_for(&req.query.offsets, &[]).unwrap_or(0).max(0);
+    let limit = last_for(&req.query.limits, &[]);
     if limit.is_some_and(|l| l < 0) {
         return Err(range_error(
             "Limit should be greater than or equal to zero.",
@@ -51,7 +110,6 @@ pub fn page(req: &ApiRequest, max_rows: Option<i64>) -> Result<(i64, Option<i64>
                     "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
                 ));
             }
-            // Intersect the two ranges.
             let new_lower = lower.max(first);
             upper = match (upper, last) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -60,43 +118,240 @@ pub fn page(req: &ApiRequest, max_rows: Option<i64>) -> Result<(i64, Option<i64>
             lower = new_lower;
         }
     }
-    if let Some(max) = max_rows {
-        let cap = lower + max - 1;
-        upper = Some(upper.map_or(cap, |u| u.min(cap)));
-    }
-    let limit = upper.map(|u| (u - lower + 1).max(0));
-    Ok((lower, limit))
+    Ok((lower, cap(lower, upper, max_rows)))
 }
 
-fn check_no_embed_targets(req: &ApiRequest) -> Result<(), ApiError> {
-    let paths = req
-        .query
-        .filters
-        .iter()
-        .map(|(p, _)| p)
-        .chain(req.query.order.iter().map(|(p, _)| p))
-        .chain(req.query.limits.iter().map(|(p, _)| p))
-        .chain(req.query.offsets.iter().map(|(p, _)| p));
-    for path in paths {
-        if let Some(first) = path.first() {
-            return Err(ApiError::NotEmbedded(first.clone()));
+/// Limit for a page starting at `lower` ending at `upper` (inclusive), capped by max rows.
+fn cap(lower: i64, upper: Option<i64>, max_rows: Option<i64>) -> Option<i64> {
+    let upper = match max_rows {
+        Some(max) => {
+            let cap = lower + max - 1;
+            Some(upper.map_or(cap, |u| u.min(cap)))
+        }
+        None => upper,
+    };
+    upper.map(|u| (u - lower + 1).max(0))
+}
+
+/// Builds the tree of nodes from `select`, resolving every embed to a relationship.
+fn build_node<'a>(
+    cache: &'a SchemaCache,
+    table: &'a Table,
+    alias: Option<String>,
+    items: &[SelectItem],
+    depth: usize,
+) -> Result<ReadNode<'a>, ApiError> {
+    let mut node = ReadNode {
+        table,
+        alias,
+        select: Vec::new(),
+        filters: Vec::new(),
+        order: Vec::new(),
+        offset: 0,
+        limit: None,
+        embeds: Vec::new(),
+    };
+    for item in items {
+        let SelectItem::Embed {
+            name,
+            alias,
+            hint,
+            join,
+            spread,
+            items,
+        } = item
+        else {
+            node.select.push(item.clone());
+            continue;
+        };
+        let rel = find_relationship(cache, table, name, hint.as_deref())?;
+        let child_table = cache
+            .table(&rel.schema, &rel.foreign_table)
+            .ok_or_else(|| no_relationship(cache, table, name, hint.as_deref()))?;
+        let out_name = alias.clone().unwrap_or_else(|| name.clone());
+        let child = build_node(
+            cache,
+            child_table,
+            Some(format!("{}_{}", rel.foreign_table, depth + 1)),
+            items,
+            depth + 1,
+        )?;
+        node.embeds.push(Embed {
+            join_alias: format!("{}_{}_{}", table.name, out_name, depth + 1),
+            name: out_name,
+            rel,
+            inner: *join == Some(crate::request::query::JoinType::Inner),
+            spread: *spread,
+            node: child,
+        });
+    }
+    Ok(node)
+}
+
+fn single_column(rel: &Relationship) -> Option<&(String, String)> {
+    match rel.columns.as_slice() {
+        [pair] => Some(pair),
+        _ => None,
+    }
+}
+
+/// PostgREST's rules for which relationship `parent?select=target!hint(...)` means.
+fn matches(rel: &Relationship, target: &str, hint: Option<&str>) -> bool {
+    let fk_col = || single_column(rel).is_some_and(|(c, _)| c == target);
+    let is_fk = rel.cardinality != Cardinality::ManyToMany;
+    if rel.is_self && is_fk {
+        return match hint {
+            None => {
+                (rel.foreign_table == target && rel.cardinality == Cardinality::OneToMany)
+                    || (fk_col() && rel.cardinality == Cardinality::ManyToOne)
+            }
+            Some(h) => {
+                rel.foreign_table == target
+                    && rel.cardinality == Cardinality::OneToMany
+                    && single_column(rel).is_some_and(|(_, f)| f == h)
+            }
+        };
+    }
+    match hint {
+        None => {
+            rel.foreign_table == target
+                || (is_fk && !rel.foreign_is_view && (rel.constraint == target || fk_col()))
+        }
+        Some(h) => {
+            rel.foreign_table == target
+                && ((is_fk && rel.constraint == h)
+                    || single_column(rel).is_some_and(|(c, f)| c == h || f == h)
+                    || rel.junction.as_ref().is_some_and(|j| j.table == h))
         }
     }
-    for (_, terms) in &req.query.order {
-        if let Some(rel) = terms.iter().find_map(|t| t.relation.as_ref()) {
-            return Err(ApiError::NotEmbedded(rel.clone()));
+}
+
+fn no_relationship(
+    cache: &SchemaCache,
+    parent: &Table,
+    target: &str,
+    hint: Option<&str>,
+) -> ApiError {
+    let suggestion = cache
+        .relationships_of(&parent.schema, &parent.name)
+        .iter()
+        .map(|r| r.foreign_table.as_str())
+        .map(|t| (strsim::normalized_levenshtein(t, target), t))
+        .filter(|(score, _)| *score >= 0.5)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, t)| t.to_string());
+    ApiError::NoRelationship {
+        parent: parent.name.clone(),
+        child: target.to_string(),
+        schema: parent.schema.clone(),
+        hint: hint.map(str::to_string),
+        suggestion,
+    }
+}
+
+fn describe(rel: &Relationship, target: &str) -> AmbiguousCandidate {
+    let cols =
+        |v: &mut dyn Iterator<Item = &String>| v.map(String::as_str).collect::<Vec<_>>().join(", ");
+    let (relationship, hint) = match &rel.junction {
+        Some(j) => (
+            format!(
+                "{} using {}({}) and {}({})",
+                j.table,
+                j.source_constraint,
+                cols(&mut j.source_columns.iter().map(|(_, c)| c)),
+                j.target_constraint,
+                cols(&mut j.target_columns.iter().map(|(c, _)| c)),
+            ),
+            format!("{target}!{}", j.table),
+        ),
+        None => (
+            format!(
+                "{} using {}({}) and {}({})",
+                rel.constraint,
+                rel.table,
+                cols(&mut rel.columns.iter().map(|(c, _)| c)),
+                rel.foreign_table,
+                cols(&mut rel.columns.iter().map(|(_, c)| c)),
+            ),
+            format!("{target}!{}", rel.constraint),
+        ),
+    };
+    AmbiguousCandidate {
+        cardinality: rel.cardinality.describe().to_string(),
+        relationship,
+        embedding: format!("{} with {target}", rel.table),
+        hint,
+    }
+}
+
+fn find_relationship<'a>(
+    cache: &'a SchemaCache,
+    parent: &Table,
+    target: &str,
+    hint: Option<&str>,
+) -> Result<&'a Relationship, ApiError> {
+    let found: Vec<&Relationship> = cache
+        .relationships_of(&parent.schema, &parent.name)
+        .iter()
+        .filter(|r| matches(r, target, hint))
+        .collect();
+    match found.as_slice() {
+        [] => Err(no_relationship(cache, parent, target, hint)),
+        [one] => Ok(one),
+        many => Err(ApiError::AmbiguousEmbed {
+            parent: parent.name.clone(),
+            child: target.to_string(),
+            candidates: many.iter().map(|r| describe(r, target)).collect(),
+        }),
+    }
+}
+
+/// Checks related order terms (`order=rel(col)`) against the node's embeds.
+fn check_related_order(node: &ReadNode) -> Result<(), ApiError> {
+    for term in &node.order {
+        if let Some(rel) = &term.relation {
+            let embed = node
+                .embed(rel)
+                .ok_or_else(|| ApiError::NotEmbedded(rel.clone()))?;
+            if !embed.is_to_one() {
+                return Err(ApiError::RelatedOrderNotToOne {
+                    parent: node.table.name.clone(),
+                    relation: rel.clone(),
+                });
+            }
         }
+    }
+    for e in &node.embeds {
+        check_related_order(&e.node)?;
     }
     Ok(())
 }
 
-pub fn read_plan(
+/// Applies db-max-rows and embedded limit/offset to every embedded node.
+fn page_embeds(
+    node: &mut ReadNode,
     req: &ApiRequest,
-    cache: &SchemaCache,
+    path: &mut Vec<String>,
+    max_rows: Option<i64>,
+) {
+    for e in &mut node.embeds {
+        path.push(e.name.clone());
+        let offset = last_for(&req.query.offsets, path).unwrap_or(0).max(0);
+        let upper = last_for(&req.query.limits, path).map(|l| offset + l.max(0) - 1);
+        e.node.offset = offset;
+        e.node.limit = cap(offset, upper, max_rows);
+        page_embeds(&mut e.node, req, path, max_rows);
+        path.pop();
+    }
+}
+
+pub fn read_plan<'a>(
+    req: &ApiRequest,
+    cache: &'a SchemaCache,
     schema: &str,
     name: &str,
     max_rows: Option<i64>,
-) -> Result<ReadPlan, ApiError> {
+) -> Result<ReadPlan<'a>, ApiError> {
     let table = cache
         .table(schema, name)
         .ok_or_else(|| ApiError::TableNotFound {
@@ -104,37 +359,27 @@ pub fn read_plan(
             name: name.to_string(),
             hint: cache.closest_table(schema, name),
         })?;
-    if let Some(SelectItem::Embed { name: child, .. }) = req
-        .query
-        .select
-        .iter()
-        .find(|i| matches!(i, SelectItem::Embed { .. }))
-    {
-        // Relationships arrive with the embedding work; until then nothing embeds.
-        return Err(ApiError::NoRelationship {
-            parent: table.name.clone(),
-            child: child.clone(),
-            schema: schema.to_string(),
-        });
+    let mut root = build_node(cache, table, None, &req.query.select, 0)?;
+    for (path, tree) in &req.query.filters {
+        root.at_path(path)?.filters.push(tree.clone());
     }
-    check_no_embed_targets(req)?;
+    for (path, terms) in &req.query.order {
+        root.at_path(path)?.order.extend(terms.iter().cloned());
+    }
+    for (path, _) in req.query.limits.iter().chain(&req.query.offsets) {
+        root.at_path(path)?;
+    }
+    check_related_order(&root)?;
     let (offset, limit) = page(req, max_rows)?;
-    let root_offset = req.query.offsets.iter().any(|(p, _)| p.is_empty());
-    let root_limit = req.query.limits.iter().any(|(p, _)| p.is_empty());
+    root.offset = offset;
+    root.limit = limit;
+    page_embeds(&mut root, req, &mut Vec::new(), max_rows);
+    let root_paged =
+        last_for(&req.query.offsets, &[]).is_some() || last_for(&req.query.limits, &[]).is_some();
     let ranged = req.method == Method::Get && req.range.is_some();
     Ok(ReadPlan {
-        table: table.clone(),
-        select: req.query.select.clone(),
-        filters: req.query.filters.iter().map(|(_, t)| t.clone()).collect(),
-        order: req
-            .query
-            .order
-            .iter()
-            .flat_map(|(_, terms)| terms.clone())
-            .collect(),
-        offset,
-        limit,
-        paged: root_offset || root_limit || ranged || max_rows.is_some(),
+        root,
+        paged: root_paged || ranged || max_rows.is_some(),
         count: req.count,
         media_type: req.media_type,
         head: req.method == Method::Head,

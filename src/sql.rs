@@ -1,10 +1,10 @@
 //! Render plans as one parameterized SQL statement. Identifiers go through `quote_ident`;
 //! every client value is a bind parameter.
 
-use crate::plan::ReadPlan;
+use crate::plan::{Embed, ReadNode, ReadPlan};
 use crate::request::query::{
-    CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation, OrderTerm,
-    Quantifier, SelectItem,
+    CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation, Quantifier,
+    SelectItem,
 };
 use crate::request::MediaType;
 use crate::schema::Table;
@@ -76,9 +76,17 @@ fn table_ref(table: &Table) -> String {
     )
 }
 
-/// A field as an SQL expression, with its JSON path.
-fn field_expr(b: &mut Builder, table: &Table, field: &Field) -> String {
-    let column = format!("{}.{}", table_ref(table), quote_ident(&field.name));
+/// How SQL refers to a node's rows: its alias, or the root's qualified name.
+fn node_ref(node: &ReadNode) -> String {
+    match &node.alias {
+        Some(a) => quote_ident(a),
+        None => table_ref(node.table),
+    }
+}
+
+/// A field as an SQL expression over `row_ref`, with its JSON path.
+fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &Field) -> String {
+    let column = format!("{row_ref}.{}", quote_ident(&field.name));
     if field.json_path.is_empty() {
         return column;
     }
@@ -99,22 +107,70 @@ fn field_expr(b: &mut Builder, table: &Table, field: &Field) -> String {
     expr
 }
 
-fn select_list(b: &mut Builder, table: &Table, items: &[SelectItem]) -> String {
-    let mut out = Vec::new();
-    for item in items {
+/// Names a node contributes to its output object (for spreading it into its parent).
+fn output_names(node: &ReadNode) -> Vec<String> {
+    let mut names = Vec::new();
+    for item in &node.select {
         match item {
-            SelectItem::Star => out.push(format!("{}.*", table_ref(table))),
+            SelectItem::Star => names.extend(node.table.columns.iter().map(|c| c.name.clone())),
+            SelectItem::Column { field, alias, .. } => names.push(
+                alias
+                    .clone()
+                    .unwrap_or_else(|| field.output_name().to_string()),
+            ),
+            SelectItem::Embed { .. } => {}
+        }
+    }
+    for e in &node.embeds {
+        if e.spread {
+            names.extend(output_names(&e.node));
+        } else if !e.is_empty() {
+            names.push(e.name.clone());
+        }
+    }
+    names
+}
+
+fn select_list(b: &mut Builder, node: &ReadNode) -> String {
+    let row_ref = node_ref(node);
+    let mut out = Vec::new();
+    for item in &node.select {
+        match item {
+            SelectItem::Star => out.push(format!("{row_ref}.*")),
             SelectItem::Column { field, alias, cast } => {
-                let mut expr = field_expr(b, table, field);
+                let mut expr = field_expr(b, node.table, &row_ref, field);
                 if let Some(cast) = cast {
                     expr = format!("CAST({expr} AS {})", type_name(cast));
                 }
                 let name = alias.as_deref().unwrap_or(field.output_name());
                 out.push(format!("{expr} AS {}", quote_ident(name)));
             }
-            // Embeds are refused by the planner until relationships exist.
             SelectItem::Embed { .. } => {}
         }
+    }
+    for e in &node.embeds {
+        let j = quote_ident(&e.join_alias);
+        if e.spread {
+            for name in output_names(&e.node) {
+                let n = quote_ident(&name);
+                out.push(format!("{j}.{n} AS {n}"));
+            }
+        } else if e.is_empty() {
+            continue;
+        } else if e.is_to_one() {
+            out.push(format!(
+                "row_to_json({j}.*)::jsonb AS {}",
+                quote_ident(&e.name)
+            ));
+        } else {
+            out.push(format!(
+                "COALESCE({j}.{j}, '[]') AS {}",
+                quote_ident(&e.name)
+            ));
+        }
+    }
+    if out.is_empty() {
+        return "NULL".to_string();
     }
     out.join(", ")
 }
@@ -128,8 +184,35 @@ fn array_literal(items: &[String]) -> String {
     format!("{{{}}}", quoted.join(","))
 }
 
-fn filter_sql(b: &mut Builder, table: &Table, filter: &Filter) -> String {
-    let expr = field_expr(b, table, &filter.field);
+/// `rel=is.null` / `rel=not.is.null` on an embedded resource: whether it has rows.
+fn null_embed_check(node: &ReadNode, filter: &Filter) -> Option<String> {
+    if !filter.field.json_path.is_empty() {
+        return None;
+    }
+    let Operation::Is(is) = filter.operation else {
+        return None;
+    };
+    let wants_null = match is {
+        IsValue::Null => true,
+        IsValue::NotNull => false,
+        _ => return None,
+    } != filter.negated;
+    let e = node.embed(&filter.field.name)?;
+    let j = quote_ident(&e.join_alias);
+    let not = if wants_null { "NOT " } else { "" };
+    Some(if e.is_to_one() && !e.spread {
+        format!("{j} IS {not}DISTINCT FROM NULL")
+    } else {
+        format!("{j}.{j} IS {}NULL", if wants_null { "" } else { "NOT " })
+    })
+}
+
+fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
+    if let Some(check) = null_embed_check(node, filter) {
+        return check;
+    }
+    let table = node.table;
+    let expr = field_expr(b, table, &node_ref(node), &filter.field);
     let cond = match &filter.operation {
         Operation::Compare {
             op,
@@ -190,16 +273,16 @@ fn filter_sql(b: &mut Builder, table: &Table, filter: &Filter) -> String {
     }
 }
 
-fn tree_sql(b: &mut Builder, table: &Table, tree: &LogicTree) -> String {
+fn tree_sql(b: &mut Builder, node: &ReadNode, tree: &LogicTree) -> String {
     match tree {
-        LogicTree::Filter(f) => filter_sql(b, table, f),
+        LogicTree::Filter(f) => filter_sql(b, node, f),
         LogicTree::Expr {
             negated,
             or,
             children,
         } => {
             let joiner = if *or { " OR " } else { " AND " };
-            let parts: Vec<String> = children.iter().map(|c| tree_sql(b, table, c)).collect();
+            let parts: Vec<String> = children.iter().map(|c| tree_sql(b, node, c)).collect();
             let group = format!("({})", parts.join(joiner));
             if *negated {
                 format!("NOT {group}")
@@ -210,22 +293,31 @@ fn tree_sql(b: &mut Builder, table: &Table, tree: &LogicTree) -> String {
     }
 }
 
-fn where_clause(b: &mut Builder, table: &Table, filters: &[LogicTree]) -> String {
-    if filters.is_empty() {
+/// The node's filters (and join conditions, if any) as a WHERE clause.
+fn where_clause(b: &mut Builder, node: &ReadNode, join_conditions: Vec<String>) -> String {
+    let mut parts = join_conditions;
+    for f in &node.filters {
+        parts.push(tree_sql(b, node, f));
+    }
+    if parts.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = filters.iter().map(|f| tree_sql(b, table, f)).collect();
     format!(" WHERE {}", parts.join(" AND "))
 }
 
-fn order_clause(b: &mut Builder, table: &Table, order: &[OrderTerm]) -> String {
-    if order.is_empty() {
+fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
+    if node.order.is_empty() {
         return String::new();
     }
-    let terms: Vec<String> = order
+    let row_ref = node_ref(node);
+    let terms: Vec<String> = node
+        .order
         .iter()
         .map(|t| {
-            let mut s = field_expr(b, table, &t.field);
+            let mut s = match t.relation.as_ref().and_then(|r| node.embed(r)) {
+                Some(e) => field_expr(b, e.node.table, &quote_ident(&e.join_alias), &t.field),
+                None => field_expr(b, node.table, &row_ref, &t.field),
+            };
             match t.direction {
                 Some(Direction::Asc) => s.push_str(" ASC"),
                 Some(Direction::Desc) => s.push_str(" DESC"),
@@ -240,6 +332,124 @@ fn order_clause(b: &mut Builder, table: &Table, order: &[OrderTerm]) -> String {
         })
         .collect();
     format!(" ORDER BY {}", terms.join(", "))
+}
+
+fn page_clause(b: &mut Builder, node: &ReadNode) -> String {
+    let mut s = String::new();
+    if let Some(limit) = node.limit {
+        s.push_str(&format!(" LIMIT {}", b.param(limit.to_string())));
+    }
+    if node.offset > 0 {
+        s.push_str(&format!(" OFFSET {}", b.param(node.offset.to_string())));
+    }
+    s
+}
+
+/// Whether a filter of this node mentions the embed (a null-embed condition).
+fn filtered_on(node: &ReadNode, name: &str) -> bool {
+    fn mentions(tree: &LogicTree, name: &str) -> bool {
+        match tree {
+            LogicTree::Filter(f) => f.field.name == name && f.field.json_path.is_empty(),
+            LogicTree::Expr { children, .. } => children.iter().any(|c| mentions(c, name)),
+        }
+    }
+    node.filters.iter().any(|f| mentions(f, name))
+}
+
+/// `FROM table [AS alias]` plus a lateral join per embed. `only_filtering` keeps just
+/// the joins that can remove rows (inner joins and null-embed conditions), for counts.
+fn from_clause(b: &mut Builder, node: &ReadNode, only_filtering: bool) -> String {
+    let mut s = format!(" FROM {}", table_ref(node.table));
+    if let Some(a) = &node.alias {
+        s.push_str(&format!(" AS {}", quote_ident(a)));
+    }
+    let parent_ref = node_ref(node);
+    for e in &node.embeds {
+        if only_filtering && !e.inner && !filtered_on(node, &e.name) {
+            continue;
+        }
+        s.push_str(&embed_join(b, &parent_ref, e));
+    }
+    s
+}
+
+/// The lateral join that computes one embedded resource for each parent row.
+fn embed_join(b: &mut Builder, parent_ref: &str, e: &Embed) -> String {
+    let child = &e.node;
+    let child_ref = node_ref(child);
+    let j = quote_ident(&e.join_alias);
+    let mut conditions = Vec::new();
+    let mut junction_from = String::new();
+    match &e.rel.junction {
+        Some(jn) => {
+            let jref = quote_ident(&format!("{}_j", e.join_alias));
+            junction_from = format!(
+                ", {}.{} AS {jref}",
+                quote_ident(&e.rel.schema),
+                quote_ident(&jn.table)
+            );
+            for (source, jcol) in &jn.source_columns {
+                conditions.push(format!(
+                    "{jref}.{} = {parent_ref}.{}",
+                    quote_ident(jcol),
+                    quote_ident(source)
+                ));
+            }
+            for (jcol, target) in &jn.target_columns {
+                conditions.push(format!(
+                    "{jref}.{} = {child_ref}.{}",
+                    quote_ident(jcol),
+                    quote_ident(target)
+                ));
+            }
+        }
+        None => {
+            for (parent_col, child_col) in &e.rel.columns {
+                conditions.push(format!(
+                    "{child_ref}.{} = {parent_ref}.{}",
+                    quote_ident(child_col),
+                    quote_ident(parent_col)
+                ));
+            }
+        }
+    }
+    let select = select_list(b, child);
+    let mut inner = format!("SELECT {select}");
+    inner.push_str(&from_clause(b, child, false));
+    inner.push_str(&junction_from);
+    inner.push_str(&where_clause(b, child, conditions));
+    inner.push_str(&order_clause(b, child));
+    inner.push_str(&page_clause(b, child));
+    let join = if e.inner {
+        "INNER JOIN LATERAL"
+    } else {
+        "LEFT JOIN LATERAL"
+    };
+    if e.is_to_one() {
+        return format!(" {join} ({inner}) AS {j} ON TRUE");
+    }
+    let sub = quote_ident(&format!("{}_rows", e.join_alias));
+    if e.spread {
+        let columns: Vec<String> = output_names(child)
+            .iter()
+            .map(|n| {
+                let n = quote_ident(n);
+                format!("COALESCE(json_agg({sub}.{n}), '[]') AS {n}")
+            })
+            .collect();
+        let columns = if columns.is_empty() {
+            "NULL".to_string()
+        } else {
+            columns.join(", ")
+        };
+        return format!(" {join} (SELECT {columns} FROM ({inner}) AS {sub}) AS {j} ON TRUE");
+    }
+    let on = if e.inner {
+        format!("{j}.{j} IS NOT NULL")
+    } else {
+        "TRUE".to_string()
+    };
+    format!(" {join} (SELECT json_agg({sub})::jsonb AS {j} FROM ({inner}) AS {sub}) AS {j} ON {on}")
 }
 
 /// The body expression over the page rows `_postgrest_t`.
@@ -262,38 +472,21 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
 /// page_total (int8), body (text), response_headers, response_status (text).
 pub fn read_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
-    let table = &plan.table;
-    let select = select_list(&mut b, table, &plan.select);
-    let select = if select.is_empty() {
-        "NULL".to_string()
-    } else {
-        select
-    };
+    let root = &plan.root;
+    let select = select_list(&mut b, root);
+    let from = from_clause(&mut b, root, false);
+    let w = where_clause(&mut b, root, Vec::new());
+    let o = order_clause(&mut b, root);
+    let p = page_clause(&mut b, root);
     b.push(&format!(
-        "WITH pgrst_source AS (SELECT {select} FROM {}",
-        table_ref(table)
+        "WITH pgrst_source AS (SELECT {select}{from}{w}{o}{p})"
     ));
-    let w = where_clause(&mut b, table, &plan.filters);
-    b.push(&w);
-    let o = order_clause(&mut b, table, &plan.order);
-    b.push(&o);
-    if let Some(limit) = plan.limit {
-        let p = b.param(limit.to_string());
-        b.push(&format!(" LIMIT {p}"));
-    }
-    if plan.offset > 0 {
-        let p = b.param(plan.offset.to_string());
-        b.push(&format!(" OFFSET {p}"));
-    }
-    b.push(")");
     let total = match plan.count {
         None | Some(crate::request::CountPref::Planned) => "NULL".to_string(),
         Some(_) if plan.paged => {
-            let mut count_cte = format!(
-                ", pgrst_source_count AS (SELECT 1 FROM {}",
-                table_ref(table)
-            );
-            count_cte.push_str(&where_clause(&mut b, table, &plan.filters));
+            let from = from_clause(&mut b, root, true);
+            let w = where_clause(&mut b, root, Vec::new());
+            let mut count_cte = format!(", pgrst_source_count AS (SELECT 1{from}{w}");
             if let (Some(crate::request::CountPref::Estimated), Some(max)) =
                 (plan.count, plan.max_rows)
             {
@@ -319,20 +512,18 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
 /// `EXPLAIN (FORMAT JSON)` of the rows a count would see, for count=planned/estimated.
 pub fn planned_count_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
-    b.push(&format!(
-        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}",
-        table_ref(&plan.table)
-    ));
-    let w = where_clause(&mut b, &plan.table, &plan.filters);
-    b.push(&w);
+    let from = from_clause(&mut b, &plan.root, true);
+    let w = where_clause(&mut b, &plan.root, Vec::new());
+    b.push(&format!("EXPLAIN (FORMAT JSON) SELECT 1{from}{w}"));
     b.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{parse_query, CountPref};
-    use crate::schema::Column;
+    use crate::plan::read_plan;
+    use crate::request::{parse_query, ApiRequest, CountPref, Method, Target};
+    use crate::schema::{Column, SchemaCache};
 
     fn table() -> Table {
         let col = |name: &str, base: &str| Column {
@@ -359,21 +550,38 @@ mod tests {
         }
     }
 
-    fn plan(query: &str) -> ReadPlan {
-        let q = parse_query(query).unwrap();
-        ReadPlan {
-            table: table(),
-            select: q.select,
-            filters: q.filters.into_iter().map(|(_, t)| t).collect(),
-            order: q.order.into_iter().flat_map(|(_, t)| t).collect(),
-            offset: 0,
-            limit: None,
-            paged: false,
+    fn cache() -> SchemaCache {
+        let mut cache = SchemaCache::default();
+        let t = table();
+        cache
+            .tables
+            .entry(t.schema.clone())
+            .or_default()
+            .insert(t.name.clone(), t);
+        cache
+    }
+
+    fn request(query: &str) -> ApiRequest {
+        ApiRequest {
+            method: Method::Get,
+            target: Target::Relation("items".into()),
+            query: parse_query(query).unwrap(),
             count: None,
             media_type: MediaType::Json,
-            head: false,
-            max_rows: None,
+            range: None,
+            path: "/items".into(),
+            headers: vec![],
+            cookies: vec![],
+            profile: None,
         }
+    }
+
+    fn render(query: &str, count: Option<CountPref>) -> Statement {
+        let cache = cache();
+        let mut req = request(query);
+        req.count = count;
+        let plan = read_plan(&req, &cache, "api", "items", None).unwrap();
+        read_statement(&plan)
     }
 
     #[test]
@@ -387,7 +595,7 @@ mod tests {
 
     #[test]
     fn filters_bind_every_value() {
-        let s = read_statement(&plan("select=id,x:data->a->>b&id=in.(1,2)&body=like.*a*&or=(id.eq.1,id.not.is.null)&doc=fts(english).cat&body=fts.dog&order=data->n.desc.nullslast"));
+        let s = render("select=id,x:data->a->>b&id=in.(1,2)&body=like.*a*&or=(id.eq.1,id.not.is.null)&doc=fts(english).cat&body=fts.dog&order=data->n.desc.nullslast", None);
         assert_eq!(
             s.sql,
             "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
@@ -410,18 +618,14 @@ mod tests {
 
     #[test]
     fn exact_count_with_a_page_uses_its_own_query() {
-        let mut p = plan("id=gt.1");
-        p.count = Some(CountPref::Exact);
-        p.paged = true;
-        p.limit = Some(10);
-        let s = read_statement(&p);
+        let s = render("id=gt.1&limit=10", Some(CountPref::Exact));
         assert!(s.sql.contains("LIMIT $2) , pgrst_source_count AS (SELECT 1 FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" > $3)") || s.sql.contains("LIMIT $2), pgrst_source_count AS (SELECT 1 FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" > $3)"), "{}", s.sql);
         assert_eq!(s.params, vec!["1", "10", "1"]);
     }
 
     #[test]
     fn non_json_columns_are_wrapped_for_paths() {
-        let s = read_statement(&plan("select=body->0"));
+        let s = render("select=body->0", None);
         assert!(s
             .sql
             .contains("to_jsonb(\"api\".\"items\".\"body\")->$1::int AS \"body\""));
