@@ -31,6 +31,8 @@ pub enum ApiError {
     NotAcceptable(String),
     /// PGRST108: a dotted parameter targets something not embedded in `select`.
     NotEmbedded(String),
+    /// PGRST108: an aliased embed addressed by its target name with legacy names off.
+    AliasedTarget { target: String, alias: String },
     /// PGRST116: singular response requested but the result has `n` rows.
     Singularity(i64),
     /// PGRST117
@@ -101,7 +103,8 @@ impl ApiError {
             | NotEmbedded(_)
             | NotImplemented(_)
             | NoRelationship { .. }
-            | RelatedOrderNotToOne { .. } => 400,
+            | RelatedOrderNotToOne { .. }
+            | AliasedTarget { .. } => 400,
             AmbiguousEmbed { .. } => 300,
             RpcMethod(_) | UnsupportedMethod(_) => 405,
             InvalidRange { .. } => 416,
@@ -128,7 +131,7 @@ impl ApiError {
             InvalidRange { .. } => "PGRST103",
             InvalidSchema { .. } => "PGRST106",
             NotAcceptable(_) => "PGRST107",
-            NotEmbedded(_) => "PGRST108",
+            NotEmbedded(_) | AliasedTarget { .. } => "PGRST108",
             Singularity(_) => "PGRST116",
             UnsupportedMethod(_) => "PGRST117",
             InvalidPath => "PGRST125",
@@ -179,6 +182,11 @@ impl ApiError {
                 Some(format!(
                     "Verify that '{name}' is included in the 'select' query parameter."
                 )),
+            ),
+            AliasedTarget { target, alias } => (
+                format!("'{target}' is not an embedded resource in this request"),
+                Some("Target names are not allowed in filters if they have an alias".into()),
+                Some(format!("Change '{target}' to '{alias}' in filters, orders or limits.")),
             ),
             Singularity(n) => (
                 "Cannot coerce the result to a single JSON object".into(),

@@ -39,6 +39,8 @@ pub struct ReadNode<'a> {
 pub struct Embed<'a> {
     /// The output key (alias or name); dotted parameters address the embed by it.
     pub name: String,
+    /// The name as written in `select` (`tasks` in `the_tasks:tasks(*)`).
+    pub target: String,
     pub rel: &'a Relationship,
     pub inner: bool,
     pub spread: bool,
@@ -59,18 +61,29 @@ impl Embed<'_> {
 }
 
 impl<'a> ReadNode<'a> {
-    fn embed_mut(&mut self, name: &str) -> Option<&mut Embed<'a>> {
-        self.embeds.iter_mut().find(|e| e.name == name)
-    }
-
-    /// The node a dotted parameter path addresses.
-    fn at_path(&mut self, path: &[String]) -> Result<&mut ReadNode<'a>, ApiError> {
+    /// The node a dotted parameter path addresses. With `legacy_names`, an aliased embed
+    /// can also be addressed by its target name, as PostgREST allows by default.
+    fn at_path(
+        &mut self,
+        path: &[String],
+        legacy_names: bool,
+    ) -> Result<&mut ReadNode<'a>, ApiError> {
         let mut node = self;
         for segment in path {
-            node = &mut node
-                .embed_mut(segment)
-                .ok_or_else(|| ApiError::NotEmbedded(segment.clone()))?
-                .node;
+            let by_name = node.embeds.iter().position(|e| &e.name == segment);
+            let by_target = node.embeds.iter().position(|e| &e.target == segment);
+            let index = match (by_name, by_target) {
+                (Some(i), _) => i,
+                (None, Some(i)) if legacy_names => i,
+                (None, Some(i)) => {
+                    return Err(ApiError::AliasedTarget {
+                        target: segment.clone(),
+                        alias: node.embeds[i].name.clone(),
+                    })
+                }
+                (None, None) => return Err(ApiError::NotEmbedded(segment.clone())),
+            };
+            node = &mut node.embeds[index].node;
         }
         Ok(node)
     }
@@ -179,6 +192,7 @@ fn build_node<'a>(
         node.embeds.push(Embed {
             join_alias: format!("{}_{}_{}", table.name, out_name, depth + 1),
             name: out_name,
+            target: name.clone(),
             rel,
             inner: *join == Some(crate::request::query::JoinType::Inner),
             spread: *spread,
@@ -232,9 +246,10 @@ fn no_relationship(
     target: &str,
     hint: Option<&str>,
 ) -> ApiError {
-    let suggestion = cache
-        .relationships_of(&parent.schema, &parent.name)
+    let related = cache.relationships_of(&parent.schema, &parent.name);
+    let suggestion = related
         .iter()
+        .filter(|_| !related.iter().any(|r| r.foreign_table == target))
         .map(|r| r.foreign_table.as_str())
         .map(|t| (strsim::normalized_levenshtein(t, target), t))
         .filter(|(score, _)| *score >= 0.5)
@@ -351,6 +366,7 @@ pub fn read_plan<'a>(
     schema: &str,
     name: &str,
     max_rows: Option<i64>,
+    legacy_names: bool,
 ) -> Result<ReadPlan<'a>, ApiError> {
     let table = cache
         .table(schema, name)
@@ -361,13 +377,15 @@ pub fn read_plan<'a>(
         })?;
     let mut root = build_node(cache, table, None, &req.query.select, 0)?;
     for (path, tree) in &req.query.filters {
-        root.at_path(path)?.filters.push(tree.clone());
+        root.at_path(path, legacy_names)?.filters.push(tree.clone());
     }
     for (path, terms) in &req.query.order {
-        root.at_path(path)?.order.extend(terms.iter().cloned());
+        root.at_path(path, legacy_names)?
+            .order
+            .extend(terms.iter().cloned());
     }
     for (path, _) in req.query.limits.iter().chain(&req.query.offsets) {
-        root.at_path(path)?;
+        root.at_path(path, legacy_names)?;
     }
     check_related_order(&root)?;
     let (offset, limit) = page(req, max_rows)?;

@@ -200,8 +200,11 @@ fn null_embed_check(node: &ReadNode, filter: &Filter) -> Option<String> {
     let e = node.embed(&filter.field.name)?;
     let j = quote_ident(&e.join_alias);
     let not = if wants_null { "NOT " } else { "" };
-    Some(if e.is_to_one() && !e.spread {
+    Some(if e.is_to_one() {
         format!("{j} IS {not}DISTINCT FROM NULL")
+    } else if e.spread {
+        // spread to-many laterals carry their row count in a column named like the join
+        format!("{j}.{j} {} 0", if wants_null { "=" } else { ">" })
     } else {
         format!("{j}.{j} IS {}NULL", if wants_null { "" } else { "NOT " })
     })
@@ -430,19 +433,23 @@ fn embed_join(b: &mut Builder, parent_ref: &str, e: &Embed) -> String {
     }
     let sub = quote_ident(&format!("{}_rows", e.join_alias));
     if e.spread {
-        let columns: Vec<String> = output_names(child)
+        let mut columns: Vec<String> = output_names(child)
             .iter()
             .map(|n| {
                 let n = quote_ident(n);
                 format!("COALESCE(json_agg({sub}.{n}), '[]') AS {n}")
             })
             .collect();
-        let columns = if columns.is_empty() {
-            "NULL".to_string()
+        columns.push(format!("pg_catalog.count(*) AS {j}"));
+        let on = if e.inner {
+            format!("{j}.{j} > 0")
         } else {
-            columns.join(", ")
+            "TRUE".to_string()
         };
-        return format!(" {join} (SELECT {columns} FROM ({inner}) AS {sub}) AS {j} ON TRUE");
+        return format!(
+            " {join} (SELECT {} FROM ({inner}) AS {sub}) AS {j} ON {on}",
+            columns.join(", ")
+        );
     }
     let on = if e.inner {
         format!("{j}.{j} IS NOT NULL")
@@ -580,7 +587,7 @@ mod tests {
         let cache = cache();
         let mut req = request(query);
         req.count = count;
-        let plan = read_plan(&req, &cache, "api", "items", None).unwrap();
+        let plan = read_plan(&req, &cache, "api", "items", None, true).unwrap();
         read_statement(&plan)
     }
 

@@ -436,9 +436,8 @@ pub fn parse_select(input: &str) -> Result<Vec<SelectItem>, ApiError> {
         return Ok(vec![SelectItem::Star]);
     }
     let mut c = Cursor::new("select parameter", input);
-    let items = select_list(&mut c)?;
-    c.expect_end()?;
-    Ok(items)
+    // Like PostgREST, input after a complete list is ignored.
+    select_list(&mut c)
 }
 
 fn select_list(c: &mut Cursor) -> Result<Vec<SelectItem>, ApiError> {
@@ -944,7 +943,9 @@ mod tests {
             parse_select("data->>a->b"),
             Err(ApiError::Parse { .. })
         ));
-        assert!(matches!(parse_select("a)"), Err(ApiError::Parse { .. })));
+        assert!(matches!(parse_select("a,("), Err(ApiError::Parse { .. })));
+        // PostgREST ignores what follows a complete list (its spec sends `...(cost)))`).
+        assert_eq!(parse_select("a)").unwrap().len(), 1);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod relationships;
+
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -156,165 +158,6 @@ WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
 ORDER BY a.attrelid, a.attnum
 "#;
 
-const FOREIGN_KEYS_SQL: &str = r#"
-SELECT c.conname::text, ns.nspname::text, cl.relname::text, fcl.relname::text,
-       array_agg(a.attname::text ORDER BY k.ord), array_agg(fa.attname::text ORDER BY k.ord)
-FROM pg_constraint c
-JOIN pg_class cl ON cl.oid = c.conrelid
-JOIN pg_namespace ns ON ns.oid = cl.relnamespace
-JOIN pg_class fcl ON fcl.oid = c.confrelid
-JOIN pg_namespace fns ON fns.oid = fcl.relnamespace
-CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(attnum, fattnum, ord)
-JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = k.fattnum
-WHERE c.contype = 'f' AND ns.nspname = ANY($1) AND fns.nspname = ns.nspname
-GROUP BY c.oid, c.conname, ns.nspname, cl.relname, fcl.relname
-ORDER BY c.oid
-"#;
-
-/// Column sets of primary keys and unique constraints, for one-to-one detection.
-const UNIQUE_KEYS_SQL: &str = r#"
-SELECT ns.nspname::text, cl.relname::text,
-       array_agg(a.attname::text ORDER BY a.attname)
-FROM pg_constraint c
-JOIN pg_class cl ON cl.oid = c.conrelid
-JOIN pg_namespace ns ON ns.oid = cl.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
-WHERE c.contype IN ('p', 'u') AND ns.nspname = ANY($1)
-GROUP BY c.oid, ns.nspname, cl.relname
-"#;
-
-struct ForeignKey {
-    name: String,
-    schema: String,
-    table: String,
-    foreign_table: String,
-    columns: Vec<String>,
-    foreign_columns: Vec<String>,
-}
-
-fn sorted(v: &[String]) -> Vec<String> {
-    let mut v = v.to_vec();
-    v.sort();
-    v
-}
-
-/// Relationships from foreign keys: each key gives a many-to-one (or one-to-one) from its
-/// table and the inverse from the referenced table; a table whose primary key covers two
-/// foreign keys is a junction giving many-to-many both ways.
-fn infer_relationships(
-    fks: &[ForeignKey],
-    unique: &HashMap<(String, String), Vec<Vec<String>>>,
-    tables: &HashMap<String, HashMap<String, Table>>,
-) -> HashMap<(String, String), Vec<Relationship>> {
-    let is_unique = |schema: &str, table: &str, cols: &[String]| {
-        unique
-            .get(&(schema.to_string(), table.to_string()))
-            .is_some_and(|sets| sets.iter().any(|s| *s == sorted(cols)))
-    };
-    let is_view = |schema: &str, table: &str| {
-        tables
-            .get(schema)
-            .and_then(|t| t.get(table))
-            .is_some_and(|t| t.kind != "table" && t.kind != "partitioned_table")
-    };
-    let mut rels: HashMap<(String, String), Vec<Relationship>> = HashMap::new();
-    for fk in fks {
-        let one_to_one = is_unique(&fk.schema, &fk.table, &fk.columns);
-        let pairs: Vec<(String, String)> = fk
-            .columns
-            .iter()
-            .cloned()
-            .zip(fk.foreign_columns.iter().cloned())
-            .collect();
-        let is_self = fk.table == fk.foreign_table;
-        rels.entry((fk.schema.clone(), fk.table.clone()))
-            .or_default()
-            .push(Relationship {
-                schema: fk.schema.clone(),
-                table: fk.table.clone(),
-                foreign_table: fk.foreign_table.clone(),
-                cardinality: if one_to_one {
-                    Cardinality::OneToOne
-                } else {
-                    Cardinality::ManyToOne
-                },
-                constraint: fk.name.clone(),
-                columns: pairs.clone(),
-                junction: None,
-                is_self,
-                foreign_is_view: is_view(&fk.schema, &fk.foreign_table),
-            });
-        rels.entry((fk.schema.clone(), fk.foreign_table.clone()))
-            .or_default()
-            .push(Relationship {
-                schema: fk.schema.clone(),
-                table: fk.foreign_table.clone(),
-                foreign_table: fk.table.clone(),
-                cardinality: if one_to_one {
-                    Cardinality::OneToOne
-                } else {
-                    Cardinality::OneToMany
-                },
-                constraint: fk.name.clone(),
-                columns: pairs.into_iter().map(|(a, b)| (b, a)).collect(),
-                junction: None,
-                is_self,
-                foreign_is_view: is_view(&fk.schema, &fk.table),
-            });
-    }
-    for left in fks {
-        for right in fks {
-            if std::ptr::eq(left, right) || left.schema != right.schema || left.table != right.table
-            {
-                continue;
-            }
-            let Some(junction) = tables.get(&left.schema).and_then(|t| t.get(&left.table)) else {
-                continue;
-            };
-            let pk = &junction.primary_key;
-            let covered = left
-                .columns
-                .iter()
-                .chain(&right.columns)
-                .all(|c| pk.contains(c));
-            if pk.is_empty() || !covered {
-                continue;
-            }
-            rels.entry((left.schema.clone(), left.foreign_table.clone()))
-                .or_default()
-                .push(Relationship {
-                    schema: left.schema.clone(),
-                    table: left.foreign_table.clone(),
-                    foreign_table: right.foreign_table.clone(),
-                    cardinality: Cardinality::ManyToMany,
-                    constraint: String::new(),
-                    columns: Vec::new(),
-                    junction: Some(Junction {
-                        table: left.table.clone(),
-                        source_constraint: left.name.clone(),
-                        source_columns: left
-                            .foreign_columns
-                            .iter()
-                            .cloned()
-                            .zip(left.columns.iter().cloned())
-                            .collect(),
-                        target_constraint: right.name.clone(),
-                        target_columns: right
-                            .columns
-                            .iter()
-                            .cloned()
-                            .zip(right.foreign_columns.iter().cloned())
-                            .collect(),
-                    }),
-                    is_self: left.foreign_table == right.foreign_table,
-                    foreign_is_view: is_view(&left.schema, &right.foreign_table),
-                });
-        }
-    }
-    rels
-}
-
 fn kind_name(relkind: &str) -> &'static str {
     match relkind {
         "v" => "view",
@@ -364,28 +207,9 @@ impl SchemaCache {
                 description: row.get(8),
             });
         }
-        let fks: Vec<ForeignKey> = tx
-            .query(FOREIGN_KEYS_SQL, &[&schemas])
-            .await?
-            .iter()
-            .map(|r| ForeignKey {
-                name: r.get(0),
-                schema: r.get(1),
-                table: r.get(2),
-                foreign_table: r.get(3),
-                columns: r.get(4),
-                foreign_columns: r.get(5),
-            })
-            .collect();
-        let mut unique: HashMap<(String, String), Vec<Vec<String>>> = HashMap::new();
-        for r in tx.query(UNIQUE_KEYS_SQL, &[&schemas]).await? {
-            unique
-                .entry((r.get(0), r.get(1)))
-                .or_default()
-                .push(r.get(2));
-        }
+        let relationships = relationships::load(&tx, schemas).await?;
         tx.commit().await?;
-        let relationships = infer_relationships(&fks, &unique, &tables);
+
         Ok(SchemaCache {
             schemas: schemas.to_vec(),
             relationships,

@@ -1,0 +1,438 @@
+//! Relationship inference: foreign keys give many-to-one / one-to-many / one-to-one
+//! relationships, junction tables give many-to-many ones, and views take part through the
+//! base-table columns they expose (traced from their query trees in pg_rewrite, through
+//! chains of views).
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_postgres::Transaction;
+
+use super::{Cardinality, Junction, Relationship};
+
+/// Every relation outside the system schemas: keys and views may live in schemas that are
+/// not exposed (a private junction table behind an exposed view, say).
+const RELATIONS_SQL: &str = r#"
+SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+"#;
+
+const ATTRIBUTES_SQL: &str = r#"
+SELECT a.attrelid, a.attnum, a.attname::text
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"#;
+
+/// Primary keys, unique constraints and foreign keys, in creation order.
+const KEYS_SQL: &str = r#"
+SELECT c.conrelid, c.contype::text, c.conname::text, c.conkey, c.confrelid,
+       coalesce(c.confkey, '{}')
+FROM pg_constraint c
+JOIN pg_namespace n ON n.oid = c.connamespace
+WHERE c.contype IN ('p', 'u', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY c.oid
+"#;
+
+const VIEWS_SQL: &str = r#"
+SELECT r.ev_class, r.ev_action::text
+FROM pg_rewrite r
+JOIN pg_class c ON c.oid = r.ev_class
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE r.rulename = '_RETURN' AND c.relkind IN ('v', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"#;
+
+type Oid = u32;
+type AttNum = i16;
+
+struct Rel {
+    schema: String,
+    name: String,
+    is_view: bool,
+    exposed: bool,
+}
+
+/// A foreign key, or a foreign key seen through views at either end.
+struct Edge {
+    constraint: String,
+    source: Oid,
+    source_cols: Vec<AttNum>,
+    target: Oid,
+    target_cols: Vec<AttNum>,
+}
+
+/// The top-level target list of a view's query tree, as printed by nodeToString:
+/// (resno, resorigtbl, resorigcol) per output column. Written by hand because no crate
+/// reads PostgreSQL's node text format; it only needs nesting and three fields.
+pub(crate) fn view_targets(tree: &str) -> Vec<(AttNum, Oid, AttNum)> {
+    let bytes = tree.as_bytes();
+    let mut depth = 0i32;
+    let mut list_depth: Option<i32> = None;
+    let mut expecting_list = false;
+    let mut current: Option<(AttNum, Oid, AttNum)> = None;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                i += 2;
+                continue;
+            }
+            b'(' | b'{' => {
+                depth += 1;
+                if bytes[i] == b'(' && expecting_list {
+                    expecting_list = false;
+                    list_depth = Some(depth);
+                } else if bytes[i] == b'{' && list_depth == Some(depth - 1) {
+                    current = Some((0, 0, 0));
+                }
+            }
+            b')' | b'}' => {
+                if bytes[i] == b'}' && list_depth == Some(depth - 1) {
+                    out.extend(current.take());
+                }
+                if bytes[i] == b')' && list_depth == Some(depth) {
+                    return out;
+                }
+                depth -= 1;
+            }
+            b':' => {
+                let start = i;
+                while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                let word = &tree[start..i];
+                if depth == 2 && word == ":targetList" && list_depth.is_none() {
+                    expecting_list = true;
+                    continue;
+                }
+                if let Some(entry) = current.as_mut().filter(|_| list_depth == Some(depth - 1)) {
+                    let rest = tree[i..].trim_start();
+                    let number: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    match word {
+                        ":resno" => entry.0 = number.parse().unwrap_or(0),
+                        ":resorigtbl" => entry.1 = number.parse().unwrap_or(0),
+                        ":resorigcol" => entry.2 = number.parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            b'<' if expecting_list => return out,
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+struct Catalog {
+    rels: HashMap<Oid, Rel>,
+    names: HashMap<(Oid, AttNum), String>,
+    /// Unique column sets (primary keys first) per relation, views included.
+    unique: HashMap<Oid, Vec<Vec<AttNum>>>,
+    primary: HashMap<Oid, Vec<Vec<AttNum>>>,
+    /// For each base column, the view columns that show it.
+    exposures: HashMap<(Oid, AttNum), Vec<(Oid, AttNum)>>,
+}
+
+impl Catalog {
+    /// `(oid, cols)` and every way a view shows all of `cols` (several when a view shows
+    /// a base column more than once).
+    fn projections(&self, oid: Oid, cols: &[AttNum]) -> Vec<(Oid, Vec<AttNum>)> {
+        let mut out = vec![(oid, cols.to_vec())];
+        let mut per_view: HashMap<Oid, Vec<Vec<AttNum>>> = HashMap::new();
+        for (i, col) in cols.iter().enumerate() {
+            for (view, vcol) in self.exposures.get(&(oid, *col)).into_iter().flatten() {
+                let options = per_view
+                    .entry(*view)
+                    .or_insert_with(|| vec![Vec::new(); cols.len()]);
+                options[i].push(*vcol);
+            }
+        }
+        let mut views: Vec<_> = per_view.into_iter().collect();
+        views.sort_by_key(|(v, _)| *v);
+        for (view, options) in views {
+            let mut combos: Vec<Vec<AttNum>> = vec![Vec::new()];
+            for opts in &options {
+                combos = combos
+                    .iter()
+                    .flat_map(|c| {
+                        opts.iter().map(move |o| {
+                            let mut c = c.clone();
+                            c.push(*o);
+                            c
+                        })
+                    })
+                    .collect();
+            }
+            out.extend(
+                combos
+                    .into_iter()
+                    .filter(|c| c.len() == cols.len())
+                    .map(|c| (view, c)),
+            );
+        }
+        out
+    }
+
+    fn col_names(&self, oid: Oid, cols: &[AttNum]) -> Vec<String> {
+        cols.iter()
+            .map(|c| self.names.get(&(oid, *c)).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    fn is_unique(&self, oid: Oid, cols: &[AttNum]) -> bool {
+        let set: HashSet<_> = cols.iter().collect();
+        self.unique
+            .get(&oid)
+            .is_some_and(|keys| keys.iter().any(|k| k.iter().collect::<HashSet<_>>() == set))
+    }
+
+    fn primary_covers(&self, oid: Oid, cols: impl Iterator<Item = AttNum> + Clone) -> bool {
+        self.primary
+            .get(&oid)
+            .is_some_and(|keys| keys.iter().any(|k| cols.clone().all(|c| k.contains(&c))))
+    }
+}
+
+fn follow_view(
+    views: &HashMap<Oid, HashMap<AttNum, (Oid, AttNum)>>,
+    view: Oid,
+    col: AttNum,
+) -> Option<(Oid, AttNum)> {
+    let mut at = *views.get(&view)?.get(&col)?;
+    for _ in 0..32 {
+        match views.get(&at.0).and_then(|v| v.get(&at.1)) {
+            Some(next) => at = *next,
+            None => return Some(at),
+        }
+    }
+    None
+}
+
+pub(super) async fn load(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<HashMap<(String, String), Vec<Relationship>>, tokio_postgres::Error> {
+    let mut rels = HashMap::new();
+    for r in tx.query(RELATIONS_SQL, &[]).await? {
+        let schema: String = r.get(1);
+        let kind: String = r.get(3);
+        rels.insert(
+            r.get::<_, Oid>(0),
+            Rel {
+                exposed: schemas.contains(&schema),
+                schema,
+                name: r.get(2),
+                is_view: kind == "v" || kind == "m",
+            },
+        );
+    }
+    let mut names = HashMap::new();
+    for r in tx.query(ATTRIBUTES_SQL, &[]).await? {
+        names.insert(
+            (r.get::<_, Oid>(0), r.get::<_, AttNum>(1)),
+            r.get::<_, String>(2),
+        );
+    }
+    let mut views: HashMap<Oid, HashMap<AttNum, (Oid, AttNum)>> = HashMap::new();
+    for r in tx.query(VIEWS_SQL, &[]).await? {
+        let view: Oid = r.get(0);
+        let tree: String = r.get(1);
+        let cols = views.entry(view).or_default();
+        for (resno, table, col) in view_targets(&tree) {
+            if table != 0 && col > 0 {
+                cols.insert(resno, (table, col));
+            }
+        }
+    }
+    let mut exposures: HashMap<(Oid, AttNum), Vec<(Oid, AttNum)>> = HashMap::new();
+    for (view, cols) in &views {
+        let mut sorted: Vec<_> = cols.keys().copied().collect();
+        sorted.sort();
+        for col in sorted {
+            if let Some(base) = follow_view(&views, *view, col) {
+                exposures.entry(base).or_default().push((*view, col));
+            }
+        }
+    }
+    let mut catalog = Catalog {
+        rels,
+        names,
+        unique: HashMap::new(),
+        primary: HashMap::new(),
+        exposures,
+    };
+    let mut fks = Vec::new();
+    let mut keys = Vec::new();
+    for r in tx.query(KEYS_SQL, &[]).await? {
+        let oid: Oid = r.get(0);
+        let kind: String = r.get(1);
+        let cols: Vec<AttNum> = r.get(3);
+        if kind == "f" {
+            fks.push(Edge {
+                constraint: r.get(2),
+                source: oid,
+                source_cols: cols,
+                target: r.get(4),
+                target_cols: r.get(5),
+            });
+        } else {
+            keys.push((oid, kind == "p", cols));
+        }
+    }
+    for (oid, primary, cols) in keys {
+        for (rel, pcols) in catalog.projections(oid, &cols) {
+            if primary {
+                catalog.primary.entry(rel).or_default().push(pcols.clone());
+            }
+            catalog.unique.entry(rel).or_default().push(pcols);
+        }
+    }
+    let mut edges = Vec::new();
+    for fk in &fks {
+        for (source, source_cols) in catalog.projections(fk.source, &fk.source_cols) {
+            for (target, target_cols) in catalog.projections(fk.target, &fk.target_cols) {
+                edges.push(Edge {
+                    constraint: fk.constraint.clone(),
+                    source,
+                    source_cols: source_cols.clone(),
+                    target,
+                    target_cols,
+                });
+            }
+        }
+    }
+    Ok(infer(&catalog, &edges))
+}
+
+fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Relationship>> {
+    let exposed_pair = |a: Oid, b: Oid| -> Option<(&Rel, &Rel)> {
+        let (ra, rb) = (catalog.rels.get(&a)?, catalog.rels.get(&b)?);
+        (ra.exposed && rb.exposed && ra.schema == rb.schema).then_some((ra, rb))
+    };
+    let mut out: HashMap<(String, String), Vec<Relationship>> = HashMap::new();
+    for e in edges {
+        let Some((source, target)) = exposed_pair(e.source, e.target) else {
+            continue;
+        };
+        let one_to_one = catalog.is_unique(e.source, &e.source_cols);
+        let pairs: Vec<(String, String)> = catalog
+            .col_names(e.source, &e.source_cols)
+            .into_iter()
+            .zip(catalog.col_names(e.target, &e.target_cols))
+            .collect();
+        let is_self = e.source == e.target;
+        out.entry((source.schema.clone(), source.name.clone()))
+            .or_default()
+            .push(Relationship {
+                schema: source.schema.clone(),
+                table: source.name.clone(),
+                foreign_table: target.name.clone(),
+                cardinality: if one_to_one {
+                    Cardinality::OneToOne
+                } else {
+                    Cardinality::ManyToOne
+                },
+                constraint: e.constraint.clone(),
+                columns: pairs.clone(),
+                junction: None,
+                is_self,
+                foreign_is_view: target.is_view,
+            });
+        out.entry((target.schema.clone(), target.name.clone()))
+            .or_default()
+            .push(Relationship {
+                schema: target.schema.clone(),
+                table: target.name.clone(),
+                foreign_table: source.name.clone(),
+                cardinality: if one_to_one {
+                    Cardinality::OneToOne
+                } else {
+                    Cardinality::OneToMany
+                },
+                constraint: e.constraint.clone(),
+                columns: pairs.into_iter().map(|(a, b)| (b, a)).collect(),
+                junction: None,
+                is_self,
+                foreign_is_view: source.is_view,
+            });
+    }
+    for (i, left) in edges.iter().enumerate() {
+        for (k, right) in edges.iter().enumerate() {
+            if i == k || left.source != right.source || left.constraint == right.constraint {
+                continue;
+            }
+            let Some((junction, from)) = exposed_pair(left.source, left.target) else {
+                continue;
+            };
+            let Some((_, to)) = exposed_pair(right.source, right.target) else {
+                continue;
+            };
+            if from.schema != to.schema {
+                continue;
+            }
+            let cols = left.source_cols.iter().chain(&right.source_cols).copied();
+            if !catalog.primary_covers(left.source, cols) {
+                continue;
+            }
+            let jcols_left = catalog.col_names(left.source, &left.source_cols);
+            let jcols_right = catalog.col_names(right.source, &right.source_cols);
+            out.entry((from.schema.clone(), from.name.clone()))
+                .or_default()
+                .push(Relationship {
+                    schema: from.schema.clone(),
+                    table: from.name.clone(),
+                    foreign_table: to.name.clone(),
+                    cardinality: Cardinality::ManyToMany,
+                    constraint: String::new(),
+                    columns: Vec::new(),
+                    junction: Some(Junction {
+                        table: junction.name.clone(),
+                        source_constraint: left.constraint.clone(),
+                        source_columns: catalog
+                            .col_names(left.target, &left.target_cols)
+                            .into_iter()
+                            .zip(jcols_left)
+                            .collect(),
+                        target_constraint: right.constraint.clone(),
+                        target_columns: jcols_right
+                            .into_iter()
+                            .zip(catalog.col_names(right.target, &right.target_cols))
+                            .collect(),
+                    }),
+                    is_self: left.target == right.target,
+                    foreign_is_view: to.is_view,
+                });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::view_targets;
+
+    #[test]
+    fn reads_only_the_top_level_target_list() {
+        // Shape of `SELECT a.id, (SELECT b.id FROM b LIMIT 1) AS other FROM a`: the scalar
+        // subquery's own target entry is nested inside the second top-level entry.
+        let tree = "({QUERY :commandType 1 :rtable ({RANGETBLENTRY :relid 100}) :targetList \
+            ({TARGETENTRY :expr {VAR :varno 1} :resno 1 :resname id :ressortgroupref 0 :resorigtbl 100 :resorigcol 1 :resjunk false} \
+             {TARGETENTRY :expr {SUBLINK :subselect {QUERY :targetList ({TARGETENTRY :expr {VAR} :resno 1 :resname id :resorigtbl 200 :resorigcol 1 :resjunk false})}} :resno 2 :resname other :ressortgroupref 0 :resorigtbl 0 :resorigcol 0 :resjunk false}) \
+            :override 0})";
+        assert_eq!(view_targets(tree), vec![(1, 100, 1), (2, 0, 0)]);
+        assert_eq!(view_targets("({QUERY :targetList <> :x 1})"), vec![]);
+        assert_eq!(
+            view_targets("({QUERY :targetList ({TARGETENTRY :resno 1 :resname a\\ b :resorigtbl 5 :resorigcol 2})})"),
+            vec![(1, 5, 2)]
+        );
+    }
+}
