@@ -247,14 +247,14 @@ fn no_relationship(
     hint: Option<&str>,
 ) -> ApiError {
     let related = cache.relationships_of(&parent.schema, &parent.name);
-    let suggestion = related
-        .iter()
-        .filter(|_| !related.iter().any(|r| r.foreign_table == target))
-        .map(|r| r.foreign_table.as_str())
-        .map(|t| (strsim::normalized_levenshtein(t, target), t))
-        .filter(|(score, _)| *score >= 0.5)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, t)| t.to_string());
+    let mut names: Vec<&str> = related.iter().map(|r| r.foreign_table.as_str()).collect();
+    names.sort();
+    names.dedup();
+    let suggestion = if names.contains(&target) {
+        None
+    } else {
+        crate::schema::closest(names.into_iter(), target, 0.5)
+    };
     ApiError::NoRelationship {
         parent: parent.name.clone(),
         child: target.to_string(),

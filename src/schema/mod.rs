@@ -49,6 +49,30 @@ impl Table {
     }
 }
 
+/// The candidate most similar to `name` (normalized Levenshtein at least `threshold`);
+/// none when two candidates tie, since a hint naming one of them would be a guess.
+pub fn closest<'a>(
+    candidates: impl Iterator<Item = &'a str>,
+    name: &str,
+    threshold: f64,
+) -> Option<String> {
+    let mut best: Option<(f64, &str)> = None;
+    let mut tie = false;
+    for c in candidates {
+        let score = strsim::normalized_levenshtein(c, name);
+        match best {
+            Some((b, other)) if (score - b).abs() < 1e-9 && other != c => tie = true,
+            Some((b, _)) if score <= b => {}
+            _ => {
+                best = Some((score, c));
+                tie = false;
+            }
+        }
+    }
+    best.filter(|(score, _)| *score >= threshold && !tie)
+        .map(|(_, c)| c.to_string())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Cardinality {
     ManyToOne,
@@ -228,12 +252,7 @@ impl SchemaCache {
         if tables.len() >= 500 {
             return None;
         }
-        tables
-            .keys()
-            .map(|t| (strsim::normalized_levenshtein(t, name), t))
-            .filter(|(score, _)| *score >= 0.6)
-            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
-            .map(|(_, t)| t.clone())
+        closest(tables.keys().map(String::as_str), name, 0.75)
     }
 
     pub fn relationships_of(&self, schema: &str, table: &str) -> &[Relationship] {

@@ -14,7 +14,7 @@ use super::{Cardinality, Junction, Relationship};
 const RELATIONS_SQL: &str = r#"
 SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
+WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%'
 "#;
@@ -28,13 +28,15 @@ WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND a.attnum > 0 AND NOT a.attisdro
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 "#;
 
-/// Primary keys, unique constraints and foreign keys, in creation order.
+/// Primary keys, unique constraints and foreign keys, in creation order; the copies a
+/// partitioned table's keys leave on its partitions are skipped.
 const KEYS_SQL: &str = r#"
 SELECT c.conrelid, c.contype::text, c.conname::text, c.conkey, c.confrelid,
        coalesce(c.confkey, '{}')
 FROM pg_constraint c
 JOIN pg_namespace n ON n.oid = c.connamespace
-WHERE c.contype IN ('p', 'u', 'f')
+JOIN pg_class cl ON cl.oid = c.conrelid
+WHERE c.contype IN ('p', 'u', 'f') AND NOT cl.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY c.oid
 "#;
