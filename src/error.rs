@@ -37,6 +37,8 @@ pub enum ApiError {
     Singularity(i64),
     /// PGRST117
     UnsupportedMethod(String),
+    /// PGRST123: aggregates while db-aggregates-enabled is false.
+    AggregatesNotAllowed,
     /// PGRST125
     InvalidPath,
     /// PGRST127: grammar this build does not implement yet.
@@ -104,7 +106,8 @@ impl ApiError {
             | NotImplemented(_)
             | NoRelationship { .. }
             | RelatedOrderNotToOne { .. }
-            | AliasedTarget { .. } => 400,
+            | AliasedTarget { .. }
+            | AggregatesNotAllowed => 400,
             AmbiguousEmbed { .. } => 300,
             RpcMethod(_) | UnsupportedMethod(_) => 405,
             InvalidRange { .. } => 416,
@@ -134,6 +137,7 @@ impl ApiError {
             NotEmbedded(_) | AliasedTarget { .. } => "PGRST108",
             Singularity(_) => "PGRST116",
             UnsupportedMethod(_) => "PGRST117",
+            AggregatesNotAllowed => "PGRST123",
             InvalidPath => "PGRST125",
             NotImplemented(_) => "PGRST127",
             RelatedOrderNotToOne { .. } => "PGRST118",
@@ -195,6 +199,11 @@ impl ApiError {
             ),
             UnsupportedMethod(m) => (format!("Unsupported HTTP method: {m}"), None, None),
             InvalidPath => ("Invalid path specified in request URL".into(), None, None),
+            AggregatesNotAllowed => (
+                "Use of aggregate functions is not allowed".into(),
+                None,
+                None,
+            ),
             NotImplemented(what) => (
                 "Feature not implemented".into(),
                 Some(what.clone()),

@@ -306,8 +306,12 @@ async fn read(
     name: &str,
 ) -> Result<Resp, ApiError> {
     let max_rows = state.config.db_max_rows;
-    let legacy_names = state.config.flag("url-use-legacy-target-names");
-    let plan = plan::read_plan(api, cache, schema, name, max_rows, legacy_names)?;
+    let config = plan::PlanConfig {
+        max_rows,
+        legacy_names: state.config.flag("url-use-legacy-target-names"),
+        aggregates: state.config.flag("db-aggregates-enabled"),
+    };
+    let plan = plan::read_plan(api, cache, schema, name, &config)?;
     let main = sql::read_statement(&plan);
     let wants_plan_rows = match plan.count {
         Some(CountPref::Planned) => true,

@@ -146,6 +146,36 @@ fn cap(lower: i64, upper: Option<i64>, max_rows: Option<i64>) -> Option<i64> {
     upper.map(|u| (u - lower + 1).max(0))
 }
 
+/// PostgREST's legacy `select=count` (no parentheses) counts rows when the table has no
+/// column of that name, even with aggregates disabled.
+fn legacy_count(table: &Table, item: &SelectItem) -> SelectItem {
+    match item {
+        SelectItem::Column {
+            field,
+            alias,
+            cast: None,
+            aggregate: None,
+        } if field.name == "count"
+            && field.json_path.is_empty()
+            && table.column("count").is_none() =>
+        {
+            SelectItem::Column {
+                field: crate::request::query::Field {
+                    name: "*".into(),
+                    json_path: Vec::new(),
+                },
+                alias: alias.clone(),
+                cast: None,
+                aggregate: Some(crate::request::query::Aggregate {
+                    func: crate::request::query::AggFunc::Count,
+                    cast: None,
+                }),
+            }
+        }
+        other => other.clone(),
+    }
+}
+
 /// Builds the tree of nodes from `select`, resolving every embed to a relationship.
 fn build_node<'a>(
     cache: &'a SchemaCache,
@@ -174,7 +204,7 @@ fn build_node<'a>(
             items,
         } = item
         else {
-            node.select.push(item.clone());
+            node.select.push(legacy_count(table, item));
             continue;
         };
         let rel = find_relationship(cache, table, name, hint.as_deref())?;
@@ -360,14 +390,49 @@ fn page_embeds(
     }
 }
 
+/// The configuration a read plan depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanConfig {
+    pub max_rows: Option<i64>,
+    /// url-use-legacy-target-names
+    pub legacy_names: bool,
+    /// db-aggregates-enabled
+    pub aggregates: bool,
+}
+
+fn uses_aggregates(items: &[SelectItem]) -> bool {
+    items.iter().any(|i| match i {
+        SelectItem::Column { aggregate, .. } => aggregate.is_some(),
+        SelectItem::Embed { items, .. } => uses_aggregates(items),
+        SelectItem::Star => false,
+    })
+}
+
+/// Aggregates cannot be hoisted out of to-many spreads (PostgREST does not either).
+fn check_spread_aggregates(node: &ReadNode) -> Result<(), ApiError> {
+    for e in &node.embeds {
+        if e.spread && !e.is_to_one() && !crate::sql::hoisted_aggregates(&e.node).is_empty() {
+            return Err(ApiError::NotImplemented(
+                "Aggregates are not implemented for one-to-many or many-to-many spreads.".into(),
+            ));
+        }
+        check_spread_aggregates(&e.node)?;
+    }
+    Ok(())
+}
+
 pub fn read_plan<'a>(
     req: &ApiRequest,
     cache: &'a SchemaCache,
     schema: &str,
     name: &str,
-    max_rows: Option<i64>,
-    legacy_names: bool,
+    config: &PlanConfig,
 ) -> Result<ReadPlan<'a>, ApiError> {
+    let max_rows = config.max_rows;
+    let legacy_names = config.legacy_names;
+    if !config.aggregates && uses_aggregates(&req.query.select) {
+        return Err(ApiError::AggregatesNotAllowed);
+    }
     let table = cache
         .table(schema, name)
         .ok_or_else(|| ApiError::TableNotFound {
@@ -388,6 +453,7 @@ pub fn read_plan<'a>(
         root.at_path(path, legacy_names)?;
     }
     check_related_order(&root)?;
+    check_spread_aggregates(&root)?;
     let (offset, limit) = page(req, max_rows)?;
     root.offset = offset;
     root.limit = limit;

@@ -3,8 +3,8 @@
 
 use crate::plan::{Embed, ReadNode, ReadPlan};
 use crate::request::query::{
-    CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation, Quantifier,
-    SelectItem,
+    Aggregate, CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation,
+    Quantifier, SelectItem,
 };
 use crate::request::MediaType;
 use crate::schema::Table;
@@ -107,17 +107,30 @@ fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &Field) -> S
     expr
 }
 
+fn column_output_name(
+    field: &Field,
+    alias: &Option<String>,
+    aggregate: &Option<Aggregate>,
+) -> String {
+    match (alias, aggregate) {
+        (Some(a), _) => a.clone(),
+        (None, Some(agg)) => agg.func.name().to_string(),
+        (None, None) => field.output_name().to_string(),
+    }
+}
+
 /// Names a node contributes to its output object (for spreading it into its parent).
 fn output_names(node: &ReadNode) -> Vec<String> {
     let mut names = Vec::new();
     for item in &node.select {
         match item {
             SelectItem::Star => names.extend(node.table.columns.iter().map(|c| c.name.clone())),
-            SelectItem::Column { field, alias, .. } => names.push(
-                alias
-                    .clone()
-                    .unwrap_or_else(|| field.output_name().to_string()),
-            ),
+            SelectItem::Column {
+                field,
+                alias,
+                aggregate,
+                ..
+            } => names.push(column_output_name(field, alias, aggregate)),
             SelectItem::Embed { .. } => {}
         }
     }
@@ -131,19 +144,105 @@ fn output_names(node: &ReadNode) -> Vec<String> {
     names
 }
 
-fn select_list(b: &mut Builder, node: &ReadNode) -> String {
+/// Aggregates a spread node leaves for its parent to apply, by output name: its own and
+/// those its spread children left to it.
+pub(crate) fn hoisted_aggregates(node: &ReadNode) -> Vec<(String, Aggregate)> {
+    let mut out = Vec::new();
+    for item in &node.select {
+        if let SelectItem::Column {
+            field,
+            alias,
+            aggregate: Some(agg),
+            ..
+        } = item
+        {
+            out.push((
+                column_output_name(field, alias, &Some(agg.clone())),
+                agg.clone(),
+            ));
+        }
+    }
+    for e in node.embeds.iter().filter(|e| e.spread) {
+        out.extend(hoisted_aggregates(&e.node));
+    }
+    out
+}
+
+fn apply_aggregate(agg: &Aggregate, input: &str) -> String {
+    let call = format!("pg_catalog.{}({input})", agg.func.name());
+    match &agg.cast {
+        Some(cast) => format!("CAST({call} AS {})", type_name(cast)),
+        None => call,
+    }
+}
+
+/// One output column: expression, output name (empty for `t.*`), whether it aggregates.
+struct OutColumn {
+    expr: String,
+    name: String,
+    aggregate: bool,
+}
+
+/// The node's output columns. A root or plain embed applies aggregates itself (and those
+/// its spreads hoist to it); a spread node leaves its aggregates to its parent.
+fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -> Vec<OutColumn> {
     let row_ref = node_ref(node);
+    let own_aggregates = node.select.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Column {
+                aggregate: Some(_),
+                ..
+            }
+        )
+    });
+    let hoisting = node
+        .embeds
+        .iter()
+        .any(|e| e.spread && !hoisted_aggregates(&e.node).is_empty());
+    let expand_star = own_aggregates || hoisting;
     let mut out = Vec::new();
     for item in &node.select {
         match item {
-            SelectItem::Star => out.push(format!("{row_ref}.*")),
-            SelectItem::Column { field, alias, cast } => {
-                let mut expr = field_expr(b, node.table, &row_ref, field);
+            SelectItem::Star if expand_star => {
+                for c in &node.table.columns {
+                    out.push(OutColumn {
+                        expr: format!("{row_ref}.{}", quote_ident(&c.name)),
+                        name: c.name.clone(),
+                        aggregate: false,
+                    });
+                }
+            }
+            SelectItem::Star => out.push(OutColumn {
+                expr: format!("{row_ref}.*"),
+                name: String::new(),
+                aggregate: false,
+            }),
+            SelectItem::Column {
+                field,
+                alias,
+                cast,
+                aggregate,
+            } => {
+                let name = column_output_name(field, alias, aggregate);
+                let mut expr = if field.name == "*" && aggregate.is_some() {
+                    // count() counts rows; a spread leaves a non-null marker per row
+                    if aggregating { "*" } else { "1" }.to_string()
+                } else {
+                    field_expr(b, node.table, &row_ref, field)
+                };
                 if let Some(cast) = cast {
                     expr = format!("CAST({expr} AS {})", type_name(cast));
                 }
-                let name = alias.as_deref().unwrap_or(field.output_name());
-                out.push(format!("{expr} AS {}", quote_ident(name)));
+                let aggregate = aggregate.as_ref().filter(|_| aggregating);
+                out.push(OutColumn {
+                    expr: match aggregate {
+                        Some(agg) => apply_aggregate(agg, &expr),
+                        None => expr,
+                    },
+                    name,
+                    aggregate: aggregate.is_some(),
+                });
             }
             SelectItem::Embed { .. } => {}
         }
@@ -151,28 +250,69 @@ fn select_list(b: &mut Builder, node: &ReadNode) -> String {
     for e in &node.embeds {
         let j = quote_ident(&e.join_alias);
         if e.spread {
+            let hoisted = if aggregating {
+                hoisted_aggregates(&e.node)
+            } else {
+                Vec::new()
+            };
             for name in output_names(&e.node) {
-                let n = quote_ident(&name);
-                out.push(format!("{j}.{n} AS {n}"));
+                let column = format!("{j}.{}", quote_ident(&name));
+                let agg = hoisted.iter().find(|(n, _)| *n == name).map(|(_, a)| a);
+                out.push(OutColumn {
+                    expr: match agg {
+                        Some(agg) => apply_aggregate(agg, &column),
+                        None => column,
+                    },
+                    name,
+                    aggregate: agg.is_some(),
+                });
             }
         } else if e.is_empty() {
             continue;
         } else if e.is_to_one() {
-            out.push(format!(
-                "row_to_json({j}.*)::jsonb AS {}",
-                quote_ident(&e.name)
-            ));
+            out.push(OutColumn {
+                expr: format!("row_to_json({j}.*)::jsonb"),
+                name: e.name.clone(),
+                aggregate: false,
+            });
         } else {
-            out.push(format!(
-                "COALESCE({j}.{j}, '[]') AS {}",
-                quote_ident(&e.name)
-            ));
+            out.push(OutColumn {
+                expr: format!("COALESCE({j}.{j}, '[]')"),
+                name: e.name.clone(),
+                aggregate: false,
+            });
         }
     }
-    if out.is_empty() {
-        return "NULL".to_string();
+    out
+}
+
+/// The select list and, when something aggregates, the GROUP BY clause.
+fn select_list(b: &mut Builder, node: &ReadNode, aggregating: bool) -> (String, String) {
+    let columns = out_columns(b, node, aggregating);
+    if columns.is_empty() {
+        return ("NULL".to_string(), String::new());
     }
-    out.join(", ")
+    let list: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if c.name.is_empty() {
+                c.expr.clone()
+            } else {
+                format!("{} AS {}", c.expr, quote_ident(&c.name))
+            }
+        })
+        .collect();
+    let keys: Vec<&str> = columns
+        .iter()
+        .filter(|c| !c.aggregate)
+        .map(|c| c.expr.as_str())
+        .collect();
+    let group_by = if columns.iter().any(|c| c.aggregate) && !keys.is_empty() {
+        format!(" GROUP BY {}", keys.join(", "))
+    } else {
+        String::new()
+    };
+    (list.join(", "), group_by)
 }
 
 /// A PostgreSQL array literal from list elements, every element quoted.
@@ -416,11 +556,12 @@ fn embed_join(b: &mut Builder, parent_ref: &str, e: &Embed) -> String {
             }
         }
     }
-    let select = select_list(b, child);
+    let (select, group_by) = select_list(b, child, !e.spread);
     let mut inner = format!("SELECT {select}");
     inner.push_str(&from_clause(b, child, false));
     inner.push_str(&junction_from);
     inner.push_str(&where_clause(b, child, conditions));
+    inner.push_str(&group_by);
     inner.push_str(&order_clause(b, child));
     inner.push_str(&page_clause(b, child));
     let join = if e.inner {
@@ -480,13 +621,13 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
 pub fn read_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
     let root = &plan.root;
-    let select = select_list(&mut b, root);
+    let (select, group_by) = select_list(&mut b, root, true);
     let from = from_clause(&mut b, root, false);
     let w = where_clause(&mut b, root, Vec::new());
     let o = order_clause(&mut b, root);
     let p = page_clause(&mut b, root);
     b.push(&format!(
-        "WITH pgrst_source AS (SELECT {select}{from}{w}{o}{p})"
+        "WITH pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
     ));
     let total = match plan.count {
         None | Some(crate::request::CountPref::Planned) => "NULL".to_string(),
@@ -587,7 +728,7 @@ mod tests {
         let cache = cache();
         let mut req = request(query);
         req.count = count;
-        let plan = read_plan(&req, &cache, "api", "items", None, true).unwrap();
+        let plan = read_plan(&req, &cache, "api", "items", &Default::default()).unwrap();
         read_statement(&plan)
     }
 

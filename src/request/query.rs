@@ -38,6 +38,34 @@ impl Field {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+}
+
+impl AggFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::Sum => "sum",
+            AggFunc::Avg => "avg",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::Count => "count",
+        }
+    }
+}
+
+/// `.sum()` etc. after a field, with an optional cast of the result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub func: AggFunc,
+    pub cast: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum JoinType {
     Inner,
@@ -47,10 +75,13 @@ pub enum JoinType {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
     Star,
+    /// A column (or `*` for `count()`), with an optional cast applied before the
+    /// aggregate and an optional aggregate.
     Column {
         field: Field,
         alias: Option<String>,
         cast: Option<String>,
+        aggregate: Option<Aggregate>,
     },
     Embed {
         name: String,
@@ -468,37 +499,77 @@ fn select_item(c: &mut Cursor) -> Result<SelectItem, ApiError> {
     } else {
         (None, first)
     };
+    if name == "count" && c.starts_with("()") {
+        c.pos += 2;
+        return Ok(SelectItem::Column {
+            field: Field {
+                name: "*".into(),
+                json_path: Vec::new(),
+            },
+            alias,
+            cast: None,
+            aggregate: Some(Aggregate {
+                func: AggFunc::Count,
+                cast: cast(c)?,
+            }),
+        });
+    }
     if matches!(c.peek(), Some('(') | Some('!')) {
         return embed(c, name, alias, false);
     }
     let json_path = c.json_path()?;
-    let cast = if c.eat("::") {
+    let input_cast = cast(c)?;
+    let aggregate = if c.eat(".") {
         let start = c.pos;
-        while c
-            .peek()
-            .is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == ' ')
-        {
+        while c.peek().is_some_and(|ch| ch.is_ascii_lowercase()) {
             c.pos += 1;
         }
-        let cast: String = c.chars[start..c.pos].iter().collect();
-        let cast = cast.trim().to_string();
-        if cast.is_empty() {
-            return Err(c.error("type name"));
-        }
-        Some(cast)
+        let word: String = c.chars[start..c.pos].iter().collect();
+        let func = match word.as_str() {
+            "sum" => AggFunc::Sum,
+            "avg" => AggFunc::Avg,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "count" => AggFunc::Count,
+            _ => {
+                c.pos = start;
+                return Err(c.error("aggregate function (sum, avg, min, max, count)"));
+            }
+        };
+        c.expect("()")?;
+        Some(Aggregate {
+            func,
+            cast: cast(c)?,
+        })
     } else {
         None
     };
-    if c.peek() == Some('.') {
-        return Err(ApiError::NotImplemented(
-            "aggregate functions in select are not supported yet".into(),
-        ));
-    }
     Ok(SelectItem::Column {
         field: Field { name, json_path },
         alias,
-        cast,
+        cast: input_cast,
+        aggregate,
     })
+}
+
+/// An optional `::type`.
+fn cast(c: &mut Cursor) -> Result<Option<String>, ApiError> {
+    if !c.eat("::") {
+        return Ok(None);
+    }
+    let start = c.pos;
+    while c
+        .peek()
+        .is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == ' ')
+    {
+        c.pos += 1;
+    }
+    let cast: String = c.chars[start..c.pos].iter().collect();
+    let cast = cast.trim().to_string();
+    if cast.is_empty() {
+        return Err(c.error("type name"));
+    }
+    Ok(Some(cast))
 }
 
 fn embed(
@@ -883,6 +954,7 @@ mod tests {
             },
             alias: None,
             cast: None,
+            aggregate: None,
         }
     }
 
@@ -908,7 +980,8 @@ mod tests {
                     ]
                 },
                 alias: Some("x".into()),
-                cast: Some("text".into())
+                cast: Some("text".into()),
+                aggregate: None,
             }
         );
         assert_eq!(items[1], col("a.b"));
