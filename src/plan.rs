@@ -241,6 +241,9 @@ fn single_column(rel: &Relationship) -> Option<&(String, String)> {
 
 /// PostgREST's rules for which relationship `parent?select=target!hint(...)` means.
 fn matches(rel: &Relationship, target: &str, hint: Option<&str>) -> bool {
+    if rel.function.is_some() {
+        return rel.constraint == target;
+    }
     let fk_col = || single_column(rel).is_some_and(|(c, _)| c == target);
     let is_fk = rel.cardinality != Cardinality::ManyToMany;
     if rel.is_self && is_fk {
@@ -335,11 +338,15 @@ fn find_relationship<'a>(
     target: &str,
     hint: Option<&str>,
 ) -> Result<&'a Relationship, ApiError> {
-    let found: Vec<&Relationship> = cache
+    let mut found: Vec<&Relationship> = cache
         .relationships_of(&parent.schema, &parent.name)
         .iter()
         .filter(|r| matches(r, target, hint))
         .collect();
+    // A computed relationship overrides the inferred ones of the same name.
+    if found.iter().any(|r| r.function.is_some()) {
+        found.retain(|r| r.function.is_some());
+    }
     match found.as_slice() {
         [] => Err(no_relationship(cache, parent, target, hint)),
         [one] => Ok(one),

@@ -90,7 +90,7 @@ fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &Field) -> S
     if field.json_path.is_empty() {
         return column;
     }
-    let is_json = table.column(&field.name).is_some_and(|c| c.is_json());
+    let is_json = table.field(&field.name).is_some_and(|c| c.is_json());
     let mut expr = if is_json {
         column
     } else {
@@ -394,7 +394,7 @@ fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
         } => {
             let is_tsvector = filter.field.json_path.is_empty()
                 && table
-                    .column(&filter.field.name)
+                    .field(&filter.field.name)
                     .is_some_and(|c| c.is_tsvector());
             let lang = language
                 .as_ref()
@@ -501,23 +501,29 @@ fn filtered_on(node: &ReadNode, name: &str) -> bool {
 
 /// `FROM table [AS alias]` plus a lateral join per embed. `only_filtering` keeps just
 /// the joins that can remove rows (inner joins and null-embed conditions), for counts.
-fn from_clause(b: &mut Builder, node: &ReadNode, only_filtering: bool) -> String {
-    let mut s = format!(" FROM {}", table_ref(node.table));
+/// `source` replaces the table (a computed relationship's function call).
+fn from_clause(
+    b: &mut Builder,
+    node: &ReadNode,
+    only_filtering: bool,
+    source: Option<String>,
+) -> String {
+    let mut s = format!(" FROM {}", source.unwrap_or_else(|| table_ref(node.table)));
     if let Some(a) = &node.alias {
         s.push_str(&format!(" AS {}", quote_ident(a)));
     }
-    let parent_ref = node_ref(node);
     for e in &node.embeds {
         if only_filtering && !e.inner && !filtered_on(node, &e.name) {
             continue;
         }
-        s.push_str(&embed_join(b, &parent_ref, e));
+        s.push_str(&embed_join(b, node, e));
     }
     s
 }
 
 /// The lateral join that computes one embedded resource for each parent row.
-fn embed_join(b: &mut Builder, parent_ref: &str, e: &Embed) -> String {
+fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
+    let parent_ref = node_ref(parent);
     let child = &e.node;
     let child_ref = node_ref(child);
     let j = quote_ident(&e.join_alias);
@@ -558,7 +564,15 @@ fn embed_join(b: &mut Builder, parent_ref: &str, e: &Embed) -> String {
     }
     let (select, group_by) = select_list(b, child, !e.spread);
     let mut inner = format!("SELECT {select}");
-    inner.push_str(&from_clause(b, child, false));
+    // A computed relationship calls its function with the parent's whole row.
+    let source = e.rel.function.as_ref().map(|f| {
+        let parent_row = match &parent.alias {
+            Some(a) => quote_ident(a),
+            None => quote_ident(&parent.table.name),
+        };
+        format!("{f}({parent_row})")
+    });
+    inner.push_str(&from_clause(b, child, false, source));
     inner.push_str(&junction_from);
     inner.push_str(&where_clause(b, child, conditions));
     inner.push_str(&group_by);
@@ -622,7 +636,7 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
     let root = &plan.root;
     let (select, group_by) = select_list(&mut b, root, true);
-    let from = from_clause(&mut b, root, false);
+    let from = from_clause(&mut b, root, false, None);
     let w = where_clause(&mut b, root, Vec::new());
     let o = order_clause(&mut b, root);
     let p = page_clause(&mut b, root);
@@ -632,7 +646,7 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
     let total = match plan.count {
         None | Some(crate::request::CountPref::Planned) => "NULL".to_string(),
         Some(_) if plan.paged => {
-            let from = from_clause(&mut b, root, true);
+            let from = from_clause(&mut b, root, true, None);
             let w = where_clause(&mut b, root, Vec::new());
             let mut count_cte = format!(", pgrst_source_count AS (SELECT 1{from}{w}");
             if let (Some(crate::request::CountPref::Estimated), Some(max)) =
@@ -660,7 +674,7 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
 /// `EXPLAIN (FORMAT JSON)` of the rows a count would see, for count=planned/estimated.
 pub fn planned_count_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
-    let from = from_clause(&mut b, &plan.root, true);
+    let from = from_clause(&mut b, &plan.root, true, None);
     let w = where_clause(&mut b, &plan.root, Vec::new());
     b.push(&format!("EXPLAIN (FORMAT JSON) SELECT 1{from}{w}"));
     b.finish()
@@ -695,6 +709,7 @@ mod tests {
                 col("body", "text"),
             ],
             primary_key: vec!["id".into()],
+            computed_fields: vec![],
         }
     }
 

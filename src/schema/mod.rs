@@ -41,11 +41,20 @@ pub struct Table {
     pub description: Option<String>,
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
+    /// Functions taking this table's row type and returning a scalar: selectable,
+    /// filterable and orderable like columns, but not part of `*`.
+    pub computed_fields: Vec<Column>,
 }
 
 impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// A column or a computed field.
+    pub fn field(&self, name: &str) -> Option<&Column> {
+        self.column(name)
+            .or_else(|| self.computed_fields.iter().find(|c| c.name == name))
     }
 }
 
@@ -123,6 +132,9 @@ pub struct Relationship {
     pub junction: Option<Junction>,
     pub is_self: bool,
     pub foreign_is_view: bool,
+    /// For a computed relationship: the quoted, qualified function taking a `table` row
+    /// and returning `foreign_table` rows.
+    pub function: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -182,6 +194,96 @@ WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
 ORDER BY a.attrelid, a.attnum
 "#;
 
+/// Functions of one argument of a table's row type, in the exposed schemas.
+const ROW_FUNCTIONS_SQL: &str = r#"
+SELECT pn.nspname::text, p.proname::text, an.nspname::text, ac.relname::text,
+       p.proretset, p.prorows::float8, rn.nspname::text, rc.relname::text,
+       coalesce(rbt.typname, rt.typname)::text, format_type(p.prorettype, NULL),
+       obj_description(p.oid, 'pg_proc')
+FROM pg_proc p
+JOIN pg_namespace pn ON pn.oid = p.pronamespace
+JOIN pg_type at ON at.oid = p.proargtypes[0]
+JOIN pg_class ac ON ac.oid = at.typrelid
+JOIN pg_namespace an ON an.oid = ac.relnamespace
+JOIN pg_type rt ON rt.oid = p.prorettype
+LEFT JOIN pg_type rbt ON rt.typtype = 'd' AND rbt.oid = rt.typbasetype
+LEFT JOIN pg_class rc ON rt.typrelid <> 0 AND rc.oid = rt.typrelid
+LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE p.prokind = 'f' AND p.pronargs = 1
+  AND pn.nspname = ANY($1) AND an.nspname = ANY($1)
+ORDER BY p.oid
+"#;
+
+/// Computed fields (scalar results) and computed relationships (table rows as results:
+/// `ROWS 1` or a single row is to-one, a set is to-many).
+async fn load_functions(
+    tx: &tokio_postgres::Transaction<'_>,
+    schemas: &[String],
+    tables: &mut HashMap<String, HashMap<String, Table>>,
+    relationships: &mut HashMap<(String, String), Vec<Relationship>>,
+) -> Result<(), tokio_postgres::Error> {
+    for r in tx.query(ROW_FUNCTIONS_SQL, &[&schemas]).await? {
+        let fn_schema: String = r.get(0);
+        let fn_name: String = r.get(1);
+        let arg_schema: String = r.get(2);
+        let arg_table: String = r.get(3);
+        let returns_set: bool = r.get(4);
+        let rows: f64 = r.get(5);
+        let ret_schema: Option<String> = r.get(6);
+        let ret_table: Option<String> = r.get(7);
+        match (ret_schema, ret_table) {
+            (Some(rs), Some(rt)) if rs == arg_schema && schemas.contains(&rs) => {
+                let to_one = !returns_set || rows == 1.0;
+                let foreign_is_view = tables
+                    .get(&rs)
+                    .and_then(|t| t.get(&rt))
+                    .is_some_and(|t| t.kind != "table");
+                relationships
+                    .entry((arg_schema.clone(), arg_table.clone()))
+                    .or_default()
+                    .push(Relationship {
+                        schema: arg_schema,
+                        table: arg_table.clone(),
+                        is_self: rt == arg_table,
+                        foreign_table: rt,
+                        cardinality: if to_one {
+                            Cardinality::ManyToOne
+                        } else {
+                            Cardinality::OneToMany
+                        },
+                        constraint: fn_name.clone(),
+                        columns: Vec::new(),
+                        junction: None,
+                        foreign_is_view,
+                        function: Some(format!(
+                            "{}.{}",
+                            crate::sql::quote_ident(&fn_schema),
+                            crate::sql::quote_ident(&fn_name)
+                        )),
+                    });
+            }
+            (None, None) if !returns_set => {
+                if let Some(t) = tables
+                    .get_mut(&arg_schema)
+                    .and_then(|t| t.get_mut(&arg_table))
+                {
+                    t.computed_fields.push(Column {
+                        name: fn_name,
+                        data_type: r.get(9),
+                        base_type: r.get(8),
+                        nullable: true,
+                        default: None,
+                        enum_values: Vec::new(),
+                        description: r.get(10),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn kind_name(relkind: &str) -> &'static str {
     match relkind {
         "v" => "view",
@@ -212,6 +314,7 @@ impl SchemaCache {
                 description: row.get(3),
                 columns: Vec::new(),
                 primary_key: row.get(4),
+                computed_fields: Vec::new(),
             };
             tables.entry(schema).or_default().insert(name, table);
         }
@@ -231,7 +334,8 @@ impl SchemaCache {
                 description: row.get(8),
             });
         }
-        let relationships = relationships::load(&tx, schemas).await?;
+        let mut relationships = relationships::load(&tx, schemas).await?;
+        load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
         tx.commit().await?;
 
         Ok(SchemaCache {

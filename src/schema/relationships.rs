@@ -348,6 +348,7 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
                 junction: None,
                 is_self,
                 foreign_is_view: target.is_view,
+                function: None,
             });
         out.entry((target.schema.clone(), target.name.clone()))
             .or_default()
@@ -365,6 +366,7 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
                 junction: None,
                 is_self,
                 foreign_is_view: source.is_view,
+                function: None,
             });
     }
     for (i, left) in edges.iter().enumerate() {
@@ -412,6 +414,7 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
                     }),
                     is_self: left.target == right.target,
                     foreign_is_view: to.is_view,
+                    function: None,
                 });
         }
     }
