@@ -685,7 +685,7 @@ mod tests {
     use super::*;
     use crate::plan::read_plan;
     use crate::request::{parse_query, ApiRequest, CountPref, Method, Target};
-    use crate::schema::{Column, SchemaCache};
+    use crate::schema::{Cardinality, Column, Junction, Relationship, SchemaCache};
 
     fn table() -> Table {
         let col = |name: &str, base: &str| Column {
@@ -792,5 +792,133 @@ mod tests {
         assert!(s
             .sql
             .contains("to_jsonb(\"api\".\"items\".\"body\")->$1::int AS \"body\""));
+    }
+
+    fn simple_table(name: &str, cols: &[&str]) -> Table {
+        Table {
+            schema: "api".into(),
+            name: name.into(),
+            kind: "table",
+            description: None,
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    name: c.to_string(),
+                    data_type: "int4".into(),
+                    base_type: "int4".into(),
+                    nullable: true,
+                    default: None,
+                    enum_values: vec![],
+                    description: None,
+                })
+                .collect(),
+            primary_key: vec!["id".into()],
+            computed_fields: vec![],
+        }
+    }
+
+    fn rel(table: &str, foreign: &str, card: Cardinality, cols: &[(&str, &str)]) -> Relationship {
+        Relationship {
+            schema: "api".into(),
+            table: table.into(),
+            foreign_table: foreign.into(),
+            cardinality: card,
+            constraint: format!("{table}_{foreign}_fkey"),
+            columns: cols
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            junction: None,
+            is_self: false,
+            foreign_is_view: false,
+            function: None,
+        }
+    }
+
+    /// films -> directors (M2O), directors -> films (O2M), films <-> actors through roles.
+    fn film_cache() -> SchemaCache {
+        let mut cache = SchemaCache::default();
+        for t in [
+            simple_table("films", &["id", "director_id"]),
+            simple_table("directors", &["id"]),
+            simple_table("actors", &["id"]),
+            simple_table("roles", &["film_id", "actor_id"]),
+        ] {
+            cache
+                .tables
+                .entry("api".into())
+                .or_default()
+                .insert(t.name.clone(), t);
+        }
+        let mut m2m = rel("films", "actors", Cardinality::ManyToMany, &[]);
+        m2m.junction = Some(Junction {
+            table: "roles".into(),
+            source_constraint: "roles_film_id_fkey".into(),
+            source_columns: vec![("id".into(), "film_id".into())],
+            target_constraint: "roles_actor_id_fkey".into(),
+            target_columns: vec![("actor_id".into(), "id".into())],
+        });
+        cache.relationships.insert(
+            ("api".into(), "films".into()),
+            vec![
+                rel(
+                    "films",
+                    "directors",
+                    Cardinality::ManyToOne,
+                    &[("director_id", "id")],
+                ),
+                m2m,
+            ],
+        );
+        cache.relationships.insert(
+            ("api".into(), "directors".into()),
+            vec![rel(
+                "directors",
+                "films",
+                Cardinality::OneToMany,
+                &[("id", "director_id")],
+            )],
+        );
+        cache
+    }
+
+    fn render_on(cache: &SchemaCache, table: &str, query: &str) -> String {
+        let mut req = request(query);
+        req.target = Target::Relation(table.into());
+        let plan = read_plan(&req, cache, "api", table, &Default::default()).unwrap();
+        read_statement(&plan).sql
+    }
+
+    const TAIL: &str = " SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t";
+
+    #[test]
+    fn many_to_one_is_one_lateral_join_in_one_statement() {
+        let sql = render_on(&film_cache(), "films", "select=id,directors(id)");
+        assert_eq!(
+            sql,
+            format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", row_to_json(\"films_directors_1\".*)::jsonb AS \"directors\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT \"directors_1\".\"id\" AS \"id\" FROM \"api\".\"directors\" AS \"directors_1\" WHERE \"directors_1\".\"id\" = \"api\".\"films\".\"director_id\") AS \"films_directors_1\" ON TRUE){TAIL}")
+        );
+    }
+
+    #[test]
+    fn one_to_many_aggregates_children_in_a_lateral_subquery() {
+        let sql = render_on(
+            &film_cache(),
+            "directors",
+            "select=id,films!inner(id)&films.order=id.desc&films.limit=2",
+        );
+        assert_eq!(
+            sql,
+            format!("WITH pgrst_source AS (SELECT \"api\".\"directors\".\"id\" AS \"id\", COALESCE(\"directors_films_1\".\"directors_films_1\", '[]') AS \"films\" FROM \"api\".\"directors\" INNER JOIN LATERAL (SELECT json_agg(\"directors_films_1_rows\")::jsonb AS \"directors_films_1\" FROM (SELECT \"films_1\".\"id\" AS \"id\" FROM \"api\".\"films\" AS \"films_1\" WHERE \"films_1\".\"director_id\" = \"api\".\"directors\".\"id\" ORDER BY \"films_1\".\"id\" DESC LIMIT $1) AS \"directors_films_1_rows\") AS \"directors_films_1\" ON \"directors_films_1\".\"directors_films_1\" IS NOT NULL){TAIL}")
+        );
+    }
+
+    #[test]
+    fn many_to_many_joins_the_junction_inside_the_lateral_subquery() {
+        let sql = render_on(&film_cache(), "films", "select=id,actors(id)");
+        assert_eq!(
+            sql,
+            format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", COALESCE(\"films_actors_1\".\"films_actors_1\", '[]') AS \"actors\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT json_agg(\"films_actors_1_rows\")::jsonb AS \"films_actors_1\" FROM (SELECT \"actors_1\".\"id\" AS \"id\" FROM \"api\".\"actors\" AS \"actors_1\", \"api\".\"roles\" AS \"films_actors_1_j\" WHERE \"films_actors_1_j\".\"film_id\" = \"api\".\"films\".\"id\" AND \"films_actors_1_j\".\"actor_id\" = \"actors_1\".\"id\") AS \"films_actors_1_rows\") AS \"films_actors_1\" ON TRUE){TAIL}")
+        );
     }
 }
