@@ -81,5 +81,17 @@ scenario() {
   echo "$name: pgrest $rps req/s, p50/p99 $p50/$p99, PostgreSQL alone $tps tps, ratio $(awk -v a="$rps" -v b="$tps" 'BEGIN{printf "%.2f", a/b}')${non2xx:+ (NON-2XX: $non2xx)} [pgrest RSS ${rss} kB]"
 }
 
+# GET /parents?select=id,name,children(id,name)&id=eq.<n>: a parent with its 5 children.
+cat > "$WORK/embed.sql" <<'SQL'
+\set id random(1, 10000)
+WITH pgrst_source AS (SELECT "api"."parents"."id" AS "id", "api"."parents"."name" AS "name", COALESCE("parents_children_1"."parents_children_1", '[]') AS "children" FROM "api"."parents" LEFT JOIN LATERAL (SELECT json_agg("parents_children_1_rows")::jsonb AS "parents_children_1" FROM (SELECT "children_1"."id" AS "id", "children_1"."name" AS "name" FROM "api"."children" AS "children_1" WHERE "children_1"."parent_id" = "api"."parents"."id") AS "parents_children_1_rows") AS "parents_children_1" ON TRUE WHERE "api"."parents"."id" = :id) SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t;
+SQL
+cat > "$WORK/embed.lua" <<'LUA'
+request = function()
+  return wrk.format("GET", "/parents?select=id,name,children(id,name)&id=eq." .. math.random(1, 10000))
+end
+LUA
+
 scenario "by-pk" "$WORK/by_pk.sql" "$WORK/by_pk.lua"
+scenario "parent-with-children" "$WORK/embed.sql" "$WORK/embed.lua"
 echo "by-pk, envelope one statement per round trip: PostgreSQL $(pgbench_tps "$WORK/by_pk_envelope.sql") tps"
