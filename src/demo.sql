@@ -38,7 +38,8 @@ INSERT INTO api.authors (name, born, country) VALUES
   ('Leo Tolstoy', '1828-09-09', 'Russia'),
   ('Emily Dickinson', '1830-12-10', 'United States'),
   ('Mary Beard', '1955-01-01', 'England'),
-  ('Carl Sagan', '1934-11-09', 'United States');
+  ('Carl Sagan', '1934-11-09', 'United States'),
+  ('Ada Lovelace', '1815-12-10', 'England');
 
 INSERT INTO api.books (title, author_id, genre, published, pages, details) VALUES
   ('Pride and Prejudice', 1, 'fiction', 1813, 432, '{"publisher": "T. Egerton", "awards": []}'),
