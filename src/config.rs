@@ -90,6 +90,8 @@ pub struct Config {
     pub db_max_rows: Option<i64>,
     pub db_extra_search_path: Vec<String>,
     pub db_pre_request: Option<String>,
+    /// commit, commit-allow-override, rollback or rollback-allow-override
+    pub db_tx_end: String,
     pub server_host: String,
     pub server_port: u16,
     pub log_level: LogLevel,
@@ -306,6 +308,7 @@ impl Config {
             db_max_rows,
             db_extra_search_path: split_list(get("db-extra-search-path")),
             db_pre_request: opt("db-pre-request"),
+            db_tx_end: get("db-tx-end").to_string(),
             server_host: get("server-host").to_string(),
             server_port: parse_num("server-port", get("server-port"))?,
             log_level,

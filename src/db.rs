@@ -62,6 +62,8 @@ impl<'a> postgres_types::FromSql<'a> for RawText {
 pub struct Conn {
     client: tokio_postgres::Client,
     statements: HashMap<String, tokio_postgres::Statement>,
+    /// A transaction was begun and not yet seen closed.
+    in_transaction: bool,
 }
 
 pub struct PgManager {
@@ -78,6 +80,7 @@ impl managed::Manager for PgManager {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            in_transaction: false,
         })
     }
 
@@ -88,6 +91,10 @@ impl managed::Manager for PgManager {
     ) -> managed::RecycleResult<tokio_postgres::Error> {
         if conn.client.is_closed() {
             return Err(managed::RecycleError::message("connection closed"));
+        }
+        if conn.in_transaction {
+            conn.client.batch_execute("ROLLBACK").await?;
+            conn.in_transaction = false;
         }
         Ok(())
     }
@@ -244,11 +251,22 @@ async fn pipeline(
 /// the steps and COMMIT all go out before the first reply is awaited: one round trip.
 /// Otherwise the settings go first, the new statements are prepared under the request's
 /// role, and the steps follow.
+/// How a transaction ends: COMMIT sent with everything else (reads), or left open for
+/// the caller to commit or roll back once it has seen the outcome (writes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Commit,
+    Open,
+}
+
+type Pooled = managed::Object<PgManager>;
+
 async fn run_transaction(
     pool: &Pool,
     env: &Envelope,
     steps: &[Step<'_>],
-) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
+    end: End,
+) -> Result<(Pooled, Vec<Vec<tokio_postgres::Row>>), ApiError> {
     let mut conn = pool.get().await.map_err(pool_error)?;
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
@@ -270,7 +288,11 @@ async fn run_transaction(
     };
     let sp = params_of(&settings_params);
     let sp = as_dyn(&sp);
-    let results = if all.iter().all(|s| conn.cached(s.sql)) {
+    // Until the transaction is closed, a dropped request must not hand the connection
+    // back mid-transaction: recycling rolls it back (see PgManager::recycle).
+    conn.in_transaction = true;
+    let commit_sql = if end == End::Commit { "COMMIT" } else { "" };
+    let outcome = if all.iter().all(|s| conn.cached(s.sql)) {
         let prepared: Vec<_> = all
             .iter()
             .map(|s| (conn.statements[s.sql].clone(), s.params))
@@ -281,13 +303,13 @@ async fn run_transaction(
             client.batch_execute(begin),
             client.query(&settings, &sp),
             pipeline(&conn, &prepared),
-            client.batch_execute("COMMIT"),
+            client.batch_execute(commit_sql),
         );
-        begun.map_err(|e| fail(&e))?;
-        set.map_err(|e| fail(&e))?;
-        let results = collect(results, &fail)?;
-        committed.map_err(|e| fail(&e))?;
-        results
+        begun
+            .and(set)
+            .map_err(|e| fail(&e))
+            .and_then(|_| collect(results, &fail))
+            .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)))
     } else {
         let client = &conn.client;
         let (begun, set) = tokio::join!(
@@ -295,33 +317,64 @@ async fn run_transaction(
             client.batch_execute(begin),
             client.query(&settings, &sp)
         );
-        let started = begun
-            .map_err(|e| fail(&e))
-            .and_then(|_| set.map_err(|e| fail(&e)));
-        if let Err(e) = started {
-            let _ = conn.client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-        let mut prepared = Vec::new();
-        for s in &all {
-            match conn.prepare(s.sql).await {
-                Ok(stmt) => prepared.push((stmt, s.params)),
-                Err(e) => {
-                    let _ = conn.client.batch_execute("ROLLBACK").await;
-                    return Err(fail(&e));
+        let mut outcome = begun.and(set).map(|_| Vec::new()).map_err(|e| fail(&e));
+        if outcome.is_ok() {
+            let mut prepared = Vec::new();
+            for s in &all {
+                match conn.prepare(s.sql).await {
+                    Ok(stmt) => prepared.push((stmt, s.params)),
+                    Err(e) => {
+                        outcome = Err(fail(&e));
+                        break;
+                    }
                 }
             }
+            if outcome.is_ok() {
+                let (results, committed) = tokio::join!(
+                    biased;
+                    pipeline(&conn, &prepared),
+                    conn.client.batch_execute(commit_sql),
+                );
+                outcome = collect(results, &fail)
+                    .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)));
+            }
         }
-        let (results, committed) = tokio::join!(
-            biased;
-            pipeline(&conn, &prepared),
-            conn.client.batch_execute("COMMIT"),
-        );
-        let results = collect(results, &fail)?;
-        committed.map_err(|e| fail(&e))?;
-        results
+        outcome
     };
-    Ok(results.into_iter().skip(pre_count).collect())
+    match outcome {
+        Ok(results) => {
+            if end == End::Commit {
+                conn.in_transaction = false;
+            }
+            Ok((conn, results.into_iter().skip(pre_count).collect()))
+        }
+        Err(e) => {
+            if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                conn.in_transaction = false;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Ends a transaction left open by a write: COMMIT, or ROLLBACK after checking deferred
+/// constraints (so their violations still answer, as PostgREST does).
+async fn finish(conn: &mut Pooled, commit: bool, anonymous: bool) -> Result<(), ApiError> {
+    let sql = if commit {
+        "COMMIT"
+    } else {
+        "SET CONSTRAINTS ALL IMMEDIATE"
+    };
+    let result = conn.client.batch_execute(sql).await;
+    let closed = if commit && result.is_ok() {
+        Ok(())
+    } else {
+        conn.client.batch_execute("ROLLBACK").await
+    };
+    if closed.is_ok() {
+        conn.in_transaction = false;
+    }
+    result.map_err(|e| pg_error(&e, anonymous))
 }
 
 fn collect(
@@ -355,7 +408,7 @@ pub async fn run_read(
             params: &c.params,
         });
     }
-    let results = run_transaction(pool, env, &steps).await?;
+    let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
     let row = results
         .first()
         .and_then(|rows| rows.first())
@@ -379,4 +432,60 @@ pub async fn run_read(
         response_status: text(4)?,
         planned_total,
     })
+}
+
+/// What the statement of a write returned.
+pub struct WriteOutcome {
+    pub page_total: i64,
+    pub body: String,
+    pub response_headers: Option<String>,
+    pub response_status: Option<String>,
+    /// Rows an upsert inserted (rather than updated), when tracked.
+    pub inserted: Option<i64>,
+}
+
+/// Runs a write and lets `decide` see the outcome before the transaction ends:
+/// `Ok(true)` commits, `Ok(false)` rolls back (with the outcome still returned), an error
+/// rolls back and is returned.
+pub async fn run_write(
+    pool: &Pool,
+    env: &Envelope,
+    stmt: &Statement,
+    decide: impl FnOnce(&WriteOutcome) -> Result<bool, ApiError>,
+) -> Result<WriteOutcome, ApiError> {
+    let steps = [Step {
+        sql: &stmt.sql,
+        params: &stmt.params,
+    }];
+    let (mut conn, results) = run_transaction(pool, env, &steps, End::Open).await?;
+    let parsed = results
+        .first()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))
+        .and_then(|row| {
+            let text = |i: usize| -> Result<Option<String>, ApiError> {
+                Ok(row
+                    .try_get::<_, Option<RawText>>(i)
+                    .map_err(internal)?
+                    .map(|t| t.0))
+            };
+            Ok(WriteOutcome {
+                page_total: row.try_get::<_, i64>(1).map_err(internal)?,
+                body: text(2)?.unwrap_or_default(),
+                response_headers: text(3)?,
+                response_status: text(4)?,
+                inserted: row.try_get::<_, Option<i64>>(5).map_err(internal)?,
+            })
+        });
+    let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));
+    match decision {
+        Ok((outcome, commit)) => {
+            finish(&mut conn, commit, env.anonymous).await?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            let _ = finish(&mut conn, false, env.anonymous).await;
+            Err(e)
+        }
+    }
 }

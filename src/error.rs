@@ -20,6 +20,10 @@ pub enum ApiError {
     Parse { message: String, details: String },
     /// PGRST101: PUT/PATCH/DELETE on /rpc.
     RpcMethod(String),
+    /// PGRST102: a body that cannot be used.
+    InvalidBody(String),
+    /// PGRST105: PUT filters are not exactly the primary key with `eq`.
+    InvalidPutFilters,
     /// PGRST103: unsatisfiable range.
     InvalidRange { details: String, total: Option<i64> },
     /// PGRST106: schema not in db-schemas.
@@ -33,12 +37,20 @@ pub enum ApiError {
     NotEmbedded(String),
     /// PGRST108: an aliased embed addressed by its target name with legacy names off.
     AliasedTarget { target: String, alias: String },
+    /// PGRST114: limit/offset with PUT.
+    PutLimitNotAllowed,
+    /// PGRST115: PUT payload primary key differs from the URL's.
+    PutMismatch,
     /// PGRST116: singular response requested but the result has `n` rows.
     Singularity(i64),
     /// PGRST117
     UnsupportedMethod(String),
     /// PGRST123: aggregates while db-aggregates-enabled is false.
     AggregatesNotAllowed,
+    /// PGRST122: unknown preferences with handling=strict.
+    InvalidPreferences(Vec<String>),
+    /// PGRST124: more rows affected than max-affected allows.
+    MaxAffected(i64),
     /// PGRST125
     InvalidPath,
     /// PGRST127: grammar this build does not implement yet.
@@ -61,6 +73,8 @@ pub enum ApiError {
     },
     /// PGRST202: no function of that name (RPC is not implemented yet).
     NoFunction { schema: String, name: String },
+    /// PGRST204: a column named in the body or `columns` does not exist.
+    ColumnNotFound { table: String, column: String },
     /// PGRST205
     TableNotFound {
         schema: String,
@@ -107,7 +121,14 @@ impl ApiError {
             | NoRelationship { .. }
             | RelatedOrderNotToOne { .. }
             | AliasedTarget { .. }
-            | AggregatesNotAllowed => 400,
+            | AggregatesNotAllowed
+            | InvalidBody(_)
+            | PutLimitNotAllowed
+            | PutMismatch
+            | InvalidPreferences(_)
+            | MaxAffected(_)
+            | ColumnNotFound { .. } => 400,
+            InvalidPutFilters => 405,
             AmbiguousEmbed { .. } => 300,
             RpcMethod(_) | UnsupportedMethod(_) => 405,
             InvalidRange { .. } => 416,
@@ -131,7 +152,14 @@ impl ApiError {
         let code = match self {
             Parse { .. } => "PGRST100",
             RpcMethod(_) => "PGRST101",
+            InvalidBody(_) => "PGRST102",
             InvalidRange { .. } => "PGRST103",
+            InvalidPutFilters => "PGRST105",
+            PutLimitNotAllowed => "PGRST114",
+            PutMismatch => "PGRST115",
+            InvalidPreferences(_) => "PGRST122",
+            MaxAffected(_) => "PGRST124",
+            ColumnNotFound { .. } => "PGRST204",
             InvalidSchema { .. } => "PGRST106",
             NotAcceptable(_) => "PGRST107",
             NotEmbedded(_) | AliasedTarget { .. } => "PGRST108",
@@ -199,6 +227,37 @@ impl ApiError {
             ),
             UnsupportedMethod(m) => (format!("Unsupported HTTP method: {m}"), None, None),
             InvalidPath => ("Invalid path specified in request URL".into(), None, None),
+            InvalidBody(m) => (m.clone(), None, None),
+            InvalidPutFilters => (
+                "Filters must include all and only primary key columns with 'eq' operators".into(),
+                None,
+                None,
+            ),
+            PutLimitNotAllowed => (
+                "limit/offset querystring parameters are not allowed for PUT".into(),
+                None,
+                None,
+            ),
+            PutMismatch => (
+                "Payload values do not match URL in primary key column(s)".into(),
+                None,
+                None,
+            ),
+            InvalidPreferences(list) => (
+                "Invalid preferences given with handling=strict".into(),
+                Some(format!("Invalid preferences: {}", list.join(", "))),
+                None,
+            ),
+            MaxAffected(n) => (
+                "Query result exceeds max-affected preference constraint".into(),
+                Some(format!("The query affects {n} rows")),
+                None,
+            ),
+            ColumnNotFound { table, column } => (
+                format!("Could not find the '{column}' column of '{table}' in the schema cache"),
+                None,
+                None,
+            ),
             AggregatesNotAllowed => (
                 "Use of aggregate functions is not allowed".into(),
                 None,

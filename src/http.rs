@@ -91,7 +91,7 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
     let target = request::parse_target(&path)?;
     let headers = req.headers();
     let query = request::parse_query(req.uri().query().unwrap_or(""))?;
-    let count = request::parse_count_preference(
+    let prefs = request::Preferences::parse(
         headers
             .get_all("prefer")
             .iter()
@@ -116,7 +116,7 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
         method,
         target,
         query,
-        count,
+        prefs,
         media_type: MediaType::Json,
         range,
         path,
@@ -158,20 +158,242 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                     hint: cache.closest_table(&schema, name),
                 });
             }
+            if api.prefs.strict == Some(true) && !api.prefs.invalid.is_empty() {
+                return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
+            }
+            let name = name.clone();
+            api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
             match method {
-                Method::Get | Method::Head => {
-                    api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
-                    let name = name.clone();
-                    read(state, &api, &cache, &schema, &name).await
+                Method::Options => Ok(allow("OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE")),
+                Method::Get | Method::Head => read(state, &api, &cache, &schema, &name).await,
+                _ => {
+                    let content_type =
+                        header_str(req.headers(), "content-type").map(str::to_string);
+                    let body = http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .map_err(|e| ApiError::InvalidBody(format!("Cannot read the body: {e}")))?
+                        .to_bytes();
+                    let target = WriteTarget {
+                        cache: &cache,
+                        schema: &schema,
+                        name: &name,
+                    };
+                    write(state, &api, target, content_type.as_deref(), &body).await
                 }
-                Method::Options => Ok(allow("OPTIONS,GET,HEAD")),
-                _ => Err(ApiError::NotImplemented(format!(
-                    "{} on tables is not supported yet",
-                    method_name(method)
-                ))),
             }
         }
     }
+}
+
+/// The payload of a write: `columns=` takes a JSON body as is (PostgreSQL reads it);
+/// otherwise the body is parsed by its Content-Type.
+fn write_payload(
+    api: &ApiRequest,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<request::payload::Payload>, ApiError> {
+    if api.method == Method::Delete {
+        return Ok(None);
+    }
+    let is_json = content_type.is_none_or(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    });
+    if let (Some(columns), true) = (&api.query.columns, is_json) {
+        let json = std::str::from_utf8(body)
+            .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))?;
+        return Ok(Some(request::payload::Payload {
+            json: json.to_string(),
+            keys: columns.clone(),
+        }));
+    }
+    request::payload::parse(content_type, body).map(Some)
+}
+
+/// Whether a write's transaction commits (db-tx-end, and `Prefer: tx=` where that is
+/// allowed), and whether the preference may override it.
+fn commits(config: &Config, prefs: &request::Preferences) -> (bool, bool) {
+    use request::prefer::TxPref;
+    let mode = config.db_tx_end.as_str();
+    let overridable = mode.ends_with("allow-override");
+    let default_commit = mode.starts_with("commit");
+    let commit = match (overridable, prefs.tx) {
+        (true, Some(TxPref::Commit)) => true,
+        (true, Some(TxPref::Rollback)) => false,
+        _ => default_commit,
+    };
+    (commit, overridable)
+}
+
+/// `Preference-Applied`, in PostgREST's order.
+fn preference_applied(api: &ApiRequest, resolution: bool, tx_overridable: bool) -> Option<String> {
+    use request::prefer::{Resolution, ReturnPref, TxPref};
+    let p = &api.prefs;
+    let writes = !matches!(api.method, Method::Get | Method::Head);
+    let mut out: Vec<String> = Vec::new();
+    if let (true, Some(r)) = (resolution, p.resolution) {
+        out.push(match r {
+            Resolution::MergeDuplicates => "resolution=merge-duplicates".into(),
+            Resolution::IgnoreDuplicates => "resolution=ignore-duplicates".into(),
+        });
+    }
+    let takes_body = matches!(api.method, Method::Post | Method::Patch | Method::Put);
+    if let (true, Some(m)) = (takes_body, p.missing_default) {
+        out.push(if m { "missing=default" } else { "missing=null" }.into());
+    }
+    if let (true, Some(r)) = (writes, p.return_) {
+        out.push(match r {
+            ReturnPref::Minimal => "return=minimal".into(),
+            ReturnPref::HeadersOnly => "return=headers-only".into(),
+            ReturnPref::Representation => "return=representation".into(),
+        });
+    }
+    if let Some(c) = p.count {
+        out.push(match c {
+            CountPref::Exact => "count=exact".into(),
+            CountPref::Planned => "count=planned".into(),
+            CountPref::Estimated => "count=estimated".into(),
+        });
+    }
+    if let (true, Some(t)) = (tx_overridable, p.tx) {
+        out.push(match t {
+            TxPref::Commit => "tx=commit".into(),
+            TxPref::Rollback => "tx=rollback".into(),
+        });
+    }
+    if let Some(strict) = p.strict {
+        out.push(
+            if strict {
+                "handling=strict"
+            } else {
+                "handling=lenient"
+            }
+            .into(),
+        );
+    }
+    if let Some(tz) = &p.timezone {
+        out.push(format!("timezone={tz}"));
+    }
+    if let (Some(n), Some(true)) = (p.max_affected, p.strict) {
+        out.push(format!("max-affected={n}"));
+    }
+    (!out.is_empty()).then(|| out.join(", "))
+}
+
+/// `Location: /table?pk=eq.value` from the one written row's key.
+fn location(table: &str, body: &str) -> Option<String> {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(body).ok()?;
+    let [row] = rows.as_slice() else {
+        return None;
+    };
+    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let parts: Vec<String> = row
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::Null => format!("{}=is.null", encode(k)),
+            serde_json::Value::String(s) => format!("{}=eq.{}", encode(k), encode(s)),
+            other => format!("{}=eq.{}", encode(k), encode(&other.to_string())),
+        })
+        .collect();
+    let table: String =
+        percent_encoding::utf8_percent_encode(table, percent_encoding::NON_ALPHANUMERIC).collect();
+    Some(format!("/{table}?{}", parts.join("&")))
+}
+
+/// Where a write goes.
+struct WriteTarget<'a> {
+    cache: &'a SchemaCache,
+    schema: &'a str,
+    name: &'a str,
+}
+
+async fn write(
+    state: &AppState,
+    api: &ApiRequest,
+    target: WriteTarget<'_>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Resp, ApiError> {
+    let payload = write_payload(api, content_type, body)?;
+    let config = plan::PlanConfig {
+        max_rows: None,
+        legacy_names: state.config.flag("url-use-legacy-target-names"),
+        aggregates: state.config.flag("db-aggregates-enabled"),
+    };
+    let plan = plan::mutate_plan(
+        api,
+        target.cache,
+        target.schema,
+        target.name,
+        payload,
+        &config,
+    )?;
+    let statement = sql::mutate_statement(&plan);
+    let env = envelope(state, api, target.schema, false)?;
+    let (commit, overridable) = commits(&state.config, &api.prefs);
+    let singular = api.media_type == MediaType::SingleObject;
+    let strict_max = api.prefs.max_affected.filter(|_| {
+        api.prefs.strict == Some(true) && matches!(api.method, Method::Patch | Method::Delete)
+    });
+    let is_put = matches!(plan.kind, plan::MutationKind::Put { .. });
+    let out = db::run_write(&state.pool, &env, &statement, |o| {
+        if singular && o.page_total != 1 {
+            return Err(ApiError::Singularity(o.page_total));
+        }
+        if strict_max.is_some_and(|max| o.page_total > max) {
+            return Err(ApiError::MaxAffected(o.page_total));
+        }
+        if is_put && o.page_total == 0 {
+            return Err(ApiError::PutMismatch);
+        }
+        Ok(commit)
+    })
+    .await?;
+    let n = out.page_total;
+    let total = match api.prefs.count {
+        Some(_) => n.to_string(),
+        None => "*".to_string(),
+    };
+    let inserted_any = out.inserted.is_none_or(|i| i > 0);
+    let status = match api.method {
+        Method::Post if inserted_any => 201,
+        Method::Put if plan.representation && inserted_any => 201,
+        Method::Post => 200,
+        _ if plan.representation => 200,
+        _ => 204,
+    };
+    let body = if plan.representation {
+        out.body.clone()
+    } else {
+        String::new()
+    };
+    let mut r = body_response(status, body, false);
+    if plan.representation {
+        set(&mut r, "Content-Type", api.media_type.content_type());
+    }
+    match api.method {
+        Method::Patch if n > 0 => set(&mut r, "Content-Range", &format!("0-{}/{total}", n - 1)),
+        Method::Put => {}
+        _ => set(&mut r, "Content-Range", &format!("*/{total}")),
+    }
+    if plan.location {
+        if let Some(loc) = location(target.name, &out.body) {
+            set(&mut r, "Location", &loc);
+        }
+    }
+    let resolution = matches!(&plan.kind, plan::MutationKind::Insert { conflict: Some(_) });
+    if let Some(applied) = preference_applied(api, resolution, overridable) {
+        set(&mut r, "Preference-Applied", &applied);
+    }
+    apply_response_gucs(
+        &mut r,
+        out.response_headers.as_deref(),
+        out.response_status.as_deref(),
+    )?;
+    Ok(r)
 }
 
 fn method_name(m: Method) -> &'static str {
@@ -281,6 +503,9 @@ fn envelope(
         ("request.headers".to_string(), json_text(&api.headers)),
         ("request.cookies".to_string(), json_text(&api.cookies)),
     ];
+    if let Some(tz) = &api.prefs.timezone {
+        gucs.push(("timezone".to_string(), tz.clone()));
+    }
     for (k, v) in &state.config.app_settings {
         gucs.push((format!("app.settings.{k}"), v.clone()));
     }
@@ -371,13 +596,9 @@ async fn read(
     if state.config.db_schemas.len() > 1 {
         set(&mut r, "Content-Profile", schema);
     }
-    if let Some(c) = plan.count {
-        let applied = match c {
-            CountPref::Exact => "count=exact",
-            CountPref::Planned => "count=planned",
-            CountPref::Estimated => "count=estimated",
-        };
-        set(&mut r, "Preference-Applied", applied);
+    let (_, overridable) = commits(&state.config, &api.prefs);
+    if let Some(applied) = preference_applied(api, false, overridable) {
+        set(&mut r, "Preference-Applied", &applied);
     }
     apply_response_gucs(
         &mut r,

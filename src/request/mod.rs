@@ -1,7 +1,11 @@
 //! Pure parse of an HTTP request into an `ApiRequest`: path, query string, headers.
 //! No database and no schema knowledge here.
 
+pub mod payload;
+pub mod prefer;
 pub mod query;
+
+pub use prefer::Preferences;
 
 use crate::error::ApiError;
 use query::{
@@ -59,6 +63,10 @@ pub struct QueryParams {
     pub order: Vec<(Vec<String>, Vec<OrderTerm>)>,
     pub limits: Vec<(Vec<String>, i64)>,
     pub offsets: Vec<(Vec<String>, i64)>,
+    /// `columns=a,b`: the columns a write takes from the body.
+    pub columns: Option<Vec<String>>,
+    /// `on_conflict=a,b`: the unique columns an upsert resolves on.
+    pub on_conflict: Option<Vec<String>>,
     /// Sorted, re-encoded query string for Content-Location.
     pub canonical: String,
 }
@@ -68,7 +76,7 @@ pub struct ApiRequest {
     pub method: Method,
     pub target: Target,
     pub query: QueryParams,
-    pub count: Option<CountPref>,
+    pub prefs: Preferences,
     pub media_type: MediaType,
     /// `Range: a-b` request header: (first, last).
     pub range: Option<(i64, Option<i64>)>,
@@ -127,7 +135,28 @@ fn parse_int(what: &str, v: &str) -> Result<i64, ApiError> {
     })
 }
 
-const RESERVED: &[&str] = &["select", "columns", "on_conflict"];
+/// `columns=a,b` / `on_conflict=a,b`: a non-empty list of names.
+fn parse_column_list(key: &str, value: &str) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(|n| n.trim().trim_matches('"').to_string())
+        .collect();
+    if let Some(pos) = names.iter().position(|n| n.is_empty()) {
+        let what = if key == "columns" {
+            "columns parameter"
+        } else {
+            "on_conflict parameter"
+        };
+        let column = names[..pos].iter().map(|n| n.len() + 1).sum::<usize>() + 1;
+        return Err(ApiError::parse(
+            what,
+            value,
+            column,
+            "unexpected end of input expecting field name (* or [a..z0..9_$])",
+        ));
+    }
+    Ok(names)
+}
 
 /// Parses a raw (still percent-encoded) query string.
 pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
@@ -151,7 +180,13 @@ pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
             params.select = parse_select(value)?;
             continue;
         }
-        if RESERVED.contains(&key.as_str()) {
+        if key == "columns" || key == "on_conflict" {
+            let list = parse_column_list(key, value)?;
+            if key == "columns" {
+                params.columns = Some(list);
+            } else {
+                params.on_conflict = Some(list);
+            }
             continue;
         }
         let (path, last) = split_key(key);
@@ -181,22 +216,6 @@ pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
         .extend_pairs(sorted)
         .finish();
     Ok(params)
-}
-
-/// Prefer header(s): only `count=` matters to reads.
-pub fn parse_count_preference<'a>(values: impl Iterator<Item = &'a str>) -> Option<CountPref> {
-    let mut count = None;
-    for value in values {
-        for pref in value.split(',').map(str::trim) {
-            count = match pref {
-                "count=exact" => Some(CountPref::Exact),
-                "count=planned" => Some(CountPref::Planned),
-                "count=estimated" => Some(CountPref::Estimated),
-                _ => count,
-            };
-        }
-    }
-    count
 }
 
 /// One media range of an Accept header.

@@ -302,6 +302,9 @@ impl SchemaCache {
     ) -> Result<SchemaCache, tokio_postgres::Error> {
         let started = Instant::now();
         let tx = client.build_transaction().read_only(true).start().await?;
+        // With an empty search_path, type names and default expressions come out
+        // schema-qualified, so they mean the same thing under any request's search_path.
+        tx.batch_execute("SET LOCAL search_path TO ''").await?;
         let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
         for row in tx.query(TABLES_SQL, &[&schemas]).await? {
             let schema: String = row.get(0);
