@@ -128,6 +128,9 @@ pub fn pool_error(e: managed::PoolError<tokio_postgres::Error>) -> ApiError {
 }
 
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
     match e.source() {
         Some(s) => s.to_string(),
         None => e.to_string(),

@@ -61,7 +61,7 @@ async fn load_schema(
     let conn = tokio::spawn(connection);
     let cache = SchemaCache::load(&mut client, schemas)
         .await
-        .map_err(|e| format!("cannot load the schema cache: {e}"))?;
+        .map_err(|e| format!("cannot load the schema cache: {}", db::describe(&e)))?;
     drop(client);
     let _ = conn.await;
     Ok(cache)

@@ -77,6 +77,15 @@ fn table_ref(table: &Table) -> String {
     )
 }
 
+/// The whole-row reference for a row ref: an alias as is, a qualified table by its name.
+fn whole_row(row_ref: &str, table: &Table) -> String {
+    if row_ref == table_ref(table) {
+        quote_ident(&table.name)
+    } else {
+        row_ref.to_string()
+    }
+}
+
 /// How SQL refers to a node's rows: its alias, or the root's qualified name.
 fn node_ref(node: &ReadNode) -> String {
     match &node.alias {
@@ -87,7 +96,21 @@ fn node_ref(node: &ReadNode) -> String {
 
 /// A field as an SQL expression over `row_ref`, with its JSON path.
 fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &Field) -> String {
-    let column = format!("{row_ref}.{}", quote_ident(&field.name));
+    let computed = table
+        .column(&field.name)
+        .is_none()
+        .then(|| table.field(&field.name).and_then(|c| c.function.as_ref()))
+        .flatten();
+    let column = match computed {
+        // A computed field is called with the row cast to the table's type, which also
+        // picks the right overload and works on rows of a write's RETURNING.
+        Some(function) => format!(
+            "{function}({}::{})",
+            whole_row(row_ref, table),
+            table_ref(table)
+        ),
+        None => format!("{row_ref}.{}", quote_ident(&field.name)),
+    };
     if field.json_path.is_empty() {
         return column;
     }
@@ -971,6 +994,7 @@ mod tests {
             default: None,
             enum_values: vec![],
             description: None,
+            function: None,
         };
         Table {
             schema: "api".into(),
@@ -1085,6 +1109,7 @@ mod tests {
                     default: None,
                     enum_values: vec![],
                     description: None,
+                    function: None,
                 })
                 .collect(),
             primary_key: vec!["id".into()],

@@ -20,6 +20,8 @@ pub struct Column {
     pub default: Option<String>,
     pub enum_values: Vec<String>,
     pub description: Option<String>,
+    /// For a computed field: the quoted, qualified function computing it.
+    pub function: Option<String>,
 }
 
 impl Column {
@@ -168,7 +170,17 @@ SELECT n.nspname::text, c.relname::text, a.attname::text,
        format_type(a.atttypid, a.atttypmod),
        coalesce(bt.typname, t.typname)::text,
        NOT (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)),
-       coalesce(pg_get_expr(ad.adbin, ad.adrelid), pg_get_expr(t.typdefaultbin, 0)),
+       CASE
+         WHEN a.attgenerated <> '' THEN NULL
+         WHEN a.attidentity <> '' THEN (
+           SELECT format('nextval(%L::regclass)', format('%I.%I', sn.nspname, sq.relname))
+           FROM pg_depend d
+           JOIN pg_class sq ON sq.oid = d.objid AND sq.relkind = 'S'
+           JOIN pg_namespace sn ON sn.oid = sq.relnamespace
+           WHERE d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype = 'i'
+           LIMIT 1)
+         ELSE coalesce(pg_get_expr(ad.adbin, ad.adrelid), pg_get_expr(t.typdefaultbin, 0))
+       END,
        coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
                  FROM pg_enum e WHERE e.enumtypid = coalesce(bt.oid, t.oid)), '{}'),
        col_description(c.oid, a.attnum)
@@ -268,13 +280,18 @@ async fn load_functions(
                     .and_then(|t| t.get_mut(&arg_table))
                 {
                     t.computed_fields.push(Column {
-                        name: fn_name,
+                        name: fn_name.clone(),
                         data_type: r.get(9),
                         base_type: r.get(8),
                         nullable: true,
                         default: None,
                         enum_values: Vec::new(),
                         description: r.get(10),
+                        function: Some(format!(
+                            "{}.{}",
+                            crate::sql::quote_ident(&fn_schema),
+                            crate::sql::quote_ident(&fn_name)
+                        )),
                     });
                 }
             }
@@ -335,9 +352,18 @@ impl SchemaCache {
                 default: row.get(6),
                 enum_values: row.get(7),
                 description: row.get(8),
+                function: None,
             });
         }
-        let mut relationships = relationships::load(&tx, schemas).await?;
+        let inferred = relationships::load(&tx, schemas).await?;
+        let mut relationships = inferred.relationships;
+        for ((schema, name), key) in inferred.view_keys {
+            if let Some(view) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) {
+                if view.primary_key.is_empty() {
+                    view.primary_key = key;
+                }
+            }
+        }
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
         tx.commit().await?;
 

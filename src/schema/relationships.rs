@@ -219,10 +219,17 @@ fn follow_view(
     None
 }
 
+/// Relationships by source relation, and the primary keys views inherit from their base
+/// tables (when a view shows every column of one), by (schema, view).
+pub(super) struct Inferred {
+    pub relationships: HashMap<(String, String), Vec<Relationship>>,
+    pub view_keys: HashMap<(String, String), Vec<String>>,
+}
+
 pub(super) async fn load(
     tx: &Transaction<'_>,
     schemas: &[String],
-) -> Result<HashMap<(String, String), Vec<Relationship>>, tokio_postgres::Error> {
+) -> Result<Inferred, tokio_postgres::Error> {
     let mut rels = HashMap::new();
     for r in tx.query(RELATIONS_SQL, &[]).await? {
         let schema: String = r.get(1);
@@ -312,7 +319,22 @@ pub(super) async fn load(
             }
         }
     }
-    Ok(infer(&catalog, &edges))
+    let mut view_keys = HashMap::new();
+    for (oid, keys) in &catalog.primary {
+        let Some(rel) = catalog.rels.get(oid).filter(|r| r.is_view && r.exposed) else {
+            continue;
+        };
+        if let Some(key) = keys.first() {
+            view_keys.insert(
+                (rel.schema.clone(), rel.name.clone()),
+                catalog.col_names(*oid, key),
+            );
+        }
+    }
+    Ok(Inferred {
+        relationships: infer(&catalog, &edges),
+        view_keys,
+    })
 }
 
 fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Relationship>> {
