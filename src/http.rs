@@ -298,8 +298,12 @@ fn location(table: &str, body: &str) -> Option<String> {
             other => format!("{}=eq.{}", encode(k), encode(&other.to_string())),
         })
         .collect();
-    let table: String =
-        percent_encoding::utf8_percent_encode(table, percent_encoding::NON_ALPHANUMERIC).collect();
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'_')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'~');
+    let table: String = percent_encoding::utf8_percent_encode(table, PATH).collect();
     Some(format!("/{table}?{}", parts.join("&")))
 }
 

@@ -324,12 +324,19 @@ pub(super) async fn load(
         let Some(rel) = catalog.rels.get(oid).filter(|r| r.is_view && r.exposed) else {
             continue;
         };
-        if let Some(key) = keys.first() {
-            view_keys.insert(
-                (rel.schema.clone(), rel.name.clone()),
-                catalog.col_names(*oid, key),
-            );
+        // A view joining tables has the union of their keys (PostgREST does the same).
+        let mut cols: Vec<AttNum> = Vec::new();
+        for key in keys {
+            for c in key {
+                if !cols.contains(c) {
+                    cols.push(*c);
+                }
+            }
         }
+        view_keys.insert(
+            (rel.schema.clone(), rel.name.clone()),
+            catalog.col_names(*oid, &cols),
+        );
     }
     Ok(Inferred {
         relationships: infer(&catalog, &edges),
