@@ -142,11 +142,26 @@ pub fn server() -> Server {
 
 impl Server {
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(method, path, headers, None)
+    }
+
+    /// A request with a body (sent as is, with the headers given).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
         let mut req = ureq::request(method, &format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        let resp = match req.call() {
+        let sent = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("{method} {path}: {e}"),
@@ -177,6 +192,29 @@ impl Server {
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.request("GET", path, headers)
     }
+}
+
+/// Rows of a query run directly in the fixture database (as the superuser), as JSON.
+pub fn sql_rows(query: &str) -> serde_json::Value {
+    let h = harness();
+    let rt = runtime();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&h.cluster.uri(DB), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let task = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                &format!("SELECT coalesce(json_agg(t), '[]')::text FROM ({query}) t"),
+                &[],
+            )
+            .await
+            .expect("query");
+        let text: String = row.get(0);
+        drop(client);
+        let _ = task.await;
+        serde_json::from_str(&text).expect("json")
+    })
 }
 
 /// Asserts status and JSON body.
