@@ -94,4 +94,9 @@ LUA
 
 scenario "by-pk" "$WORK/by_pk.sql" "$WORK/by_pk.lua"
 scenario "parent-with-children" "$WORK/embed.sql" "$WORK/embed.lua"
+# One POST of 10,000 rows (a single INSERT ... SELECT FROM json_to_recordset).
+python3 -c 'import json; print(json.dumps([{"id": i, "name": "row %d" % i, "price": i / 100} for i in range(1, 10001)]))' > "$WORK/bulk.json"
+bulk_ms="$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST "http://127.0.0.1:$HTTP_PORT/bulk" \
+  -H 'Content-Type: application/json' --data-binary @"$WORK/bulk.json" | awk '{printf "%s %.0f", $1, $2 * 1000}')"
+echo "bulk-insert-10000: status ${bulk_ms% *}, ${bulk_ms#* } ms"
 echo "by-pk, envelope one statement per round trip: PostgreSQL $(pgbench_tps "$WORK/by_pk_envelope.sql") tps"

@@ -17,6 +17,8 @@ CREATE TABLE api.children (id integer PRIMARY KEY, parent_id integer NOT NULL RE
 INSERT INTO api.parents SELECT i, 'parent ' || i FROM generate_series(1, 10000) i;
 INSERT INTO api.children SELECT i, 1 + i % 10000, 'child ' || i FROM generate_series(1, 50000) i;
 CREATE INDEX ON api.children (parent_id);
+CREATE TABLE api.bulk (id integer PRIMARY KEY, name text NOT NULL, price numeric(10, 2));
 ANALYZE;
 GRANT USAGE ON SCHEMA api TO bench_anon;
 GRANT SELECT ON ALL TABLES IN SCHEMA api TO bench_anon;
+GRANT INSERT ON api.bulk TO bench_anon;

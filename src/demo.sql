@@ -65,3 +65,6 @@ CREATE VIEW api.book_summaries AS
 
 GRANT USAGE ON SCHEMA api TO web_anon;
 GRANT SELECT ON ALL TABLES IN SCHEMA api TO web_anon;
+-- Visitors may write reviews (and only reviews).
+GRANT INSERT, UPDATE, DELETE ON api.reviews TO web_anon;
+GRANT USAGE ON SEQUENCE api.reviews_id_seq TO web_anon;
