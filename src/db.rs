@@ -437,8 +437,10 @@ pub async fn run_read(
     })
 }
 
-/// What the statement of a write returned.
+/// What the statement of a write (or a call) returned.
 pub struct WriteOutcome {
+    /// The exact count, when the statement computed one.
+    pub total: Option<i64>,
     pub page_total: i64,
     pub body: String,
     pub response_headers: Option<String>,
@@ -473,11 +475,16 @@ pub async fn run_write(
                     .map(|t| t.0))
             };
             Ok(WriteOutcome {
+                total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
                 page_total: row.try_get::<_, i64>(1).map_err(internal)?,
                 body: text(2)?.unwrap_or_default(),
                 response_headers: text(3)?,
                 response_status: text(4)?,
-                inserted: row.try_get::<_, Option<i64>>(5).map_err(internal)?,
+                inserted: if row.len() > 5 {
+                    row.try_get::<_, Option<i64>>(5).map_err(internal)?
+                } else {
+                    None
+                },
             })
         });
     let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));

@@ -72,7 +72,17 @@ pub enum ApiError {
         candidates: Vec<AmbiguousCandidate>,
     },
     /// PGRST202: no function of that name (RPC is not implemented yet).
-    NoFunction { schema: String, name: String },
+    NoFunction {
+        schema: String,
+        name: String,
+        /// The argument names looked for, sorted.
+        keys: Vec<String>,
+        /// `json/jsonb`, `text`, ... when a single unnamed parameter was also looked for.
+        unnamed: Option<String>,
+        hint: Option<String>,
+    },
+    /// PGRST203: several overloads match.
+    AmbiguousFunction(Vec<String>),
     /// PGRST204: a column named in the body or `columns` does not exist.
     ColumnNotFound { table: String, column: String },
     /// PGRST205
@@ -134,6 +144,7 @@ impl ApiError {
             InvalidRange { .. } => 416,
             InvalidSchema { .. } | NotAcceptable(_) | Singularity(_) => 406,
             InvalidPath | NoFunction { .. } | TableNotFound { .. } => 404,
+            AmbiguousFunction(_) => 300,
             Pg {
                 sqlstate,
                 message,
@@ -172,6 +183,7 @@ impl ApiError {
             NoRelationship { .. } => "PGRST200",
             AmbiguousEmbed { .. } => "PGRST201",
             NoFunction { .. } => "PGRST202",
+            AmbiguousFunction(_) => "PGRST203",
             TableNotFound { .. } => "PGRST205",
             Pg { sqlstate, .. } => return sqlstate.clone(),
             Connection(_) => "PGRST000",
@@ -305,10 +317,40 @@ impl ApiError {
                     Some(format!("Try changing '{child}' to one of the following: {}. Find the desired relationship in the 'details' key.", hints.join(", "))),
                 )
             }
-            NoFunction { schema, name } => (
-                format!("Could not find the function {schema}.{name} in the schema cache"),
+            NoFunction {
+                schema,
+                name,
+                keys,
+                unnamed,
+                hint,
+            } => {
+                let signature = if keys.is_empty() {
+                    " without parameters".to_string()
+                } else {
+                    format!("({})", keys.join(", "))
+                };
+                let searched = match keys.len() {
+                    0 => "without parameters".to_string(),
+                    1 => format!("with parameter {}", keys[0]),
+                    _ => format!("with parameters {}", keys.join(", ")),
+                };
+                let unnamed = unnamed
+                    .as_ref()
+                    .map(|t| format!(" or with a single unnamed {t} parameter"))
+                    .unwrap_or_default();
+                (
+                    format!("Could not find the function {schema}.{name}{signature} in the schema cache"),
+                    Some(format!("Searched for the function {schema}.{name} {searched}{unnamed}, but no matches were found in the schema cache.")),
+                    hint.clone(),
+                )
+            }
+            AmbiguousFunction(candidates) => (
+                format!(
+                    "Could not choose the best candidate function between: {}",
+                    candidates.join(", ")
+                ),
                 None,
-                None,
+                Some("Try renaming the parameters or the function itself in the database so function overloading can be resolved".into()),
             ),
             TableNotFound { schema, name, hint } => (
                 format!("Could not find the table '{schema}.{name}' in the schema cache"),

@@ -90,7 +90,8 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
     let path = req.uri().path().to_string();
     let target = request::parse_target(&path)?;
     let headers = req.headers();
-    let query = request::parse_query(req.uri().query().unwrap_or(""))?;
+    let rpc_read = matches!(target, Target::Rpc(_)) && matches!(method, Method::Get | Method::Head);
+    let query = request::parse_query_for(req.uri().query().unwrap_or(""), rpc_read)?;
     let prefs = request::Preferences::parse(
         headers
             .get_all("prefer")
@@ -145,10 +146,31 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
         (Target::Rpc(_), Method::Put | Method::Patch | Method::Delete) => {
             Err(ApiError::RpcMethod(req.method().to_string()))
         }
-        (Target::Rpc(name), _) => Err(ApiError::NoFunction {
-            schema,
-            name: name.clone(),
-        }),
+        (Target::Rpc(_), Method::Options) => Ok(allow("OPTIONS,GET,HEAD,POST")),
+        (Target::Rpc(name), method) => {
+            if api.prefs.strict == Some(true) && !api.prefs.invalid.is_empty() {
+                return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
+            }
+            api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
+            let name = name.clone();
+            let cache = state.schema.load();
+            let content_type = header_str(req.headers(), "content-type").map(str::to_string);
+            let body = if method == Method::Post {
+                Some(
+                    http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .map_err(|e| ApiError::InvalidBody(format!("Cannot read the body: {e}")))?
+                        .to_bytes(),
+                )
+            } else {
+                None
+            };
+            let body = body.as_ref().map(|b| plan::CallBody {
+                content_type: content_type.as_deref(),
+                bytes: b,
+            });
+            call(state, &api, &cache, &schema, &name, body.as_ref()).await
+        }
         (Target::Relation(name), method) => {
             let cache = state.schema.load();
             if cache.table(&schema, name).is_none() {
@@ -527,6 +549,84 @@ fn envelope(
     })
 }
 
+async fn call(
+    state: &AppState,
+    api: &ApiRequest,
+    cache: &SchemaCache,
+    schema: &str,
+    name: &str,
+    body: Option<&plan::CallBody<'_>>,
+) -> Result<Resp, ApiError> {
+    let config = plan::PlanConfig {
+        max_rows: state.config.db_max_rows,
+        legacy_names: state.config.flag("url-use-legacy-target-names"),
+        aggregates: state.config.flag("db-aggregates-enabled"),
+    };
+    let plan = plan::call_plan(api, cache, schema, name, body, &config)?;
+    let statement = sql::call_statement(&plan);
+    let env = envelope(state, api, schema, plan.read_only)?;
+    let (commit, overridable) = commits(&state.config, &api.prefs);
+    let singular = api.media_type == MediaType::SingleObject && plan.routine.returns_set;
+    let out = db::run_write(&state.pool, &env, &statement, |o| {
+        if singular && o.page_total != 1 {
+            return Err(ApiError::Singularity(o.page_total));
+        }
+        Ok(commit)
+    })
+    .await?;
+    if plan.routine.returns == crate::schema::routines::Returns::Void {
+        let mut r = body_response(204, String::new(), true);
+        apply_response_gucs(
+            &mut r,
+            out.response_headers.as_deref(),
+            out.response_status.as_deref(),
+        )?;
+        return Ok(r);
+    }
+    let offset = plan.read.as_ref().map_or(0, |r| r.root.offset);
+    let total = api.prefs.count.and(out.total.or(Some(out.page_total)));
+    let (status, content_range) = page_status(offset, out.page_total, total)?;
+    let mut r = body_response(status, out.body, plan.head);
+    set(&mut r, "Content-Type", api.media_type.content_type());
+    set(&mut r, "Content-Range", &content_range);
+    set(&mut r, "Vary", VARY);
+    if let Some(applied) = preference_applied(api, false, overridable) {
+        set(&mut r, "Preference-Applied", &applied);
+    }
+    apply_response_gucs(
+        &mut r,
+        out.response_headers.as_deref(),
+        out.response_status.as_deref(),
+    )?;
+    Ok(r)
+}
+
+/// Status and Content-Range of a page starting at `offset` with `rows` rows, out of
+/// `total` when counted; an offset past a known total is unsatisfiable.
+fn page_status(offset: i64, rows: i64, total: Option<i64>) -> Result<(u16, String), ApiError> {
+    if let Some(total) = total {
+        if offset > total {
+            return Err(ApiError::InvalidRange {
+                details: format!(
+                    "An offset of {offset} was requested, but there are only {total} rows."
+                ),
+                total: Some(total),
+            });
+        }
+    }
+    let total_text = total.map_or("*".to_string(), |t| t.to_string());
+    let range = if rows == 0 {
+        format!("*/{total_text}")
+    } else {
+        format!("{}-{}/{total_text}", offset, offset + rows - 1)
+    };
+    let status = match total {
+        Some(t) if rows < t => 206,
+        _ => 200,
+    };
+    Ok((status, range))
+}
+
 async fn read(
     state: &AppState,
     api: &ApiRequest,
@@ -562,31 +662,7 @@ async fn read(
     if plan.media_type == MediaType::SingleObject && out.page_total != 1 {
         return Err(ApiError::Singularity(out.page_total));
     }
-    if let Some(total) = total {
-        if plan.root.offset > total {
-            return Err(ApiError::InvalidRange {
-                details: format!(
-                    "An offset of {} was requested, but there are only {total} rows.",
-                    plan.root.offset
-                ),
-                total: Some(total),
-            });
-        }
-    }
-    let total_text = total.map_or("*".to_string(), |t| t.to_string());
-    let content_range = if out.page_total == 0 {
-        format!("*/{total_text}")
-    } else {
-        format!(
-            "{}-{}/{total_text}",
-            plan.root.offset,
-            plan.root.offset + out.page_total - 1
-        )
-    };
-    let status = match total {
-        Some(t) if out.page_total < t => 206,
-        _ => 200,
-    };
+    let (status, content_range) = page_status(plan.root.offset, out.page_total, total)?;
     let mut r = body_response(status, out.body, plan.head);
     set(&mut r, "Content-Type", plan.media_type.content_type());
     set(&mut r, "Content-Range", &content_range);

@@ -6,6 +6,7 @@ use crate::request::payload::Payload;
 use crate::request::prefer::{Resolution, ReturnPref};
 use crate::request::query::{CompareOp, Filter, LogicTree, Operation, OrderTerm, SelectItem};
 use crate::request::{ApiRequest, CountPref, MediaType, Method};
+use crate::schema::routines::{Param, Returns, Routine};
 use crate::schema::{Cardinality, Column, Relationship, SchemaCache, Table};
 use MutationKind::{Delete, Insert, Put, Update};
 
@@ -438,11 +439,6 @@ pub fn read_plan<'a>(
     name: &str,
     config: &PlanConfig,
 ) -> Result<ReadPlan<'a>, ApiError> {
-    let max_rows = config.max_rows;
-    let legacy_names = config.legacy_names;
-    if !config.aggregates && uses_aggregates(&req.query.select) {
-        return Err(ApiError::AggregatesNotAllowed);
-    }
     let table = cache
         .table(schema, name)
         .ok_or_else(|| ApiError::TableNotFound {
@@ -450,6 +446,21 @@ pub fn read_plan<'a>(
             name: name.to_string(),
             hint: cache.closest_table(schema, name),
         })?;
+    read_plan_on(req, cache, table, config)
+}
+
+/// A read of `table`'s rows (a table or view, or a function's result).
+pub fn read_plan_on<'a>(
+    req: &ApiRequest,
+    cache: &'a SchemaCache,
+    table: &'a Table,
+    config: &PlanConfig,
+) -> Result<ReadPlan<'a>, ApiError> {
+    let max_rows = config.max_rows;
+    let legacy_names = config.legacy_names;
+    if !config.aggregates && uses_aggregates(&req.query.select) {
+        return Err(ApiError::AggregatesNotAllowed);
+    }
     let mut root = build_node(cache, table, None, &req.query.select, 0)?;
     for (path, tree) in &req.query.filters {
         root.at_path(path, legacy_names)?.filters.push(tree.clone());
@@ -687,5 +698,301 @@ pub fn mutate_plan<'a>(
         representation,
         location,
         track_inserted,
+    })
+}
+
+/// How a function receives its arguments.
+#[derive(Debug)]
+pub enum CallArgs<'a> {
+    /// Named arguments taken from a JSON object (text), one per listed parameter.
+    Named {
+        json: String,
+        params: Vec<&'a Param>,
+    },
+    /// The whole body as the single unnamed parameter.
+    Single { value: String, param: &'a Param },
+}
+
+#[derive(Debug)]
+pub struct CallPlan<'a> {
+    pub routine: &'a Routine,
+    pub args: CallArgs<'a>,
+    /// Reads over the result rows, for functions returning rows.
+    pub read: Option<ReadPlan<'a>>,
+    pub read_only: bool,
+    pub media_type: MediaType,
+    pub head: bool,
+}
+
+/// A POST body for /rpc.
+pub struct CallBody<'b> {
+    pub content_type: Option<&'b str>,
+    pub bytes: &'b [u8],
+}
+
+/// Which single-unnamed-parameter type a Content-Type feeds.
+fn unnamed_kind(media: &str) -> Option<(&'static [&'static str], &'static str)> {
+    match media {
+        "application/json" => Some((&["json", "jsonb"], "json/jsonb")),
+        "text/plain" => Some((&["text"], "text")),
+        "text/xml" => Some((&["xml"], "xml")),
+        "application/octet-stream" => Some((&["bytea"], "bytea")),
+        _ => None,
+    }
+}
+
+/// Arguments as a JSON object: repeated keys make arrays (VARIADIC), values are strings.
+fn args_object(pairs: &[(String, String)]) -> (String, Vec<String>) {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    for (k, v) in pairs {
+        let value = serde_json::Value::String(v.clone());
+        match map.get_mut(k) {
+            Some(serde_json::Value::Array(items)) => items.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = serde_json::Value::Array(vec![first, value]);
+            }
+            None => {
+                map.insert(k.clone(), value);
+            }
+        }
+    }
+    let keys = map.keys().cloned().collect();
+    (serde_json::Value::Object(map).to_string(), keys)
+}
+
+/// The call's arguments as (JSON object text, its keys), plus the raw body for a single
+/// unnamed parameter and the media type that decides which one.
+fn call_input(
+    req: &ApiRequest,
+    body: Option<&CallBody>,
+) -> Result<(String, Vec<String>, Option<String>, String), ApiError> {
+    let Some(body) = body else {
+        let (json, keys) = args_object(&req.query.rpc_args);
+        return Ok((json, keys, None, String::new()));
+    };
+    let media = body
+        .content_type
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|| "application/json".into());
+    let text = || {
+        std::str::from_utf8(body.bytes)
+            .map(str::to_string)
+            .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))
+    };
+    match media.as_str() {
+        "application/json" => {
+            let raw = text()?;
+            let trimmed = if raw.trim().is_empty() {
+                "{}"
+            } else {
+                raw.as_str()
+            };
+            if let Some(cols) = &req.query.columns {
+                return Ok((trimmed.to_string(), cols.clone(), Some(raw.clone()), media));
+            }
+            let value: serde_json::Value = serde_json::from_str(trimmed)
+                .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))?;
+            let object = match value {
+                serde_json::Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+                serde_json::Value::Array(_) => serde_json::Value::Object(Default::default()),
+                other => other,
+            };
+            let keys = match &object {
+                serde_json::Value::Object(o) => o.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            Ok((object.to_string(), keys, Some(raw), media))
+        }
+        "application/x-www-form-urlencoded" => {
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(body.bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let (json, keys) = args_object(&pairs);
+            Ok((json, keys, None, media))
+        }
+        "text/csv" => {
+            let p = crate::request::payload::parse_csv(body.bytes)?;
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&p.json).unwrap_or_default();
+            let first = rows.into_iter().next().unwrap_or_default();
+            Ok((first.to_string(), p.keys, None, media))
+        }
+        "text/plain" | "text/xml" => Ok(("{}".into(), Vec::new(), Some(text()?), media)),
+        "application/octet-stream" => {
+            let hex: String = body.bytes.iter().map(|b| format!("{b:02x}")).collect();
+            Ok(("{}".into(), Vec::new(), Some(format!("\\x{hex}")), media))
+        }
+        other => Err(ApiError::InvalidBody(format!(
+            "Content-Type not acceptable: {}",
+            body.content_type.unwrap_or(other)
+        ))),
+    }
+}
+
+fn accepts_keys(r: &Routine, keys: &[String], raw_media: bool) -> bool {
+    if r.params.is_empty() {
+        return keys.is_empty() && !raw_media;
+    }
+    let required: Vec<&str> = r
+        .params
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| p.name.as_str())
+        .collect();
+    let all: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
+    required.iter().all(|p| keys.iter().any(|k| k == p))
+        && keys.iter().all(|k| all.contains(&k.as_str()))
+}
+
+fn describe_routine(r: &Routine) -> String {
+    let params: Vec<String> = r
+        .params
+        .iter()
+        .map(|p| format!("{} => {}", p.name, p.type_name))
+        .collect();
+    format!("{}.{}({})", r.schema, r.name, params.join(", "))
+}
+
+fn no_function(
+    cache: &SchemaCache,
+    schema: &str,
+    name: &str,
+    keys: &[String],
+    unnamed: Option<&str>,
+) -> ApiError {
+    let overloads = cache.routines.get(&(schema.to_string(), name.to_string()));
+    let hint = match overloads {
+        Some(list) => list
+            .iter()
+            .map(|r| {
+                (
+                    r.params.iter().filter(|p| keys.contains(&p.name)).count(),
+                    r,
+                )
+            })
+            .filter(|(overlap, _)| *overlap > 0)
+            .max_by_key(|(overlap, _)| *overlap)
+            .map(|(_, r)| {
+                let names: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
+                format!(
+                    "Perhaps you meant to call the function {schema}.{name}({})",
+                    names.join(", ")
+                )
+            }),
+        None => {
+            let names = cache
+                .routines
+                .keys()
+                .filter(|(s, _)| s == schema)
+                .map(|(_, n)| n.as_str());
+            crate::schema::closest(names, name, 0.5)
+                .map(|n| format!("Perhaps you meant to call the function {schema}.{n}"))
+        }
+    };
+    let mut keys = keys.to_vec();
+    keys.sort();
+    ApiError::NoFunction {
+        schema: schema.to_string(),
+        name: name.to_string(),
+        keys,
+        unnamed: unnamed.map(str::to_string),
+        hint,
+    }
+}
+
+/// Plans a call of `schema.name`; `body` is `None` for GET/HEAD.
+pub fn call_plan<'a>(
+    req: &ApiRequest,
+    cache: &'a SchemaCache,
+    schema: &str,
+    name: &str,
+    body: Option<&CallBody>,
+    config: &PlanConfig,
+) -> Result<CallPlan<'a>, ApiError> {
+    let (json, keys, raw, media) = call_input(req, body)?;
+    let is_post = body.is_some();
+    let unnamed = if is_post { unnamed_kind(&media) } else { None };
+    let raw_media = is_post && media != "application/json" && unnamed.is_some();
+    let overloads: &[Routine] = cache
+        .routines
+        .get(&(schema.to_string(), name.to_string()))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let named: Vec<&Routine> = overloads
+        .iter()
+        .filter(|r| accepts_keys(r, &keys, raw_media))
+        .collect();
+    let fallback: Vec<&Routine> = overloads
+        .iter()
+        .filter(|r| match (r.params.as_slice(), unnamed) {
+            ([p], Some((types, _))) => p.name.is_empty() && types.contains(&p.base_type.as_str()),
+            _ => false,
+        })
+        .collect();
+    let chosen = match (named.as_slice(), fallback.as_slice()) {
+        ([one], _) => (*one, false),
+        ([], [one]) => (*one, true),
+        ([], []) => {
+            return Err(no_function(
+                cache,
+                schema,
+                name,
+                &keys,
+                unnamed.map(|(_, t)| t),
+            ));
+        }
+        (many, _) if many.len() > 1 => {
+            return Err(ApiError::AmbiguousFunction(
+                many.iter().map(|r| describe_routine(r)).collect(),
+            ))
+        }
+        (_, many) => {
+            return Err(ApiError::AmbiguousFunction(
+                many.iter().map(|r| describe_routine(r)).collect(),
+            ))
+        }
+    };
+    let (routine, single) = chosen;
+    let args = if single {
+        CallArgs::Single {
+            value: raw.unwrap_or_default(),
+            param: &routine.params[0],
+        }
+    } else {
+        CallArgs::Named {
+            json,
+            params: routine
+                .params
+                .iter()
+                .filter(|p| keys.contains(&p.name))
+                .collect(),
+        }
+    };
+    let result_table = match &routine.returns {
+        Returns::Table { schema, name } => cache.table(schema, name),
+        Returns::Composite => routine.result_table.as_ref(),
+        _ => None,
+    };
+    let read = match result_table {
+        Some(table) => {
+            let mut plan = read_plan_on(req, cache, table, config)?;
+            plan.root.alias = Some(routine.name.clone());
+            Some(plan)
+        }
+        None => None,
+    };
+    Ok(CallPlan {
+        routine,
+        args,
+        read,
+        read_only: !is_post || !routine.volatile,
+        media_type: req.media_type,
+        head: req.method == Method::Head,
     })
 }

@@ -1,7 +1,7 @@
 //! Render plans as one parameterized SQL statement. Identifiers go through `quote_ident`;
 //! every client value is a bind parameter.
 
-use crate::plan::{Embed, MutatePlan, MutationKind, ReadNode, ReadPlan};
+use crate::plan::{CallArgs, CallPlan, Embed, MutatePlan, MutationKind, ReadNode, ReadPlan};
 use crate::request::prefer::Resolution;
 use crate::request::query::{
     Aggregate, CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation,
@@ -658,23 +658,32 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
 /// page_total (int8), body (text), response_headers, response_status (text).
 pub fn read_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
+    b.push("WITH ");
+    read_ctes(&mut b, plan, None, body_expr(plan));
+    b.finish()
+}
+
+/// `pgrst_source` (and `pgrst_source_count`) over the table, or over `source` (a CTE
+/// already written into `b`), then the final projection with `body`.
+fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, body: &str) {
     let root = &plan.root;
-    let (select, group_by) = select_list(&mut b, root, true);
-    let from = from_clause(&mut b, root, false, None);
-    let w = where_clause(&mut b, root, Vec::new());
-    let o = order_clause(&mut b, root);
-    let p = page_clause(&mut b, root);
+    let (select, group_by) = select_list(b, root, true);
+    let from = from_clause(b, root, false, source.map(str::to_string));
+    let w = where_clause(b, root, Vec::new());
+    let o = order_clause(b, root);
+    let p = page_clause(b, root);
     b.push(&format!(
-        "WITH pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
+        "pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
     ));
     let total = match plan.count {
-        None | Some(crate::request::CountPref::Planned) => "NULL".to_string(),
+        None => "NULL".to_string(),
+        Some(crate::request::CountPref::Planned) if source.is_none() => "NULL".to_string(),
         Some(_) if plan.paged => {
-            let from = from_clause(&mut b, root, true, None);
-            let w = where_clause(&mut b, root, Vec::new());
+            let from = from_clause(b, root, true, source.map(str::to_string));
+            let w = where_clause(b, root, Vec::new());
             let mut count_cte = format!(", pgrst_source_count AS (SELECT 1{from}{w}");
-            if let (Some(crate::request::CountPref::Estimated), Some(max)) =
-                (plan.count, plan.max_rows)
+            if let (Some(crate::request::CountPref::Estimated), Some(max), None) =
+                (plan.count, plan.max_rows, source)
             {
                 let p = b.param((max + 1).to_string());
                 count_cte.push_str(&format!(" LIMIT {p}"));
@@ -686,12 +695,81 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
         Some(_) => "pg_catalog.count(*)".to_string(),
     };
     b.push(&format!(
-        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({})::text, \
+        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body})::text, \
          nullif(current_setting('response.headers', true), ''), \
          nullif(current_setting('response.status', true), '') \
-         FROM (SELECT * FROM pgrst_source) _postgrest_t",
-        body_expr(plan)
+         FROM (SELECT * FROM pgrst_source) _postgrest_t"
     ));
+}
+
+/// A function call as the CTE `pgrst_call`, then the read over its rows.
+pub fn call_statement(plan: &CallPlan) -> Statement {
+    let mut b = Builder::default();
+    let routine = plan.routine;
+    let function = routine.qualified();
+    // Results without known columns are one value per row.
+    let rows_known = plan.read.is_some();
+    let columns = if rows_known { "" } else { "(pgrst_scalar)" };
+    let call = match &plan.args {
+        CallArgs::Named { params, .. } if params.is_empty() => {
+            format!("FROM {function}() AS pgrst_call{columns}")
+        }
+        CallArgs::Named { json, params } => {
+            let p = b.param(json.clone());
+            let defs: Vec<String> = params
+                .iter()
+                .map(|a| format!("{} {}", quote_ident(&a.name), a.type_name))
+                .collect();
+            let args: Vec<String> = params
+                .iter()
+                .map(|a| {
+                    let n = quote_ident(&a.name);
+                    let variadic = if a.variadic { "VARIADIC " } else { "" };
+                    format!("{variadic}{n} := pgrst_body.{n}")
+                })
+                .collect();
+            format!(
+                "FROM json_to_record({p}::json) AS pgrst_body({}), LATERAL {function}({}) AS pgrst_call{columns}",
+                defs.join(", "),
+                args.join(", ")
+            )
+        }
+        CallArgs::Single { value, param } => {
+            let p = b.param(value.clone());
+            format!(
+                "FROM {function}({p}::{}) AS pgrst_call{columns}",
+                param.type_name
+            )
+        }
+    };
+    b.push(&format!(
+        "WITH pgrst_call AS (SELECT pgrst_call.* {call}), "
+    ));
+    match &plan.read {
+        Some(read) => {
+            let body = if routine.returns_set || plan.media_type != MediaType::Json {
+                body_expr(read)
+            } else if plan.head {
+                "''"
+            } else {
+                "coalesce(json_agg(_postgrest_t)->0, 'null')"
+            };
+            read_ctes(&mut b, read, Some("pgrst_call"), body);
+        }
+        None => {
+            let body = match (plan.head, routine.returns_set) {
+                (true, _) => "''",
+                (false, true) => "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')",
+                (false, false) => "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')",
+            };
+            b.push(&format!(
+                "pgrst_source AS (SELECT * FROM pgrst_call) SELECT NULL::int8, pg_catalog.count(*)::int8, ({body})::text, \
+                 nullif(current_setting('response.headers', true), ''), \
+                 nullif(current_setting('response.status', true), '') \
+                 FROM (SELECT * FROM pgrst_source) _postgrest_t"
+            ));
+        }
+    }
     b.finish()
 }
 

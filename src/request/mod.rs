@@ -67,6 +67,8 @@ pub struct QueryParams {
     pub columns: Option<Vec<String>>,
     /// `on_conflict=a,b`: the unique columns an upsert resolves on.
     pub on_conflict: Option<Vec<String>>,
+    /// Function arguments from the query string (GET/HEAD /rpc), in order.
+    pub rpc_args: Vec<(String, String)>,
     /// Sorted, re-encoded query string for Content-Location.
     pub canonical: String,
 }
@@ -160,6 +162,12 @@ fn parse_column_list(key: &str, value: &str) -> Result<Vec<String>, ApiError> {
 
 /// Parses a raw (still percent-encoded) query string.
 pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
+    parse_query_for(raw, false)
+}
+
+/// With `rpc_args`, a plain parameter whose value is not a filter (`?a=1`) is a function
+/// argument rather than an error (GET/HEAD on /rpc).
+pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiError> {
     let mut params = QueryParams {
         select: vec![SelectItem::Star],
         ..Default::default()
@@ -204,9 +212,14 @@ pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
                 params.filters.push((path, parse_logic(&last, value)?))
             }
             field => {
-                let field = parse_field(field)?;
-                let filter = parse_filter_value(field, value)?;
-                params.filters.push((path, LogicTree::Filter(filter)));
+                let parsed = parse_field(field).and_then(|f| parse_filter_value(f, value));
+                match parsed {
+                    Err(_) if rpc_args && path.is_empty() => {
+                        params.rpc_args.push((key.clone(), value.clone()))
+                    }
+                    Err(e) => return Err(e),
+                    Ok(filter) => params.filters.push((path, LogicTree::Filter(filter))),
+                }
             }
         }
     }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod relationships;
+pub mod routines;
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -146,6 +147,9 @@ pub struct SchemaCache {
     /// Relationships by (schema, table) of their source.
     #[serde(skip)]
     pub relationships: HashMap<(String, String), Vec<Relationship>>,
+    /// Functions by (schema, name); several when overloaded.
+    #[serde(skip)]
+    pub routines: HashMap<(String, String), Vec<routines::Routine>>,
     #[serde(skip)]
     pub load_time: Duration,
 }
@@ -365,11 +369,13 @@ impl SchemaCache {
             }
         }
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
+        let routines = routines::load(&tx, schemas).await?;
         tx.commit().await?;
 
         Ok(SchemaCache {
             schemas: schemas.to_vec(),
             relationships,
+            routines,
             tables,
             load_time: started.elapsed(),
         })

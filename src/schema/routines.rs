@@ -1,0 +1,173 @@
+//! Functions of the exposed schemas, callable at /rpc/<name>.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Param {
+    /// Empty for an unnamed parameter.
+    pub name: String,
+    /// `format_type()` of the parameter's type (schema-qualified where needed).
+    pub type_name: String,
+    /// Base type name (`json`, `text`, `int4`, ...), for unnamed-parameter bodies.
+    pub base_type: String,
+    pub required: bool,
+    pub variadic: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Returns {
+    Void,
+    /// A scalar (or array, or domain) value.
+    Scalar,
+    /// Rows of an exposed table or view: read features and embedding apply.
+    Table {
+        schema: String,
+        name: String,
+    },
+    /// Another composite: a record type, OUT parameters, RETURNS TABLE.
+    Composite,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Routine {
+    pub schema: String,
+    pub name: String,
+    pub params: Vec<Param>,
+    pub returns: Returns,
+    pub returns_set: bool,
+    /// VOLATILE (POST calls then run READ WRITE).
+    pub volatile: bool,
+    pub description: Option<String>,
+    /// For a `Composite` result: a table-like description of its columns (OUT and TABLE
+    /// parameters; none for a bare `record`), so reads can select and filter on it.
+    pub result_table: Option<super::Table>,
+}
+
+impl Routine {
+    pub fn qualified(&self) -> String {
+        format!(
+            "{}.{}",
+            crate::sql::quote_ident(&self.schema),
+            crate::sql::quote_ident(&self.name)
+        )
+    }
+}
+
+/// Input parameters come from unnest over the argument arrays; OUT and TABLE columns
+/// only make the result a composite.
+const ROUTINES_SQL: &str = r#"
+SELECT n.nspname::text, p.proname::text,
+  coalesce((
+    SELECT json_agg(json_build_object(
+             'name', coalesce(p.proargnames[a.ord], ''),
+             'type_name', format_type(a.typ, NULL),
+             'base_type', coalesce(bt.typname, t.typname)::text,
+             'mode', coalesce(p.proargmodes[a.ord], 'i')) ORDER BY a.ord)
+    FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY AS a(typ, ord)
+    JOIN pg_type t ON t.oid = a.typ
+    LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+  ), '[]')::text,
+  p.pronargdefaults::int4, p.proretset, p.provolatile = 'v',
+  rt.typtype::text, rt.typname::text, rn.nspname::text, rc.relname::text,
+  rc.relkind::text, obj_description(p.oid, 'pg_proc')
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type rt ON rt.oid = p.prorettype
+LEFT JOIN pg_class rc ON rt.typrelid <> 0 AND rc.oid = rt.typrelid
+LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE p.prokind = 'f' AND n.nspname = ANY($1)
+ORDER BY p.oid
+"#;
+
+#[derive(Deserialize)]
+struct RawArg {
+    name: String,
+    type_name: String,
+    base_type: String,
+    mode: String,
+}
+
+pub(super) async fn load(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<HashMap<(String, String), Vec<Routine>>, tokio_postgres::Error> {
+    let mut out: HashMap<(String, String), Vec<Routine>> = HashMap::new();
+    for r in tx.query(ROUTINES_SQL, &[&schemas]).await? {
+        let args: Vec<RawArg> = serde_json::from_str(&r.get::<_, String>(2)).unwrap_or_default();
+        let defaults = r.get::<_, i32>(3).max(0) as usize;
+        let inputs: Vec<&RawArg> = args
+            .iter()
+            .filter(|a| matches!(a.mode.as_str(), "i" | "b" | "v"))
+            .collect();
+        let has_out = args.iter().any(|a| matches!(a.mode.as_str(), "o" | "t"));
+        let first_optional = inputs.len().saturating_sub(defaults);
+        let params = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Param {
+                name: a.name.clone(),
+                type_name: a.type_name.clone(),
+                base_type: a.base_type.clone(),
+                required: i < first_optional,
+                variadic: a.mode == "v",
+            })
+            .collect();
+        let typtype: String = r.get(6);
+        let typname: String = r.get(7);
+        let rel_schema: Option<String> = r.get(8);
+        let rel_name: Option<String> = r.get(9);
+        let rel_kind: Option<String> = r.get(10);
+        let returns = match (typtype.as_str(), typname.as_str()) {
+            ("p", "void") => Returns::Void,
+            _ if has_out => Returns::Composite,
+            ("p", "record") => Returns::Composite,
+            ("c", _) => match (rel_schema, rel_name, rel_kind.as_deref()) {
+                (Some(s), Some(n), Some(kind)) if kind != "c" && schemas.contains(&s) => {
+                    Returns::Table { schema: s, name: n }
+                }
+                _ => Returns::Composite,
+            },
+            _ => Returns::Scalar,
+        };
+        let schema: String = r.get(0);
+        let name: String = r.get(1);
+        let result_table = (returns == Returns::Composite).then(|| super::Table {
+            schema: schema.clone(),
+            name: name.clone(),
+            kind: "function",
+            description: None,
+            columns: args
+                .iter()
+                .filter(|a| matches!(a.mode.as_str(), "o" | "b" | "t"))
+                .map(|a| super::Column {
+                    name: a.name.clone(),
+                    data_type: a.type_name.clone(),
+                    base_type: a.base_type.clone(),
+                    nullable: true,
+                    default: None,
+                    enum_values: Vec::new(),
+                    description: None,
+                    function: None,
+                })
+                .collect(),
+            primary_key: Vec::new(),
+            computed_fields: Vec::new(),
+        });
+        out.entry((schema.clone(), name.clone()))
+            .or_default()
+            .push(Routine {
+                schema,
+                name,
+                params,
+                returns,
+                returns_set: r.get(4),
+                volatile: r.get(5),
+                description: r.get(11),
+                result_table,
+            });
+    }
+    Ok(out)
+}
