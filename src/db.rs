@@ -139,6 +139,9 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 
 pub fn pg_error(e: &tokio_postgres::Error, anonymous: bool) -> ApiError {
     match e.as_db_error() {
+        Some(db) if db.code().code() == "PGRST" => {
+            ApiError::custom_raise(db.message(), db.detail())
+        }
         Some(db) => ApiError::Pg {
             sqlstate: db.code().code().to_string(),
             message: db.message().to_string(),

@@ -41,6 +41,19 @@ pub enum ApiError {
     PutLimitNotAllowed,
     /// PGRST115: PUT payload primary key differs from the URL's.
     PutMismatch,
+    /// PGRST111: response.headers set to something that is not a list of one-key objects.
+    InvalidResponseHeaders,
+    /// PGRST112: response.status set to something that is not a status code.
+    InvalidResponseStatus,
+    /// PGRST121: `RAISE SQLSTATE 'PGRST'` whose MESSAGE or DETAIL is not the JSON expected.
+    InvalidRaise { details: String, hint: String },
+    /// `RAISE SQLSTATE 'PGRST'`: the response the function asked for.
+    Custom {
+        status: u16,
+        status_text: Option<String>,
+        headers: Vec<(String, String)>,
+        body: Value,
+    },
     /// PGRST116: singular response requested but the result has `n` rows.
     Singularity(i64),
     /// PGRST117
@@ -152,6 +165,8 @@ impl ApiError {
                 ..
             } => pg_status(sqlstate, message, *anonymous),
             Connection(_) | Client(_) | SchemaCacheNotReady => 503,
+            InvalidResponseHeaders | InvalidResponseStatus | InvalidRaise { .. } => 500,
+            Custom { status, .. } => *status,
             PoolTimeout => 504,
             NoAnonRole => 401,
             Internal(_) => 500,
@@ -186,6 +201,10 @@ impl ApiError {
             AmbiguousFunction(_) => "PGRST203",
             TableNotFound { .. } => "PGRST205",
             Pg { sqlstate, .. } => return sqlstate.clone(),
+            Custom { body, .. } => return body["code"].as_str().unwrap_or("PGRST").to_string(),
+            InvalidResponseHeaders => "PGRST111",
+            InvalidResponseStatus => "PGRST112",
+            InvalidRaise { .. } => "PGRST121",
             Connection(_) => "PGRST000",
             Client(_) => "PGRST001",
             SchemaCacheNotReady => "PGRST002",
@@ -365,6 +384,26 @@ impl ApiError {
                 ..
             } => (message.clone(), details.clone(), hint.clone()),
             Connection(d) => ("Database connection error.".into(), Some(d.clone()), None),
+            InvalidResponseHeaders => (
+                "response.headers guc must be a JSON array composed of objects with a single key and a string value".into(),
+                None,
+                None,
+            ),
+            InvalidResponseStatus => (
+                "response.status guc must be a valid status code".into(),
+                None,
+                None,
+            ),
+            InvalidRaise { details, hint } => (
+                "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error".into(),
+                Some(details.clone()),
+                Some(hint.clone()),
+            ),
+            Custom { body, .. } => (
+                body["message"].as_str().unwrap_or_default().to_string(),
+                None,
+                None,
+            ),
             Client(d) => (
                 "Database client error. Retrying the connection.".into(),
                 Some(d.clone()),
@@ -390,6 +429,71 @@ impl ApiError {
     }
 
     /// The JSON body; `minimal` drops details and hint (client-error-verbosity=minimal).
+    /// `RAISE SQLSTATE 'PGRST' USING MESSAGE = '{json}', DETAIL = '{json}'`: the response
+    /// a function asks for, or PGRST121 when its JSON is not what PostgREST expects.
+    pub fn custom_raise(message: &str, detail: Option<&str>) -> ApiError {
+        const MESSAGE_HINT: &str = "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.";
+        const DETAIL_HINT: &str = "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'.";
+        let invalid = |details: String, hint: &str| ApiError::InvalidRaise {
+            details,
+            hint: hint.to_string(),
+        };
+        let body: Value = match serde_json::from_str::<Value>(message) {
+            Ok(v) if v.get("code").is_some() && v.get("message").is_some() => json!({
+                "code": v["code"],
+                "message": v["message"],
+                "details": v.get("details").cloned().unwrap_or(Value::Null),
+                "hint": v.get("hint").cloned().unwrap_or(Value::Null),
+            }),
+            _ => {
+                return invalid(
+                    format!("Invalid JSON value for MESSAGE: '{message}'"),
+                    MESSAGE_HINT,
+                )
+            }
+        };
+        let Some(detail) = detail else {
+            return invalid(
+                "DETAIL is missing in the RAISE statement".into(),
+                DETAIL_HINT,
+            );
+        };
+        let parsed: Option<(u16, Vec<(String, String)>, Option<String>)> =
+            serde_json::from_str::<Value>(detail).ok().and_then(|d| {
+                let status = u16::try_from(d.get("status")?.as_u64()?).ok()?;
+                let headers = d
+                    .get("headers")?
+                    .as_object()?
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect();
+                let text = d
+                    .get("status_text")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string);
+                Some((status, headers, text))
+            });
+        match parsed {
+            Some((status, headers, status_text)) => ApiError::Custom {
+                status,
+                status_text,
+                headers,
+                body,
+            },
+            None => invalid(
+                format!("Invalid JSON value for DETAIL: '{detail}'"),
+                DETAIL_HINT,
+            ),
+        }
+    }
+
     pub fn body(&self, minimal: bool) -> Value {
         let (message, details, hint) = self.parts();
         let details = match self {

@@ -520,7 +520,10 @@ fn envelope(
         .map(|s| sql::quote_ident(&s))
         .collect();
     let mut gucs = vec![
-        ("request.jwt.claims".to_string(), "{}".to_string()),
+        (
+            "request.jwt.claims".to_string(),
+            serde_json::json!({ "role": role }).to_string(),
+        ),
         (
             "request.method".to_string(),
             method_name(api.method).to_string(),
@@ -698,7 +701,7 @@ fn apply_response_gucs(
         let parsed: Option<Vec<serde_json::Map<String, serde_json::Value>>> =
             serde_json::from_str(h).ok();
         let Some(list) = parsed else {
-            return Err(ApiError::Internal("response.headers guc must be a JSON array composed of objects with a single key and a string value".into()));
+            return Err(ApiError::InvalidResponseHeaders);
         };
         let mut replaced = std::collections::HashSet::new();
         for obj in list {
@@ -721,17 +724,29 @@ fn apply_response_gucs(
             .parse::<u16>()
             .ok()
             .and_then(|c| StatusCode::from_u16(c).ok())
-            .ok_or_else(|| {
-                ApiError::Internal(format!(
-                    "response.status guc must be a valid status code, got {s:?}"
-                ))
-            })?;
+            .ok_or(ApiError::InvalidResponseStatus)?;
         *r.status_mut() = code;
     }
     Ok(())
 }
 
 pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
+    if let ApiError::Custom {
+        status,
+        status_text: _,
+        headers,
+        body,
+    } = e
+    {
+        let mut r = body_response(*status, body.to_string(), false);
+        set(&mut r, "Content-Type", "application/json; charset=utf-8");
+        let code = body["code"].as_str().unwrap_or("PGRST").to_string();
+        set(&mut r, "Proxy-Status", &format!("PostgREST; error={code}"));
+        for (k, v) in headers {
+            set(&mut r, k, v);
+        }
+        return r;
+    }
     let body = e.body(minimal).to_string();
     let mut r = body_response(e.status(), body, false);
     set(&mut r, "Content-Type", "application/json; charset=utf-8");

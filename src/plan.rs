@@ -835,6 +835,26 @@ fn call_input(
     }
 }
 
+fn routine_args(routine: &Routine, pairs: &[(String, String)]) -> String {
+    let mut map = serde_json::Map::new();
+    for (k, v) in pairs {
+        let variadic = routine.params.iter().any(|p| p.variadic && p.name == *k);
+        let value = serde_json::Value::String(v.clone());
+        if variadic {
+            match map
+                .entry(k.clone())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+            {
+                serde_json::Value::Array(items) => items.push(value),
+                other => *other = serde_json::Value::Array(vec![value]),
+            }
+        } else {
+            map.insert(k.clone(), value);
+        }
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
 fn accepts_keys(r: &Routine, keys: &[String], raw_media: bool) -> bool {
     if r.params.is_empty() {
         return keys.is_empty() && !raw_media;
@@ -867,7 +887,14 @@ fn no_function(
     unnamed: Option<&str>,
 ) -> ApiError {
     let overloads = cache.routines.get(&(schema.to_string(), name.to_string()));
-    let hint = match overloads {
+    let hint = match overloads.map(Vec::as_slice) {
+        Some([only]) => {
+            let names: Vec<&str> = only.params.iter().map(|p| p.name.as_str()).collect();
+            Some(format!(
+                "Perhaps you meant to call the function {schema}.{name}({})",
+                names.join(", ")
+            ))
+        }
         Some(list) => list
             .iter()
             .map(|r| {
@@ -959,6 +986,24 @@ pub fn call_plan<'a>(
         }
     };
     let (routine, single) = chosen;
+    // Arguments from the query string or a form: repeated keys make the array of a
+    // VARIADIC parameter; for other parameters the last value wins.
+    let json = match body.map(|b| b.content_type) {
+        None => routine_args(routine, &req.query.rpc_args),
+        Some(ct)
+            if ct.is_some_and(|c| {
+                c.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            }) =>
+        {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(body.map(|b| b.bytes).unwrap_or_default())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+            routine_args(routine, &pairs)
+        }
+        Some(_) => json,
+    };
     let args = if single {
         CallArgs::Single {
             value: raw.unwrap_or_default(),

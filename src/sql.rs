@@ -702,23 +702,50 @@ fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, body: &str)
     ));
 }
 
+/// `character(n)` and `bit(n)` parameters take their values as the varying types, so an
+/// argument is not cut or refused for its length (PostgREST does the same).
+fn varying(type_name: &str) -> String {
+    match type_name.strip_suffix("[]").unwrap_or(type_name) {
+        "character" => type_name.replacen("character", "character varying", 1),
+        "bit" => type_name.replacen("bit", "bit varying", 1),
+        _ => type_name.to_string(),
+    }
+}
+
 /// A function call as the CTE `pgrst_call`, then the read over its rows.
 pub fn call_statement(plan: &CallPlan) -> Statement {
     let mut b = Builder::default();
     let routine = plan.routine;
     let function = routine.qualified();
     // Results without known columns are one value per row.
-    let rows_known = plan.read.is_some();
-    let columns = if rows_known { "" } else { "(pgrst_scalar)" };
+    let result_columns: Vec<String> = match (&routine.returns, &routine.result_table) {
+        (crate::schema::routines::Returns::Composite, Some(t)) => {
+            t.columns.iter().map(|c| quote_ident(&c.name)).collect()
+        }
+        _ => Vec::new(),
+    };
+    // A bare `record` has no column list to give: it is called in the select list,
+    // one record per row (JSON keeps its field names).
+    let in_select_list =
+        plan.read.is_none() && routine.returns == crate::schema::routines::Returns::Composite;
+    let columns = match (plan.read.is_some(), result_columns.is_empty()) {
+        (true, false) => format!("({})", result_columns.join(", ")),
+        (true, true) => String::new(),
+        (false, _) => "(pgrst_scalar)".to_string(),
+    };
     let call = match &plan.args {
         CallArgs::Named { params, .. } if params.is_empty() => {
-            format!("FROM {function}() AS pgrst_call{columns}")
+            if in_select_list {
+                format!("FROM (SELECT {function}() AS pgrst_scalar) AS pgrst_call")
+            } else {
+                format!("FROM {function}() AS pgrst_call{columns}")
+            }
         }
         CallArgs::Named { json, params } => {
             let p = b.param(json.clone());
             let defs: Vec<String> = params
                 .iter()
-                .map(|a| format!("{} {}", quote_ident(&a.name), a.type_name))
+                .map(|a| format!("{} {}", quote_ident(&a.name), varying(&a.type_name)))
                 .collect();
             let args: Vec<String> = params
                 .iter()
@@ -728,11 +755,19 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
                     format!("{variadic}{n} := pgrst_body.{n}")
                 })
                 .collect();
-            format!(
-                "FROM json_to_record({p}::json) AS pgrst_body({}), LATERAL {function}({}) AS pgrst_call{columns}",
-                defs.join(", "),
-                args.join(", ")
-            )
+            if in_select_list {
+                format!(
+                    "FROM json_to_record({p}::json) AS pgrst_body({}), LATERAL (SELECT {function}({}) AS pgrst_scalar) AS pgrst_call",
+                    defs.join(", "),
+                    args.join(", ")
+                )
+            } else {
+                format!(
+                    "FROM json_to_record({p}::json) AS pgrst_body({}), LATERAL {function}({}) AS pgrst_call{columns}",
+                    defs.join(", "),
+                    args.join(", ")
+                )
+            }
         }
         CallArgs::Single { value, param } => {
             let p = b.param(value.clone());

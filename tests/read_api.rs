@@ -579,7 +579,7 @@ fn request_settings_are_visible_to_sql() {
         200,
         json!([{
             "role": "test_anon", "method": "GET", "path": "/request_info",
-            "probe": "probe value", "cookie": "mint", "claims": "{}", "greeting": "hello",
+            "probe": "probe value", "cookie": "mint", "claims": "{\"role\":\"test_anon\"}", "greeting": "hello",
             "search_path": "\"test_api\", \"public\"", "read_only": "on"
         }]),
     );

@@ -71,12 +71,14 @@ SELECT n.nspname::text, p.proname::text,
     LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   ), '[]')::text,
   p.pronargdefaults::int4, p.proretset, p.provolatile = 'v',
-  rt.typtype::text, rt.typname::text, rn.nspname::text, rc.relname::text,
-  rc.relkind::text, obj_description(p.oid, 'pg_proc')
+  coalesce(rbt.typtype, rt.typtype)::text, rt.typname::text, rn.nspname::text,
+  rc.relname::text, rc.relkind::text, obj_description(p.oid, 'pg_proc')
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_type rt ON rt.oid = p.prorettype
-LEFT JOIN pg_class rc ON rt.typrelid <> 0 AND rc.oid = rt.typrelid
+LEFT JOIN pg_type rbt ON rt.typtype = 'd' AND rbt.oid = rt.typbasetype
+LEFT JOIN pg_class rc ON coalesce(rbt.typrelid, rt.typrelid) <> 0
+  AND rc.oid = coalesce(rbt.typrelid, rt.typrelid)
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE p.prokind = 'f' AND n.nspname = ANY($1)
 ORDER BY p.oid
@@ -102,7 +104,9 @@ pub(super) async fn load(
             .iter()
             .filter(|a| matches!(a.mode.as_str(), "i" | "b" | "v"))
             .collect();
-        let has_out = args.iter().any(|a| matches!(a.mode.as_str(), "o" | "t"));
+        let has_out = args
+            .iter()
+            .any(|a| matches!(a.mode.as_str(), "o" | "b" | "t"));
         let first_optional = inputs.len().saturating_sub(defaults);
         let params = inputs
             .iter()
