@@ -458,28 +458,28 @@ impl ApiError {
                 DETAIL_HINT,
             );
         };
-        let parsed: Option<(u16, Vec<(String, String)>, Option<String>)> =
-            serde_json::from_str::<Value>(detail).ok().and_then(|d| {
-                let status = u16::try_from(d.get("status")?.as_u64()?).ok()?;
-                let headers = d
-                    .get("headers")?
-                    .as_object()?
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect();
-                let text = d
-                    .get("status_text")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_string);
-                Some((status, headers, text))
-            });
+        type Detail = (u16, Vec<(String, String)>, Option<String>);
+        let parsed: Option<Detail> = serde_json::from_str::<Value>(detail).ok().and_then(|d| {
+            let status = u16::try_from(d.get("status")?.as_u64()?).ok()?;
+            let headers = d
+                .get("headers")?
+                .as_object()?
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect();
+            let text = d
+                .get("status_text")
+                .and_then(|t| t.as_str())
+                .map(str::to_string);
+            Some((status, headers, text))
+        });
         match parsed {
             Some((status, headers, status_text)) => ApiError::Custom {
                 status,
