@@ -138,7 +138,7 @@ pub(super) async fn load(
         };
         let schema: String = r.get(0);
         let name: String = r.get(1);
-        let result_table = (returns == Returns::Composite).then(|| super::Table {
+        let result_table = (returns == Returns::Composite && has_out).then(|| super::Table {
             schema: schema.clone(),
             name: name.clone(),
             kind: "function",
