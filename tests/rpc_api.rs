@@ -1,0 +1,182 @@
+//! Functions as endpoints: arguments, results, transactions and errors.
+
+mod common;
+
+use common::{assert_json, server, sql_rows};
+use serde_json::json;
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[test]
+fn named_arguments_by_post_get_and_form() {
+    let s = server();
+    let r = s.send("POST", "/rpc/add_them", &[JSON], Some(r#"{"a":1,"b":2}"#));
+    assert_json(&r, 200, json!(3));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_json(&s.get("/rpc/add_them?a=1&b=2"), 200, json!(3));
+    let r = s.send(
+        "POST",
+        "/rpc/add_them",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some("a=40&b=2"),
+    );
+    assert_json(&r, 200, json!(42));
+    assert_json(&s.get("/rpc/greet"), 200, json!("Hello, you"));
+    assert_json(&s.get("/rpc/greet?name=Ann"), 200, json!("Hello, Ann"));
+    let r = s.send("POST", "/rpc/greet", &[JSON], Some(""));
+    assert_json(&r, 200, json!("Hello, you"));
+}
+
+#[test]
+fn set_and_table_results_take_the_read_grammar() {
+    let s = server();
+    assert_json(&s.get("/rpc/numbers_up_to?n=3"), 200, json!([1, 2, 3]));
+    let path =
+        "/rpc/films_since?y=2005&select=title,directors!director_id(name)&order=year.desc&limit=2";
+    let r = s.get(path);
+    assert_json(
+        &r,
+        200,
+        json!([
+            {"title": "Delta", "directors": null},
+            {"title": "Gamma", "directors": {"name": "Ben"}}
+        ]),
+    );
+    assert_eq!(r.header("content-range"), Some("0-1/*"));
+    let r = s.get_with(path, &[("Prefer", "count=exact")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("0-1/3"));
+    assert_json(
+        &s.get("/rpc/films_since?y=2000&title=eq.Beta&select=id"),
+        200,
+        json!([{"id": 2}]),
+    );
+    let r = s.send(
+        "POST",
+        "/rpc/films_since?select=title&order=id",
+        &[JSON],
+        Some(r#"{"y":2010}"#),
+    );
+    assert_json(&r, 200, json!([{"title": "Gamma"}, {"title": "Delta"}]));
+    assert_json(
+        &s.get("/rpc/film_summary?fid=1"),
+        200,
+        json!({"title": "Alpha", "age": 26}),
+    );
+}
+
+#[test]
+fn void_is_204_and_raw_bodies_reach_unnamed_parameters() {
+    let s = server();
+    let r = s.send("POST", "/rpc/do_nothing", &[JSON], Some("{}"));
+    assert_eq!(r.status, 204);
+    assert_eq!(r.body, "");
+    assert_eq!(r.header("content-type"), None);
+    let r = s.send("POST", "/rpc/echo_json", &[JSON], Some(r#"{"x":[1,2]}"#));
+    assert_json(&r, 200, json!({"x": [1, 2]}));
+    let r = s.send(
+        "POST",
+        "/rpc/shout",
+        &[("Content-Type", "text/plain")],
+        Some("hi there"),
+    );
+    assert_json(&r, 200, json!("HI THERE"));
+    let r = s.send(
+        "POST",
+        "/rpc/byte_count",
+        &[("Content-Type", "application/octet-stream")],
+        Some("abc"),
+    );
+    assert_json(&r, 200, json!(3));
+}
+
+#[test]
+fn variadic_arguments() {
+    let s = server();
+    let r = s.send("POST", "/rpc/total", &[JSON], Some(r#"{"nums":[1,2,3]}"#));
+    assert_json(&r, 200, json!(6));
+    assert_json(&s.get("/rpc/total?nums=1&nums=2"), 200, json!(3));
+    assert_json(&s.get("/rpc/total?nums=5"), 200, json!(5));
+}
+
+#[test]
+fn overloads_are_chosen_by_argument_names() {
+    let s = server();
+    assert_json(&s.get("/rpc/pick?a=1"), 200, json!("int"));
+    assert_json(&s.get("/rpc/pick?b=x"), 200, json!("text"));
+    assert_json(
+        &s.get("/rpc/same?x=1"),
+        300,
+        json!({
+            "code": "PGRST203", "details": null,
+            "hint": "Try renaming the parameters or the function itself in the database so function overloading can be resolved",
+            "message": "Could not choose the best candidate function between: test_api.same(x => integer), test_api.same(x => text)"
+        }),
+    );
+    assert_json(
+        &s.get("/rpc/add_them?a=1&c=2"),
+        404,
+        json!({
+            "code": "PGRST202",
+            "details": "Searched for the function test_api.add_them with parameters a, c, but no matches were found in the schema cache.",
+            "hint": "Perhaps you meant to call the function test_api.add_them(a, b)",
+            "message": "Could not find the function test_api.add_them(a, c) in the schema cache"
+        }),
+    );
+    let r = s.get("/rpc/no_such_function");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "PGRST202");
+}
+
+#[test]
+fn volatile_functions_write_only_through_post() {
+    let s = server();
+    let r = s.get("/rpc/log_visit?who=getter");
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.json()["code"], "25006");
+    let r = s.send(
+        "POST",
+        "/rpc/log_visit",
+        &[JSON],
+        Some(r#"{"who":"poster"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        sql_rows("SELECT who FROM test_api.rpc_visits"),
+        json!([{"who": "poster"}])
+    );
+}
+
+#[test]
+fn functions_set_status_and_headers_and_raise_errors() {
+    let s = server();
+    let r = s.get("/rpc/teapot");
+    assert_json(&r, 418, json!("short and stout"));
+    assert_eq!(r.header("x-brew"), Some("earl grey"));
+    assert_json(
+        &s.get("/rpc/pay_up"),
+        402,
+        json!({"code": "PT402", "message": "Payment Required", "details": "Pay first", "hint": null}),
+    );
+    let r = s.get("/rpc/custom_error");
+    assert_json(
+        &r,
+        409,
+        json!({"code": "X1", "message": "Custom", "details": "d", "hint": "h"}),
+    );
+    assert_eq!(r.header("x-why"), Some("because"));
+    assert_json(
+        &s.get("/rpc/plain_error"),
+        400,
+        json!({"code": "P0001", "message": "boom", "details": "dd", "hint": "hh"}),
+    );
+    let r = s.get("/rpc/secret_fn");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["code"], "42501");
+    let r = s.request("DELETE", "/rpc/add_them", &[]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["message"], "Cannot use the DELETE method on RPC");
+}
