@@ -64,6 +64,8 @@ pub enum ApiError {
     InvalidPreferences(Vec<String>),
     /// PGRST124: more rows affected than max-affected allows.
     MaxAffected(i64),
+    /// PGRST128: max-affected (strict) on a function that does not return a set.
+    MaxAffectedNeedsSet,
     /// PGRST125
     InvalidPath,
     /// PGRST127: grammar this build does not implement yet.
@@ -150,6 +152,7 @@ impl ApiError {
             | PutMismatch
             | InvalidPreferences(_)
             | MaxAffected(_)
+            | MaxAffectedNeedsSet
             | ColumnNotFound { .. } => 400,
             InvalidPutFilters => 405,
             AmbiguousEmbed { .. } => 300,
@@ -185,6 +188,7 @@ impl ApiError {
             PutMismatch => "PGRST115",
             InvalidPreferences(_) => "PGRST122",
             MaxAffected(_) => "PGRST124",
+            MaxAffectedNeedsSet => "PGRST128",
             ColumnNotFound { .. } => "PGRST204",
             InvalidSchema { .. } => "PGRST106",
             NotAcceptable(_) => "PGRST107",
@@ -282,6 +286,11 @@ impl ApiError {
             MaxAffected(n) => (
                 "Query result exceeds max-affected preference constraint".into(),
                 Some(format!("The query affects {n} rows")),
+                None,
+            ),
+            MaxAffectedNeedsSet => (
+                "Function must return SETOF or TABLE when max-affected preference is used with handling=strict".into(),
+                None,
                 None,
             ),
             ColumnNotFound { table, column } => (

@@ -570,9 +570,19 @@ async fn call(
     let env = envelope(state, api, schema, plan.read_only)?;
     let (commit, overridable) = commits(&state.config, &api.prefs);
     let singular = api.media_type == MediaType::SingleObject && plan.routine.returns_set;
+    let strict_max = api
+        .prefs
+        .max_affected
+        .filter(|_| api.prefs.strict == Some(true));
+    if strict_max.is_some() && !plan.routine.returns_set {
+        return Err(ApiError::MaxAffectedNeedsSet);
+    }
     let out = db::run_write(&state.pool, &env, &statement, |o| {
         if singular && o.page_total != 1 {
             return Err(ApiError::Singularity(o.page_total));
+        }
+        if strict_max.is_some_and(|max| o.page_total > max) {
+            return Err(ApiError::MaxAffected(o.page_total));
         }
         Ok(commit)
     })
