@@ -318,6 +318,14 @@ impl Config {
         })
     }
 
+    /// A key's raw value, `None` when unset or empty.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.raw
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
     /// Whether a boolean key is on (keys validated at load).
     pub fn flag(&self, key: &str) -> bool {
         self.raw

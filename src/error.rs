@@ -125,6 +125,15 @@ pub enum ApiError {
     PoolTimeout,
     /// PGRST302: no token and no anonymous role.
     NoAnonRole,
+    /// PGRST300: a token was sent but no jwt-secret is configured.
+    NoJwtSecret,
+    /// PGRST301: the token cannot be decoded or verified.
+    InvalidJwt {
+        message: String,
+        details: Option<String>,
+    },
+    /// PGRST303: the token's claims are not acceptable.
+    InvalidJwtClaims(String),
     /// PGRSTX00
     Internal(String),
 }
@@ -171,7 +180,8 @@ impl ApiError {
             InvalidResponseHeaders | InvalidResponseStatus | InvalidRaise { .. } => 500,
             Custom { status, .. } => *status,
             PoolTimeout => 504,
-            NoAnonRole => 401,
+            NoAnonRole | InvalidJwt { .. } | InvalidJwtClaims(_) => 401,
+            NoJwtSecret => 500,
             Internal(_) => 500,
         }
     }
@@ -214,6 +224,9 @@ impl ApiError {
             SchemaCacheNotReady => "PGRST002",
             PoolTimeout => "PGRST003",
             NoAnonRole => "PGRST302",
+            NoJwtSecret => "PGRST300",
+            InvalidJwt { .. } => "PGRST301",
+            InvalidJwtClaims(_) => "PGRST303",
             Internal(_) => "PGRSTX00",
         };
         code.to_string()
@@ -428,11 +441,10 @@ impl ApiError {
                 None,
                 None,
             ),
-            NoAnonRole => (
-                "Anonymous access is disabled".into(),
-                None,
-                None,
-            ),
+            NoAnonRole => ("Anonymous access is disabled".into(), None, None),
+            NoJwtSecret => ("Server lacks JWT secret".into(), None, None),
+            InvalidJwt { message, details } => (message.clone(), details.clone(), None),
+            InvalidJwtClaims(message) => (message.clone(), None, None),
             Internal(d) => ("Internal server error".into(), Some(d.clone()), None),
         }
     }
@@ -530,8 +542,14 @@ impl ApiError {
     /// Extra headers that belong to this error (beyond Content-Type and Proxy-Status).
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = Vec::new();
-        if self.status() == 401 {
-            headers.push(("WWW-Authenticate", "Bearer".to_string()));
+        match self {
+            ApiError::InvalidJwt { message, .. } | ApiError::InvalidJwtClaims(message) => headers
+                .push((
+                    "WWW-Authenticate",
+                    format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
+                )),
+            _ if self.status() == 401 => headers.push(("WWW-Authenticate", "Bearer".to_string())),
+            _ => {}
         }
         match self {
             ApiError::InvalidRange {

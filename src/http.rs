@@ -23,6 +23,8 @@ use crate::sql;
 
 pub struct AppState {
     pub config: Config,
+    /// `None` when no jwt-secret is configured.
+    pub auth: Option<crate::auth::Authenticator>,
     pub pool: db::Pool,
     pub schema: ArcSwap<SchemaCache>,
 }
@@ -124,11 +126,21 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
         headers: header_pairs,
         cookies,
         profile: header_str(headers, profile_header).map(str::to_string),
+        authorization: header_str(headers, "authorization").map(str::to_string),
+        identity: None,
     })
 }
 
 async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let mut api = api_request(&req)?;
+    // Who is calling is settled before anything else, without touching the database.
+    if api.method != Method::Options {
+        api.identity = Some(crate::auth::identify(
+            state.auth.as_ref(),
+            api.authorization.as_deref(),
+            state.config.db_anon_role.as_deref(),
+        )?);
+    }
     let schema = match &api.profile {
         Some(p) if !state.config.db_schemas.contains(p) => {
             return Err(ApiError::InvalidSchema {
@@ -510,20 +522,21 @@ fn envelope(
     schema: &str,
     read_only: bool,
 ) -> Result<Envelope, ApiError> {
-    let role = state
-        .config
-        .db_anon_role
-        .clone()
-        .ok_or(ApiError::NoAnonRole)?;
+    let identity = match &api.identity {
+        Some(i) => i.clone(),
+        None => crate::auth::identify(
+            state.auth.as_ref(),
+            api.authorization.as_deref(),
+            state.config.db_anon_role.as_deref(),
+        )?,
+    };
+    let role = identity.role.clone();
     let search_path: Vec<String> = std::iter::once(schema.to_string())
         .chain(state.config.db_extra_search_path.iter().cloned())
         .map(|s| sql::quote_ident(&s))
         .collect();
     let mut gucs = vec![
-        (
-            "request.jwt.claims".to_string(),
-            serde_json::json!({ "role": role }).to_string(),
-        ),
+        ("request.jwt.claims".to_string(), identity.claims.clone()),
         (
             "request.method".to_string(),
             method_name(api.method).to_string(),
@@ -542,7 +555,7 @@ fn envelope(
         read_only,
         search_path: search_path.join(", "),
         role,
-        anonymous: true,
+        anonymous: identity.anonymous,
         gucs,
         pre_request: state
             .config

@@ -509,6 +509,8 @@ mod tests {
             headers: vec![],
             cookies: vec![],
             profile: None,
+            authorization: None,
+            identity: None,
         }
     }
 

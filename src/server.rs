@@ -98,7 +98,18 @@ pub async fn start(config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {addr}");
+    let auth = crate::auth::Authenticator::new(
+        config.value("jwt-secret"),
+        config.flag("jwt-secret-is-base64"),
+        config.value("jwt-role-claim-key").unwrap_or("$.role"),
+        config.value("jwt-aud"),
+        config
+            .value("jwt-cache-max-entries")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    )?;
     let state = Arc::new(AppState {
+        auth,
         config,
         pool,
         schema: ArcSwap::from_pointee(cache),

@@ -1148,6 +1148,8 @@ mod tests {
             headers: vec![],
             cookies: vec![],
             profile: None,
+            authorization: None,
+            identity: None,
         }
     }
 

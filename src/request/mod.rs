@@ -89,6 +89,10 @@ pub struct ApiRequest {
     pub cookies: Vec<(String, String)>,
     /// The schema named by Accept-Profile/Content-Profile, if any.
     pub profile: Option<String>,
+    /// The Authorization header, if any.
+    pub authorization: Option<String>,
+    /// Who the request runs as, once the token is verified.
+    pub identity: Option<crate::auth::Identity>,
 }
 
 pub fn parse_method(m: &str) -> Result<Method, ApiError> {

@@ -1,0 +1,476 @@
+//! JWT authentication: verify the token, check its time and audience claims, find the
+//! role claim. The database role switch itself happens in the request transaction.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Clock skew PostgREST allows on exp, nbf and iat.
+const SKEW_SECONDS: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Hmac,
+    Rsa,
+    Ec,
+    Ed,
+}
+
+impl Family {
+    fn of(alg: Algorithm) -> Family {
+        use Algorithm::*;
+        match alg {
+            HS256 | HS384 | HS512 => Family::Hmac,
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Family::Rsa,
+            ES256 | ES384 => Family::Ec,
+            EdDSA => Family::Ed,
+        }
+    }
+}
+
+struct Key {
+    kid: Option<String>,
+    family: Family,
+    key: DecodingKey,
+}
+
+/// One step of a role-claim path.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+pub struct Authenticator {
+    keys: Vec<Key>,
+    role_path: Vec<Step>,
+    audience: Option<String>,
+    cache: Mutex<Cache>,
+}
+
+/// Verified claims by token, bounded; oldest entries leave first. Time claims are still
+/// checked on every use.
+struct Cache {
+    max: usize,
+    map: HashMap<String, Value>,
+    order: VecDeque<String>,
+}
+
+impl Cache {
+    fn get(&self, token: &str) -> Option<Value> {
+        self.map.get(token).cloned()
+    }
+
+    fn put(&mut self, token: &str, claims: &Value) {
+        if self.max == 0 || self.map.contains_key(token) {
+            return;
+        }
+        if self.map.len() >= self.max {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.map.insert(token.to_string(), claims.clone());
+        self.order.push_back(token.to_string());
+    }
+}
+
+/// Who a request runs as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub role: String,
+    pub anonymous: bool,
+    /// The claims as JSON text, for request.jwt.claims.
+    pub claims: String,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidJwt {
+        message: message.into(),
+        details: None,
+    }
+}
+
+fn bad_claims(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidJwtClaims(message.into())
+}
+
+/// Parses `jwt-role-claim-key`: `$.a.b[0]`, `$['a.b']`, and the older `.a."b"[0]`.
+fn parse_role_path(path: &str) -> Result<Vec<Step>, String> {
+    let err = || format!("invalid jwt-role-claim-key: {path:?}");
+    let mut rest = path.trim().strip_prefix('$').unwrap_or(path.trim());
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let (name, after) = if let Some(q) = r.strip_prefix('"') {
+                let end = q.find('"').ok_or_else(err)?;
+                (q[..end].to_string(), &q[end + 1..])
+            } else {
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                (r[..end].to_string(), &r[end..])
+            };
+            if name.is_empty() {
+                return Err(err());
+            }
+            steps.push(Step::Key(name));
+            rest = after;
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']').ok_or_else(err)?;
+            let inner = r[..end].trim();
+            let quoted = inner
+                .strip_prefix('\'')
+                .and_then(|i| i.strip_suffix('\''))
+                .or_else(|| inner.strip_prefix('"').and_then(|i| i.strip_suffix('"')));
+            steps.push(match quoted {
+                Some(key) => Step::Key(key.to_string()),
+                None => Step::Index(inner.parse().map_err(|_| err())?),
+            });
+            rest = &r[end + 1..];
+        } else {
+            return Err(err());
+        }
+    }
+    Ok(steps)
+}
+
+fn decode_secret(secret: &str, is_base64: bool) -> Result<Vec<u8>, String> {
+    if !is_base64 {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let cleaned: String = secret.chars().filter(|c| !c.is_whitespace()).collect();
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ];
+    engines
+        .iter()
+        .find_map(|e| {
+            e.decode(cleaned.trim_end_matches('='))
+                .ok()
+                .or_else(|| e.decode(&cleaned).ok())
+        })
+        .or_else(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cleaned.trim_end_matches('='))
+                .ok()
+        })
+        .ok_or_else(|| "jwt-secret is not valid base64".to_string())
+}
+
+fn jwk_key(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Key, String> {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    let family = match &jwk.algorithm {
+        P::RSA(_) => Family::Rsa,
+        P::EllipticCurve(_) => Family::Ec,
+        P::OctetKey(_) => Family::Hmac,
+        P::OctetKeyPair(_) => Family::Ed,
+    };
+    Ok(Key {
+        kid: jwk.common.key_id.clone(),
+        family,
+        key: DecodingKey::from_jwk(jwk).map_err(|e| format!("invalid JWK in jwt-secret: {e}"))?,
+    })
+}
+
+impl Authenticator {
+    /// From the jwt-* settings; `None` when no secret is configured.
+    pub fn new(
+        secret: Option<&str>,
+        is_base64: bool,
+        role_claim_key: &str,
+        audience: Option<&str>,
+        cache_entries: usize,
+    ) -> Result<Option<Authenticator>, String> {
+        let role_path = parse_role_path(role_claim_key)?;
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        let secret = match secret.strip_prefix('@') {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read jwt-secret file {file}: {e}"))?;
+                text.strip_suffix('\n').unwrap_or(&text).to_string()
+            }
+            None => secret.to_string(),
+        };
+        let keys = if secret.trim_start().starts_with('{') {
+            let value: Value = serde_json::from_str(&secret)
+                .map_err(|e| format!("jwt-secret is not valid JSON: {e}"))?;
+            if value.get("keys").is_some() {
+                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(value)
+                    .map_err(|e| format!("invalid JWKS in jwt-secret: {e}"))?;
+                set.keys
+                    .iter()
+                    .map(jwk_key)
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(value)
+                    .map_err(|e| format!("invalid JWK in jwt-secret: {e}"))?;
+                vec![jwk_key(&jwk)?]
+            }
+        } else {
+            if !is_base64 && secret.chars().count() < 32 {
+                return Err("jwt-secret must be at least 32 characters long".into());
+            }
+            vec![Key {
+                kid: None,
+                family: Family::Hmac,
+                key: DecodingKey::from_secret(&decode_secret(&secret, is_base64)?),
+            }]
+        };
+        Ok(Some(Authenticator {
+            keys,
+            role_path,
+            audience: audience.map(str::to_string),
+            cache: Mutex::new(Cache {
+                max: cache_entries,
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }))
+    }
+
+    /// Signature-verified claims of `token` (from the cache when seen before).
+    fn verified_claims(&self, token: &str) -> Result<Value, ApiError> {
+        if let Some(claims) = self.cache.lock().ok().and_then(|c| c.get(token)) {
+            return Ok(claims);
+        }
+        let parts = token.split('.').count();
+        if parts != 3 {
+            return Err(invalid(format!("Expected 3 parts in JWT; got {parts}")));
+        }
+        let header_json = token
+            .split('.')
+            .next()
+            .and_then(|h| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(h.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .ok_or_else(|| invalid("JWT cryptographic operation failed"))?;
+        if header_json.get("alg").and_then(Value::as_str) == Some("none") {
+            return Err(ApiError::InvalidJwt {
+                message: "Wrong or unsupported encoding algorithm".into(),
+                details: Some("JWT is unsecured but expected 'alg' was not 'none'".into()),
+            });
+        }
+        if header_json.get("enc").is_some() {
+            return Err(invalid("Unsupported token type"));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid("JWT cryptographic operation failed"))?;
+        let family = Family::of(header.alg);
+        let no_key = || ApiError::InvalidJwt {
+            message: "No suitable key or wrong key type".into(),
+            details: Some("None of the keys was able to decode the JWT".into()),
+        };
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|k| k.family == family)
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                (Some(_), None) => self.keys.len() == 1,
+                (None, _) => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(no_key());
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let mut malformed = false;
+        for key in candidates {
+            match jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
+                Ok(data) => {
+                    if !data.claims.is_object() {
+                        return Err(bad_claims("Parsing claims failed"));
+                    }
+                    if let Ok(mut cache) = self.cache.lock() {
+                        cache.put(token, &data.claims);
+                    }
+                    return Ok(data.claims);
+                }
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind::*;
+                    match e.kind() {
+                        InvalidSignature => {}
+                        Json(_) => return Err(bad_claims("Parsing claims failed")),
+                        _ => malformed = true,
+                    }
+                }
+            }
+        }
+        if malformed {
+            Err(invalid("JWT cryptographic operation failed"))
+        } else {
+            Err(no_key())
+        }
+    }
+
+    fn check_claims(&self, claims: &Value, now: i64) -> Result<(), ApiError> {
+        let number = |name: &str| -> Result<Option<i64>, ApiError> {
+            match claims.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => Ok(n.as_f64().map(|f| f as i64)),
+                Some(_) => Err(bad_claims(format!(
+                    "The JWT '{name}' claim must be a number"
+                ))),
+            }
+        };
+        if number("exp")?.is_some_and(|exp| now - SKEW_SECONDS > exp) {
+            return Err(bad_claims("JWT expired"));
+        }
+        if number("nbf")?.is_some_and(|nbf| now + SKEW_SECONDS < nbf) {
+            return Err(bad_claims("JWT not yet valid"));
+        }
+        if number("iat")?.is_some_and(|iat| now + SKEW_SECONDS < iat) {
+            return Err(bad_claims("JWT issued at future"));
+        }
+        let aud_ok = match claims.get("aud") {
+            None | Some(Value::Null) => true,
+            Some(Value::String(a)) => self.audience.as_ref().is_none_or(|want| a == want),
+            Some(Value::Array(items)) => {
+                if items.iter().any(|i| !i.is_string()) {
+                    return Err(bad_claims(
+                        "The JWT 'aud' claim must be a string or an array of strings",
+                    ));
+                }
+                items.is_empty()
+                    || self
+                        .audience
+                        .as_ref()
+                        .is_none_or(|want| items.iter().any(|i| i.as_str() == Some(want)))
+            }
+            Some(_) => {
+                return Err(bad_claims(
+                    "The JWT 'aud' claim must be a string or an array of strings",
+                ))
+            }
+        };
+        if !aud_ok {
+            return Err(bad_claims("JWT not in audience"));
+        }
+        Ok(())
+    }
+
+    fn role_of(&self, claims: &Value) -> Option<String> {
+        let mut at = claims;
+        for step in &self.role_path {
+            at = match step {
+                Step::Key(k) => at.get(k)?,
+                Step::Index(i) => at.get(*i)?,
+            };
+        }
+        match at {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The identity of a request from its Authorization header value (if any).
+pub fn identify(
+    auth: Option<&Authenticator>,
+    authorization: Option<&str>,
+    anon_role: Option<&str>,
+) -> Result<Identity, ApiError> {
+    let anonymous = |claims: serde_json::Map<String, Value>| -> Result<Identity, ApiError> {
+        let role = anon_role.ok_or(ApiError::NoAnonRole)?.to_string();
+        let mut claims = claims;
+        claims
+            .entry("role")
+            .or_insert_with(|| Value::String(role.clone()));
+        Ok(Identity {
+            role,
+            anonymous: true,
+            claims: Value::Object(claims).to_string(),
+        })
+    };
+    let token = authorization.and_then(|h| {
+        let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let Some(token) = token else {
+        return anonymous(serde_json::Map::new());
+    };
+    let auth = auth.ok_or(ApiError::NoJwtSecret)?;
+    if token.is_empty() {
+        return Err(invalid("Empty JWT is sent in Authorization header"));
+    }
+    let claims = auth.verified_claims(token)?;
+    auth.check_claims(&claims, now())?;
+    match auth.role_of(&claims) {
+        Some(role) => Ok(Identity {
+            role,
+            anonymous: false,
+            claims: claims.to_string(),
+        }),
+        None => anonymous(claims.as_object().cloned().unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_paths() {
+        assert_eq!(
+            parse_role_path("$.role").unwrap(),
+            vec![Step::Key("role".into())]
+        );
+        assert_eq!(
+            parse_role_path(".role").unwrap(),
+            vec![Step::Key("role".into())]
+        );
+        assert_eq!(
+            parse_role_path("$.realm_access.roles[0]").unwrap(),
+            vec![
+                Step::Key("realm_access".into()),
+                Step::Key("roles".into()),
+                Step::Index(0)
+            ]
+        );
+        assert_eq!(
+            parse_role_path("$['https://x.io/role']").unwrap(),
+            vec![Step::Key("https://x.io/role".into())]
+        );
+        assert_eq!(
+            parse_role_path(".\"a.b\"").unwrap(),
+            vec![Step::Key("a.b".into())]
+        );
+        assert!(parse_role_path("$.").is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(Authenticator::new(Some("short"), false, "$.role", None, 10).is_err());
+        assert!(Authenticator::new(
+            Some("reallyreallyreallyreallyverysafe"),
+            false,
+            "$.role",
+            None,
+            10
+        )
+        .unwrap()
+        .is_some());
+    }
+}
