@@ -70,16 +70,85 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let method = req.method().to_string();
     let uri = req.uri().to_string();
-    let response = match route(state, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e, state.config.minimal_errors),
+    let origin = header_str(req.headers(), "origin").map(str::to_string);
+    let preflight = (method == "OPTIONS")
+        .then(|| header_str(req.headers(), "access-control-request-method"))
+        .flatten()
+        .is_some()
+        && origin.is_some();
+    let requested_headers =
+        header_str(req.headers(), "access-control-request-headers").map(str::to_string);
+    let mut response = if preflight {
+        Response::new(Full::new(Bytes::new()))
+    } else {
+        match route(state, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e, state.config.minimal_errors),
+        }
     };
+    cors(
+        state,
+        &mut response,
+        origin.as_deref(),
+        method == "OPTIONS",
+        preflight.then_some(requested_headers.as_deref().unwrap_or("")),
+    );
     tracing::info!(
         "{method} {uri} {} {:.3}ms",
         response.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
     );
     response
+}
+
+/// CORS headers as PostgREST sends them: any origin unless server-cors-allowed-origins
+/// lists some (then only those, echoed, with credentials allowed). `preflight` carries the
+/// Access-Control-Request-Headers of a preflight request.
+fn cors(
+    state: &AppState,
+    r: &mut Resp,
+    origin: Option<&str>,
+    options: bool,
+    preflight: Option<&str>,
+) {
+    let allowed = state.config.value("server-cors-allowed-origins");
+    match (allowed, origin) {
+        (None, Some(_)) => set(r, "Access-Control-Allow-Origin", "*"),
+        (None, None) if options => set(r, "Access-Control-Allow-Origin", "*"),
+        (Some(list), Some(o)) if list.split(',').any(|a| a.trim() == o) => {
+            set(r, "Access-Control-Allow-Origin", o);
+            set(r, "Access-Control-Allow-Credentials", "true");
+        }
+        _ => return,
+    }
+    if origin.is_none() {
+        return;
+    }
+    match preflight {
+        Some(requested) => {
+            set(
+                r,
+                "Access-Control-Allow-Methods",
+                "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD",
+            );
+            let mut headers = vec!["Authorization".to_string()];
+            headers.extend(
+                requested
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string),
+            );
+            headers.extend(["Accept", "Accept-Language", "Content-Language"].map(String::from));
+            set(r, "Access-Control-Allow-Headers", &headers.join(", "));
+            set(r, "Access-Control-Max-Age", "86400");
+        }
+        None => set(
+            r,
+            "Access-Control-Expose-Headers",
+            "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit",
+        ),
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -158,7 +227,16 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
         (Target::Rpc(_), Method::Put | Method::Patch | Method::Delete) => {
             Err(ApiError::RpcMethod(req.method().to_string()))
         }
-        (Target::Rpc(_), Method::Options) => Ok(allow("OPTIONS,GET,HEAD,POST")),
+        (Target::Rpc(name), Method::Options) => {
+            let cache = state.schema.load();
+            let overloads = cache.routines.get(&(schema.clone(), name.clone()));
+            let volatile = overloads.is_some_and(|o| o.iter().all(|r| r.volatile));
+            Ok(allow(if volatile {
+                "OPTIONS,POST"
+            } else {
+                "OPTIONS,GET,HEAD,POST"
+            }))
+        }
         (Target::Rpc(name), method) => {
             if api.prefs.strict == Some(true) && !api.prefs.invalid.is_empty() {
                 return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
@@ -198,7 +276,13 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             let name = name.clone();
             api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
             match method {
-                Method::Options => Ok(allow("OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE")),
+                Method::Options => {
+                    let methods = cache
+                        .table(&schema, &name)
+                        .map(|t| t.allowed_methods())
+                        .unwrap_or_default();
+                    Ok(allow(&methods))
+                }
                 Method::Get | Method::Head => read(state, &api, &cache, &schema, &name).await,
                 _ => {
                     let content_type =

@@ -1122,6 +1122,7 @@ mod tests {
             ],
             primary_key: vec!["id".into()],
             computed_fields: vec![],
+            updatable_events: 28,
         }
     }
 
@@ -1229,6 +1230,7 @@ mod tests {
                 .collect(),
             primary_key: vec!["id".into()],
             computed_fields: vec![],
+            updatable_events: 28,
         }
     }
 

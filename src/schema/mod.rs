@@ -47,11 +47,36 @@ pub struct Table {
     /// Functions taking this table's row type and returning a scalar: selectable,
     /// filterable and orderable like columns, but not part of `*`.
     pub computed_fields: Vec<Column>,
+    /// pg_relation_is_updatable(): bit 4 UPDATE, 8 INSERT, 16 DELETE.
+    pub updatable_events: i32,
 }
 
 impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The methods OPTIONS answers in `Allow`, from what the relation accepts.
+    pub fn allowed_methods(&self) -> String {
+        let (update, insert, delete) = (
+            self.updatable_events & 4 != 0,
+            self.updatable_events & 8 != 0,
+            self.updatable_events & 16 != 0,
+        );
+        let mut methods = vec!["OPTIONS", "GET", "HEAD"];
+        if insert {
+            methods.push("POST");
+        }
+        if insert && update && !self.primary_key.is_empty() {
+            methods.push("PUT");
+        }
+        if update {
+            methods.push("PATCH");
+        }
+        if delete {
+            methods.push("DELETE");
+        }
+        methods.join(",")
     }
 
     /// A column or a computed field.
@@ -161,7 +186,8 @@ SELECT n.nspname::text, c.relname::text, c.relkind::text,
                  FROM pg_constraint pk,
                       unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
                       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                 WHERE pk.conrelid = c.oid AND pk.contype = 'p'), '{}')
+                 WHERE pk.conrelid = c.oid AND pk.contype = 'p'), '{}'),
+       pg_relation_is_updatable(c.oid, true)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
@@ -339,6 +365,7 @@ impl SchemaCache {
                 columns: Vec::new(),
                 primary_key: row.get(4),
                 computed_fields: Vec::new(),
+                updatable_events: row.get(5),
             };
             tables.entry(schema).or_default().insert(name, table);
         }

@@ -159,6 +159,7 @@ pub(super) async fn load(
                 .collect(),
             primary_key: Vec::new(),
             computed_fields: Vec::new(),
+            updatable_events: 0,
         });
         out.entry((schema.clone(), name.clone()))
             .or_default()
