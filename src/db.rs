@@ -161,19 +161,25 @@ pub struct Envelope {
     pub role: String,
     pub anonymous: bool,
     pub gucs: Vec<(String, String)>,
+    /// Settings of the role (`ALTER ROLE ... SET`), applied before switching to it.
+    pub role_settings: Vec<(String, String)>,
     /// Quoted, qualified function name for db-pre-request.
     pub pre_request: Option<String>,
 }
 
 impl Envelope {
     fn settings_statement(&self) -> (String, Vec<String>) {
-        let mut sql = String::from(
-            "select set_config('search_path', $1, true), set_config('role', $2, true)",
-        );
-        let mut params = vec![self.search_path.clone(), self.role.clone()];
-        for (name, value) in &self.gucs {
-            params.push(name.clone());
-            params.push(value.clone());
+        let mut sql = String::from("select set_config('search_path', $1, true)");
+        let mut params = vec![self.search_path.clone()];
+        let settings = self.role_settings.iter();
+        let role = std::iter::once(("role".to_string(), self.role.clone()));
+        for (name, value) in settings
+            .cloned()
+            .chain(role)
+            .chain(self.gucs.iter().cloned())
+        {
+            params.push(name);
+            params.push(value);
             sql.push_str(&format!(
                 ", set_config(${}, ${}, true)",
                 params.len() - 1,

@@ -635,7 +635,15 @@ fn envelope(
     for (k, v) in &state.config.app_settings {
         gucs.push((format!("app.settings.{k}"), v.clone()));
     }
+    let role_settings = state
+        .schema
+        .load()
+        .role_settings
+        .get(&role)
+        .cloned()
+        .unwrap_or_default();
     Ok(Envelope {
+        role_settings,
         read_only,
         search_path: search_path.join(", "),
         role,

@@ -43,6 +43,9 @@ fn a_valid_token_switches_role_and_exposes_its_claims() {
     assert_eq!(row["role"], "test_user");
     let claims: Value = serde_json::from_str(row["claims"].as_str().unwrap()).unwrap();
     assert_eq!(claims["sub"], "alice");
+    // Settings attached to the role apply to its requests.
+    let r = get_as(&s, "/request_info?select=statement_timeout", &token);
+    assert_json(&r, 200, json!([{"statement_timeout": "1234ms"}]));
     // Scheme names are case-insensitive.
     let r = s.get_with(
         "/request_info?select=role",

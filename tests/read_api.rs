@@ -580,7 +580,8 @@ fn request_settings_are_visible_to_sql() {
         json!([{
             "role": "test_anon", "method": "GET", "path": "/request_info",
             "probe": "probe value", "cookie": "mint", "claims": "{\"role\":\"test_anon\"}", "greeting": "hello",
-            "search_path": "\"test_api\", \"public\"", "read_only": "on"
+            "search_path": "\"test_api\", \"public\"", "read_only": "on",
+            "statement_timeout": "0"
         }]),
     );
 }
@@ -631,4 +632,62 @@ fn client_error_verbosity_minimal() {
         404,
         json!({"code": "PGRST205", "message": "Could not find the table 'test_api.faketable' in the schema cache"}),
     );
+}
+
+#[test]
+fn cors_preflight_and_allow_headers() {
+    let s = server();
+    let r = s.request(
+        "OPTIONS",
+        "/kinds",
+        &[
+            ("Origin", "http://a.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "X-Thing"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD")
+    );
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("Authorization, X-Thing, Accept, Accept-Language, Content-Language")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("86400"));
+    let r = s.get_with(
+        "/kinds?select=id&id=eq.1",
+        &[("Origin", "http://a.example")],
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(r
+        .header("access-control-expose-headers")
+        .is_some_and(|h| h.contains("Content-Range")));
+    for (path, allow) in [
+        ("/kinds", "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"),
+        ("/request_info", "OPTIONS,GET,HEAD"),
+        ("/rpc/log_visit", "OPTIONS,POST"),
+        ("/rpc/add_them", "OPTIONS,GET,HEAD,POST"),
+    ] {
+        let r = s.request("OPTIONS", path, &[]);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("allow"), Some(allow), "{path}");
+    }
+    let listed = server_with(&[("PGRST_SERVER_CORS_ALLOWED_ORIGINS", "http://ok.example")]);
+    let r = listed.get_with(
+        "/kinds?select=id&id=eq.1",
+        &[("Origin", "http://ok.example")],
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://ok.example")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    let r = listed.get_with(
+        "/kinds?select=id&id=eq.1",
+        &[("Origin", "http://other.example")],
+    );
+    assert_eq!(r.header("access-control-allow-origin"), None);
 }

@@ -172,6 +172,10 @@ pub struct SchemaCache {
     /// Relationships by (schema, table) of their source.
     #[serde(skip)]
     pub relationships: HashMap<(String, String), Vec<Relationship>>,
+    /// Settings attached to roles the authenticator can become (`ALTER ROLE r SET x = y`),
+    /// applied to their requests.
+    #[serde(skip)]
+    pub role_settings: HashMap<String, Vec<(String, String)>>,
     /// Functions by (schema, name); several when overloaded.
     #[serde(skip)]
     pub routines: HashMap<(String, String), Vec<routines::Routine>>,
@@ -234,6 +238,22 @@ WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
   AND n.nspname = ANY($1)
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
+"#;
+
+/// Settings of roles the authenticator may become, for any database or this one (the
+/// database-specific ones last, so they win), limited to what a user may set.
+const ROLE_SETTINGS_SQL: &str = r#"
+SELECT r.rolname::text, split_part(s.setting, '=', 1),
+       substr(s.setting, strpos(s.setting, '=') + 1)
+FROM pg_db_role_setting d
+JOIN pg_roles r ON r.oid = d.setrole
+CROSS JOIN LATERAL unnest(d.setconfig) AS s(setting)
+WHERE d.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+  AND r.rolname <> current_user
+  AND pg_has_role(current_user, r.oid, 'MEMBER')
+  AND EXISTS (SELECT 1 FROM pg_settings p
+              WHERE p.name = split_part(s.setting, '=', 1) AND p.context = 'user')
+ORDER BY d.setdatabase
 "#;
 
 /// Functions of one argument of a table's row type, in the exposed schemas.
@@ -397,12 +417,20 @@ impl SchemaCache {
         }
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
         let routines = routines::load(&tx, schemas).await?;
+        let mut role_settings: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for r in tx.query(ROLE_SETTINGS_SQL, &[]).await? {
+            role_settings
+                .entry(r.get(0))
+                .or_default()
+                .push((r.get(1), r.get(2)));
+        }
         tx.commit().await?;
 
         Ok(SchemaCache {
             schemas: schemas.to_vec(),
             relationships,
             routines,
+            role_settings,
             tables,
             load_time: started.elapsed(),
         })
