@@ -60,7 +60,10 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(
+                    TokioIo::new(crate::lenient::LenientStream::new(stream)),
+                    service,
+                )
                 .await;
         });
     }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod lenient;
 pub mod pgcluster;
 pub mod plan;
 pub mod request;

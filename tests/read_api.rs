@@ -691,3 +691,19 @@ fn cors_preflight_and_allow_headers() {
     );
     assert_eq!(r.header("access-control-allow-origin"), None);
 }
+
+#[test]
+fn raw_json_arrows_and_quotes_in_the_url_are_accepted() {
+    use std::io::{Read, Write};
+    let base = server().base;
+    let addr = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(
+        b"GET /kinds?select=n:data->>n&or=(name.eq.\"beta\",id.eq.99) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("[{\"n\":\"2\"}]"), "{response}");
+}
