@@ -279,6 +279,18 @@ async fn run_transaction(
     steps: &[Step<'_>],
     end: End,
 ) -> Result<(Pooled, Vec<Vec<tokio_postgres::Row>>), ApiError> {
+    let started = std::time::Instant::now();
+    let result = run_transaction_inner(pool, env, steps, end).await;
+    crate::timing::record(crate::timing::Stage::Transaction, started.elapsed());
+    result
+}
+
+async fn run_transaction_inner(
+    pool: &Pool,
+    env: &Envelope,
+    steps: &[Step<'_>],
+    end: End,
+) -> Result<(Pooled, Vec<Vec<tokio_postgres::Row>>), ApiError> {
     let mut conn = pool.get().await.map_err(pool_error)?;
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();

@@ -84,8 +84,14 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
     let mut response = if preflight {
         Response::new(Full::new(Bytes::new()))
     } else {
-        match route(state, req).await {
-            Ok(r) => r,
+        let (result, timings) = crate::timing::measure(route(state, req)).await;
+        match result {
+            Ok(mut r) => {
+                if state.config.flag("server-timing-enabled") {
+                    set(&mut r, "Server-Timing", &timings.header(started.elapsed()));
+                }
+                r
+            }
             Err(e) => error_response(&e, state.config.minimal_errors),
         }
     };
@@ -204,14 +210,17 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
 }
 
 async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let mut api = api_request(&req)?;
+    use crate::timing::{time, Stage};
+    let mut api = time(Stage::Parse, || api_request(&req))?;
     // Who is calling is settled before anything else, without touching the database.
     if api.method != Method::Options {
-        api.identity = Some(crate::auth::identify(
-            state.auth.as_ref(),
-            api.authorization.as_deref(),
-            state.config.db_anon_role.as_deref(),
-        )?);
+        api.identity = Some(time(Stage::Jwt, || {
+            crate::auth::identify(
+                state.auth.as_ref(),
+                api.authorization.as_deref(),
+                state.config.db_anon_role.as_deref(),
+            )
+        })?);
     }
     let schema = match &api.profile {
         Some(p) if !state.config.db_schemas.contains(p) => {
@@ -673,8 +682,10 @@ async fn call(
         legacy_names: state.config.flag("url-use-legacy-target-names"),
         aggregates: state.config.flag("db-aggregates-enabled"),
     };
+    let started = std::time::Instant::now();
     let plan = plan::call_plan(api, cache, schema, name, body, &config)?;
     let statement = sql::call_statement(&plan);
+    crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
     let env = envelope(state, api, schema, plan.read_only)?;
     let (commit, overridable) = commits(&state.config, &api.prefs);
     let singular = api.media_type == MediaType::SingleObject && plan.routine.returns_set;
@@ -761,8 +772,10 @@ async fn read(
         legacy_names: state.config.flag("url-use-legacy-target-names"),
         aggregates: state.config.flag("db-aggregates-enabled"),
     };
+    let started = std::time::Instant::now();
     let plan = plan::read_plan(api, cache, schema, name, &config)?;
     let main = sql::read_statement(&plan);
+    crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
     let wants_plan_rows = match plan.count {
         Some(CountPref::Planned) => true,
         Some(CountPref::Estimated) => max_rows.is_some(),

@@ -15,6 +15,7 @@ pub mod request;
 pub mod schema;
 pub mod server;
 pub mod sql;
+pub mod timing;
 
 /// The demo schema loaded by `pgrest --demo`.
 pub const DEMO_SQL: &str = include_str!("demo.sql");

@@ -707,3 +707,19 @@ fn raw_json_arrows_and_quotes_in_the_url_are_accepted() {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.ends_with("[{\"n\":\"2\"}]"), "{response}");
 }
+
+#[test]
+fn server_timing_when_enabled() {
+    let s = server_with(&[("PGRST_SERVER_TIMING_ENABLED", "true")]);
+    let r = s.get("/kinds?select=id&id=eq.1");
+    let timing = r.header("server-timing").expect("Server-Timing");
+    for stage in ["jwt", "parse", "plan", "transaction", "response"] {
+        assert!(timing.contains(&format!("{stage};dur=")), "{timing}");
+    }
+    assert_eq!(
+        server()
+            .get("/kinds?select=id&id=eq.1")
+            .header("server-timing"),
+        None
+    );
+}
