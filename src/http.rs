@@ -468,7 +468,7 @@ async fn write(
     let statement = sql::mutate_statement(&plan);
     let env = envelope(state, api, target.schema, false)?;
     let (commit, overridable) = commits(&state.config, &api.prefs);
-    let singular = api.media_type == MediaType::SingleObject;
+    let singular = api.media_type.is_singular();
     let strict_max = api.prefs.max_affected.filter(|_| {
         api.prefs.strict == Some(true) && matches!(api.method, Method::Patch | Method::Delete)
     });
@@ -688,7 +688,7 @@ async fn call(
     crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
     let env = envelope(state, api, schema, plan.read_only)?;
     let (commit, overridable) = commits(&state.config, &api.prefs);
-    let singular = api.media_type == MediaType::SingleObject && plan.routine.returns_set;
+    let singular = api.media_type.is_singular() && plan.routine.returns_set;
     let strict_max = api
         .prefs
         .max_affected
@@ -793,7 +793,7 @@ async fn read(
             (exact, _, _) => exact,
         },
     };
-    if plan.media_type == MediaType::SingleObject && out.page_total != 1 {
+    if plan.media_type.is_singular() && out.page_total != 1 {
         return Err(ApiError::Singularity(out.page_total));
     }
     let (status, content_range) = page_status(plan.root.offset, out.page_total, total)?;

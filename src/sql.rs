@@ -646,6 +646,10 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
     match plan.media_type {
         MediaType::Json => "coalesce(json_agg(_postgrest_t), '[]')",
         MediaType::SingleObject => "coalesce(json_agg(_postgrest_t)->0, 'null')",
+        MediaType::StrippedArray => "coalesce(json_strip_nulls(json_agg(_postgrest_t)), '[]')",
+        MediaType::StrippedObject => {
+            "coalesce(json_strip_nulls(json_agg(_postgrest_t)->0), 'null')"
+        }
         // Header from the first row's keys, then each row in record text form without
         // its parentheses: PostgreSQL's own quoting, NULL as an empty field.
         MediaType::Csv => {

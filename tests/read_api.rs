@@ -723,3 +723,26 @@ fn server_timing_when_enabled() {
         None
     );
 }
+
+#[test]
+fn nulls_stripped_media_types() {
+    let s = server();
+    let r = s.get_with(
+        "/kinds?select=id,name,flag&id=in.(3,4)&order=id",
+        &[("Accept", "application/vnd.pgrst.array+json;nulls=stripped")],
+    );
+    assert_json(
+        &r,
+        200,
+        json!([{"id": 3, "name": "Gamma, \"quoted\""}, {"id": 4, "flag": true}]),
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.pgrst.array+json;nulls=stripped; charset=utf-8")
+    );
+    let r = s.get_with(
+        "/kinds?select=id,name&id=eq.4",
+        &[("Accept", "application/vnd.pgrst.object+json;nulls=stripped")],
+    );
+    assert_json(&r, 200, json!({"id": 4}));
+}

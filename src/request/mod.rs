@@ -42,14 +42,29 @@ pub enum CountPref {
 pub enum MediaType {
     Json,
     SingleObject,
+    /// `application/vnd.pgrst.array+json;nulls=stripped`: keys with null values left out.
+    StrippedArray,
+    /// `application/vnd.pgrst.object+json;nulls=stripped`
+    StrippedObject,
     Csv,
 }
 
 impl MediaType {
+    /// Whether the response must be exactly one object.
+    pub fn is_singular(self) -> bool {
+        matches!(self, MediaType::SingleObject | MediaType::StrippedObject)
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             MediaType::Json => "application/json; charset=utf-8",
             MediaType::SingleObject => "application/vnd.pgrst.object+json; charset=utf-8",
+            MediaType::StrippedArray => {
+                "application/vnd.pgrst.array+json;nulls=stripped; charset=utf-8"
+            }
+            MediaType::StrippedObject => {
+                "application/vnd.pgrst.object+json;nulls=stripped; charset=utf-8"
+            }
             MediaType::Csv => "text/csv; charset=utf-8",
         }
     }
@@ -282,15 +297,19 @@ pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
         let stripped_nulls = params.iter().any(|(k, v)| k == "nulls" && v == "stripped");
         let media = match name.as_str() {
             "*/*" | "application/*" | "application/json" => Some(MediaType::Json),
-            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array"
-                if !stripped_nulls =>
-            {
-                Some(MediaType::Json)
+            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+                Some(if stripped_nulls {
+                    MediaType::StrippedArray
+                } else {
+                    MediaType::Json
+                })
             }
-            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object"
-                if !stripped_nulls =>
-            {
-                Some(MediaType::SingleObject)
+            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
+                Some(if stripped_nulls {
+                    MediaType::StrippedObject
+                } else {
+                    MediaType::SingleObject
+                })
             }
             "text/csv" | "text/*" => Some(MediaType::Csv),
             _ => None,
