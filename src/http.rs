@@ -325,13 +325,7 @@ fn write_payload(
     if api.method == Method::Delete {
         return Ok(None);
     }
-    let is_json = content_type.is_none_or(|c| {
-        c.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .eq_ignore_ascii_case("application/json")
-    });
+    let is_json = request::payload::media_type_of(content_type) == "application/json";
     if let (Some(columns), true) = (&api.query.columns, is_json) {
         let json = std::str::from_utf8(body)
             .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))?;
@@ -519,15 +513,12 @@ async fn write(
         }
     }
     let resolution = matches!(&plan.kind, plan::MutationKind::Insert { conflict: Some(_) });
-    if let Some(applied) = preference_applied(api, resolution, overridable) {
-        set(&mut r, "Preference-Applied", &applied);
-    }
-    apply_response_gucs(
-        &mut r,
+    finish_response(
+        r,
+        preference_applied(api, resolution, overridable),
         out.response_headers.as_deref(),
         out.response_status.as_deref(),
-    )?;
-    Ok(r)
+    )
 }
 
 fn method_name(m: Method) -> &'static str {
@@ -722,15 +713,12 @@ async fn call(
     set(&mut r, "Content-Type", api.media_type.content_type());
     set(&mut r, "Content-Range", &content_range);
     set(&mut r, "Vary", VARY);
-    if let Some(applied) = preference_applied(api, false, overridable) {
-        set(&mut r, "Preference-Applied", &applied);
-    }
-    apply_response_gucs(
-        &mut r,
+    finish_response(
+        r,
+        preference_applied(api, false, overridable),
         out.response_headers.as_deref(),
         out.response_status.as_deref(),
-    )?;
-    Ok(r)
+    )
 }
 
 /// Status and Content-Range of a page starting at `offset` with `rows` rows, out of
@@ -811,14 +799,26 @@ async fn read(
         set(&mut r, "Content-Profile", schema);
     }
     let (_, overridable) = commits(&state.config, &api.prefs);
-    if let Some(applied) = preference_applied(api, false, overridable) {
-        set(&mut r, "Preference-Applied", &applied);
-    }
-    apply_response_gucs(
-        &mut r,
+    finish_response(
+        r,
+        preference_applied(api, false, overridable),
         out.response_headers.as_deref(),
         out.response_status.as_deref(),
-    )?;
+    )
+}
+
+/// The last touches of a successful response: Preference-Applied, then what SQL set
+/// through response.headers and response.status (which win).
+fn finish_response(
+    mut r: Resp,
+    applied: Option<String>,
+    headers: Option<&str>,
+    status: Option<&str>,
+) -> Result<Resp, ApiError> {
+    if let Some(applied) = applied {
+        set(&mut r, "Preference-Applied", &applied);
+    }
+    apply_response_gucs(&mut r, headers, status)?;
     Ok(r)
 }
 

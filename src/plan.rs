@@ -773,16 +773,7 @@ fn call_input(
         let (json, keys) = args_object(&req.query.rpc_args);
         return Ok((json, keys, None, String::new()));
     };
-    let media = body
-        .content_type
-        .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|| "application/json".into());
+    let media = crate::request::payload::media_type_of(body.content_type);
     let text = || {
         std::str::from_utf8(body.bytes)
             .map(str::to_string)
@@ -993,10 +984,8 @@ pub fn call_plan<'a>(
     let json = match body.map(|b| b.content_type) {
         None => routine_args(routine, &req.query.rpc_args),
         Some(ct)
-            if ct.is_some_and(|c| {
-                c.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            }) =>
+            if crate::request::payload::media_type_of(ct)
+                == "application/x-www-form-urlencoded" =>
         {
             let pairs: Vec<(String, String)> =
                 form_urlencoded::parse(body.map(|b| b.bytes).unwrap_or_default())

@@ -109,9 +109,10 @@ pub fn parse_form(body: &[u8]) -> Payload {
     }
 }
 
-/// Picks the parser for the Content-Type (absent = JSON).
-pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Payload, ApiError> {
-    let media = content_type
+/// The media type of a Content-Type header, lower-cased, without parameters; an absent
+/// header means JSON.
+pub fn media_type_of(content_type: Option<&str>) -> String {
+    content_type
         .map(|c| {
             c.split(';')
                 .next()
@@ -119,8 +120,12 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Payload, ApiErro
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_else(|| "application/json".into());
-    match media.as_str() {
+        .unwrap_or_else(|| "application/json".into())
+}
+
+/// Picks the parser for the Content-Type (absent = JSON).
+pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Payload, ApiError> {
+    match media_type_of(content_type).as_str() {
         "application/json" | "" => parse_json(body),
         "text/csv" => parse_csv(body),
         "application/x-www-form-urlencoded" => Ok(parse_form(body)),
