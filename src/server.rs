@@ -37,7 +37,7 @@ fn bind_host(host: &str) -> &str {
     }
 }
 
-async fn load_schema(
+pub async fn load_schema(
     pg: &tokio_postgres::Config,
     schemas: &[String],
 ) -> Result<SchemaCache, String> {
@@ -81,23 +81,6 @@ pub async fn start(config: Config) -> Result<Running, String> {
         .clone()
         .ok_or_else(|| "db-uri is not set".to_string())?;
     let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
-    let cache = load_schema(&pg, &config.db_schemas).await?;
-    tracing::info!(
-        "schema cache loaded in {:.1} ms: {} relations",
-        cache.load_time.as_secs_f64() * 1000.0,
-        cache.table_count()
-    );
-    let pool = db::make_pool(
-        pg,
-        config.db_pool,
-        Duration::from_secs(config.db_pool_acquisition_timeout),
-    )?;
-    let host = bind_host(&config.server_host).to_string();
-    let listener = TcpListener::bind((host.as_str(), config.server_port))
-        .await
-        .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("listening on {addr}");
     let auth = crate::auth::Authenticator::new(
         config.value("jwt-secret"),
         config.flag("jwt-secret-is-base64"),
@@ -108,12 +91,58 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
     )?;
+    let cache = load_schema(&pg, &config.db_schemas).await?;
+    tracing::info!(
+        "schema cache loaded in {:.1} ms: {} relations",
+        cache.load_time.as_secs_f64() * 1000.0,
+        cache.table_count()
+    );
+    let pool = db::make_pool(
+        pg.clone(),
+        config.db_pool,
+        Duration::from_secs(config.db_pool_acquisition_timeout),
+    )?;
+    let host = bind_host(&config.server_host).to_string();
+    let listener = TcpListener::bind((host.as_str(), config.server_port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("listening on {addr}");
+    let admin_listener = match config.value("admin-server-port") {
+        Some(port) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
+            let admin_host = config
+                .value("admin-server-host")
+                .map(|h| bind_host(h).to_string())
+                .unwrap_or_else(|| host.clone());
+            Some(
+                TcpListener::bind((admin_host.as_str(), port))
+                    .await
+                    .map_err(|e| format!("cannot listen on {admin_host}:{port}: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         auth,
         config,
         pool,
         schema: ArcSwap::from_pointee(cache),
     });
+    tokio::spawn(crate::admin::reload_on_signal(state.clone(), pg.clone()));
+    if state.config.flag("db-channel-enabled") {
+        let channel = state
+            .config
+            .value("db-channel")
+            .unwrap_or("pgrst")
+            .to_string();
+        tokio::spawn(crate::admin::listen(state.clone(), pg.clone(), channel));
+    }
+    if let Some(listener) = admin_listener {
+        tokio::spawn(crate::admin::serve_admin(state.clone(), listener));
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(http::serve(state, listener, async {
         let _ = stopped.await;

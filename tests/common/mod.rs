@@ -21,6 +21,7 @@ pub struct Harness {
 #[derive(Clone)]
 pub struct Server {
     pub base: String,
+    pub pid: u32,
 }
 
 pub struct Reply {
@@ -120,12 +121,14 @@ pub fn server_with(extra: &[(&str, &str)]) -> Server {
     }
     let child = cmd.spawn().expect("spawn pgrest");
     reap_with_tests(&child);
+    let pid = child.id();
     h.children
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(child);
     let server = Server {
         base: format!("http://127.0.0.1:{port}"),
+        pid,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -192,6 +195,14 @@ impl Server {
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.request("GET", path, headers)
     }
+}
+
+/// Runs SQL statements directly in the fixture database (as the superuser).
+pub fn sql_exec(sql: &str) {
+    let h = harness();
+    runtime()
+        .block_on(h.cluster.execute(DB, sql))
+        .expect("sql_exec");
 }
 
 /// Rows of a query run directly in the fixture database (as the superuser), as JSON.

@@ -1,0 +1,130 @@
+//! Schema cache reloads (SIGUSR1, `NOTIFY pgrst, 'reload schema'`) and the admin server
+//! (`/live`, `/ready`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_postgres::AsyncMessage;
+
+use crate::http::AppState;
+
+/// Loads a new schema cache and swaps it in; requests in flight keep the old snapshot.
+/// On failure the old cache stays and the reason is logged.
+pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
+    match crate::server::load_schema(pg, &state.config.db_schemas).await {
+        Ok(cache) => {
+            tracing::info!(
+                "schema cache reloaded in {:.1} ms: {} relations",
+                cache.load_time.as_secs_f64() * 1000.0,
+                cache.table_count()
+            );
+            state.schema.store(Arc::new(cache));
+        }
+        Err(e) => tracing::error!("schema cache reload failed, keeping the previous one: {e}"),
+    }
+}
+
+/// Reloads on SIGUSR1.
+pub async fn reload_on_signal(state: Arc<AppState>, pg: tokio_postgres::Config) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        reload_schema(&state, &pg).await;
+    }
+}
+
+/// LISTENs on db-channel and reloads on `reload schema` (or an empty payload). The
+/// connection is re-established with capped exponential backoff, and the cache reloaded
+/// after each reconnection since the schema may have changed meanwhile.
+pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: String) {
+    let mut delay = Duration::from_secs(1);
+    let mut first = true;
+    loop {
+        match pg.connect(tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(n) = message {
+                            let _ = tx.send(n.payload().to_string());
+                        }
+                    }
+                });
+                let listen = format!("LISTEN {}", crate::sql::quote_ident(&channel));
+                if client.batch_execute(&listen).await.is_ok() {
+                    delay = Duration::from_secs(1);
+                    if !first {
+                        reload_schema(&state, &pg).await;
+                    }
+                    first = false;
+                    while let Some(payload) = rx.recv().await {
+                        match payload.trim() {
+                            "" | "reload schema" => reload_schema(&state, &pg).await,
+                            "reload config" => {
+                                tracing::warn!("'reload config' is not supported yet; restart to apply configuration changes")
+                            }
+                            other => tracing::debug!("ignored notification {other:?}"),
+                        }
+                    }
+                    tracing::error!("lost the {channel} listener connection; reconnecting");
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::error!(
+                "cannot connect the {channel} listener: {}; retrying in {}s",
+                crate::db::describe(&e),
+                delay.as_secs()
+            ),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(32));
+    }
+}
+
+async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let status = match req.uri().path() {
+        "/live" => StatusCode::OK,
+        "/ready" => {
+            let ready = tokio::time::timeout(Duration::from_secs(2), state.pool.get()).await;
+            if matches!(ready, Ok(Ok(_))) {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+        _ => StatusCode::NOT_FOUND,
+    };
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Serves `/live` and `/ready` on the admin listener.
+pub async fn serve_admin(state: Arc<AppState>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(admin(state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,68 @@
+//! Running it: schema cache reloads and the admin server.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{server, server_with, sql_exec};
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn notify_reloads_the_schema_cache() {
+    let s = server();
+    assert_eq!(s.get("/reload_probe").status, 404);
+    sql_exec(
+        "CREATE TABLE test_api.reload_probe (id integer); \
+         INSERT INTO test_api.reload_probe VALUES (7); \
+         GRANT SELECT ON test_api.reload_probe TO test_anon; \
+         NOTIFY pgrst, 'reload schema';",
+    );
+    wait_for("the new table", || s.get("/reload_probe").status == 200);
+    assert_eq!(s.get("/reload_probe").body, "[{\"id\":7}]");
+}
+
+#[test]
+fn sigusr1_reloads_the_schema_cache() {
+    let s = server_with(&[("PGRST_DB_CHANNEL_ENABLED", "false")]);
+    sql_exec(
+        "CREATE TABLE test_api.signal_probe (id integer); \
+         GRANT SELECT ON test_api.signal_probe TO test_anon;",
+    );
+    assert_eq!(
+        s.get("/signal_probe").status,
+        404,
+        "no reload without a signal"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-USR1", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for("the new table", || s.get("/signal_probe").status == 200);
+}
+
+#[test]
+fn admin_server_answers_live_and_ready() {
+    let port = pgrest::pgcluster::free_port().unwrap().to_string();
+    let _s = server_with(&[("PGRST_ADMIN_SERVER_PORT", &port)]);
+    let get = |path: &str| -> u16 {
+        match ureq::get(&format!("http://127.0.0.1:{port}{path}")).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    wait_for("the admin server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok()
+    });
+    assert_eq!(get("/live"), 200);
+    assert_eq!(get("/ready"), 200);
+    assert_eq!(get("/nothing"), 404);
+}
