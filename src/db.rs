@@ -520,3 +520,37 @@ pub async fn run_write(
         }
     }
 }
+
+/// Runs `EXPLAIN ...` of a statement and returns PostgreSQL's plan as text (TEXT format
+/// lines joined, or the JSON document). With ANALYZE the statement really runs, so the
+/// transaction ends as the caller says.
+pub async fn run_explain(
+    pool: &Pool,
+    env: &Envelope,
+    stmt: &Statement,
+    commit: bool,
+) -> Result<String, ApiError> {
+    let steps = [Step {
+        sql: &stmt.sql,
+        params: &stmt.params,
+    }];
+    let (mut conn, results) = run_transaction(pool, env, &steps, End::Open).await?;
+    let lines: Result<Vec<String>, ApiError> = results
+        .first()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.try_get::<_, RawText>(0).map(|t| t.0).map_err(internal))
+                .collect()
+        })
+        .unwrap_or_else(|| Ok(Vec::new()));
+    match lines {
+        Ok(lines) => {
+            finish(&mut conn, commit, env.anonymous).await?;
+            Ok(lines.join("\n"))
+        }
+        Err(e) => {
+            let _ = finish(&mut conn, false, env.anonymous).await;
+            Err(e)
+        }
+    }
+}

@@ -206,6 +206,7 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
         profile: header_str(headers, profile_header).map(str::to_string),
         authorization: header_str(headers, "authorization").map(str::to_string),
         identity: None,
+        plan: None,
     })
 }
 
@@ -253,7 +254,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             if api.prefs.strict == Some(true) && !api.prefs.invalid.is_empty() {
                 return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
             }
-            api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
+            (api.media_type, api.plan) = request::negotiate_with_plan(
+                header_str(req.headers(), "accept"),
+                state.config.flag("db-plan-enabled"),
+            )?;
             let name = name.clone();
             let cache = state.schema.load();
             let content_type = header_str(req.headers(), "content-type").map(str::to_string);
@@ -286,7 +290,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
             }
             let name = name.clone();
-            api.media_type = request::negotiate(header_str(req.headers(), "accept"))?;
+            (api.media_type, api.plan) = request::negotiate_with_plan(
+                header_str(req.headers(), "accept"),
+                state.config.flag("db-plan-enabled"),
+            )?;
             match method {
                 Method::Options => {
                     let methods = cache
@@ -451,6 +458,7 @@ async fn write(
         legacy_names: state.config.flag("url-use-legacy-target-names"),
         aggregates: state.config.flag("db-aggregates-enabled"),
     };
+    let started = std::time::Instant::now();
     let plan = plan::mutate_plan(
         api,
         target.cache,
@@ -460,6 +468,10 @@ async fn write(
         &config,
     )?;
     let statement = sql::mutate_statement(&plan);
+    crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
+    if let Some(explain) = api.plan {
+        return explain_response(state, api, target.schema, explain, &statement, false).await;
+    }
     let env = envelope(state, api, target.schema, false)?;
     let (commit, overridable) = commits(&state.config, &api.prefs);
     let singular = api.media_type.is_singular();
@@ -677,6 +689,10 @@ async fn call(
     let plan = plan::call_plan(api, cache, schema, name, body, &config)?;
     let statement = sql::call_statement(&plan);
     crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
+    if let Some(explain) = api.plan {
+        let read_only = plan.read_only;
+        return explain_response(state, api, schema, explain, &statement, read_only).await;
+    }
     let env = envelope(state, api, schema, plan.read_only)?;
     let (commit, overridable) = commits(&state.config, &api.prefs);
     let singular = api.media_type.is_singular() && plan.routine.returns_set;
@@ -719,6 +735,31 @@ async fn call(
         out.response_headers.as_deref(),
         out.response_status.as_deref(),
     )
+}
+
+/// `application/vnd.pgrst.plan`: the EXPLAIN of exactly the statement the request would run.
+async fn explain_response(
+    state: &AppState,
+    api: &ApiRequest,
+    schema: &str,
+    explain: request::PlanRequest,
+    statement: &sql::Statement,
+    read_only: bool,
+) -> Result<Resp, ApiError> {
+    let wrapped = sql::Statement {
+        sql: format!("{}{}", explain.explain_prefix(), statement.sql),
+        params: statement.params.clone(),
+    };
+    let env = envelope(state, api, schema, read_only)?;
+    let (commit, _) = commits(&state.config, &api.prefs);
+    let body = db::run_explain(&state.pool, &env, &wrapped, commit).await?;
+    let mut r = body_response(200, body, api.method == Method::Head);
+    set(
+        &mut r,
+        "Content-Type",
+        &explain.content_type(api.media_type),
+    );
+    Ok(r)
 }
 
 /// Status and Content-Range of a page starting at `offset` with `rows` rows, out of
@@ -764,6 +805,9 @@ async fn read(
     let plan = plan::read_plan(api, cache, schema, name, &config)?;
     let main = sql::read_statement(&plan);
     crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
+    if let Some(explain) = api.plan {
+        return explain_response(state, api, schema, explain, &main, true).await;
+    }
     let wants_plan_rows = match plan.count {
         Some(CountPref::Planned) => true,
         Some(CountPref::Estimated) => max_rows.is_some(),

@@ -511,6 +511,7 @@ mod tests {
             profile: None,
             authorization: None,
             identity: None,
+            plan: None,
         }
     }
 

@@ -1155,6 +1155,7 @@ mod tests {
             profile: None,
             authorization: None,
             identity: None,
+            plan: None,
         }
     }
 

@@ -746,3 +746,35 @@ fn nulls_stripped_media_types() {
     );
     assert_json(&r, 200, json!({"id": 4}));
 }
+
+#[test]
+fn execution_plans_when_enabled() {
+    let s = server_with(&[("PGRST_DB_PLAN_ENABLED", "true")]);
+    let r = s.get_with(
+        "/kinds?id=eq.1",
+        &[(
+            "Accept",
+            "application/vnd.pgrst.plan+json; options=analyze|verbose",
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze|verbose; charset=utf-8")
+    );
+    let plan = r.json();
+    assert!(plan[0]["Plan"]["Total Cost"].as_f64().is_some(), "{plan}");
+    assert!(plan[0]["Plan"]["Actual Rows"].as_f64().is_some(), "{plan}");
+    let r = s.get_with(
+        "/kinds",
+        &[(
+            "Accept",
+            "application/vnd.pgrst.plan+text; for=\"text/csv\"",
+        )],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("Aggregate"), "{}", r.body);
+    let r = server().get_with("/kinds", &[("Accept", "application/vnd.pgrst.plan+json")]);
+    assert_eq!(r.status, 406);
+    assert_eq!(r.json()["code"], "PGRST107");
+}

@@ -50,6 +50,17 @@ pub enum MediaType {
 }
 
 impl MediaType {
+    /// The media type name, without charset.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaType::Json => "application/json",
+            MediaType::SingleObject => "application/vnd.pgrst.object+json",
+            MediaType::Csv => "text/csv",
+            MediaType::StrippedArray => "application/vnd.pgrst.array+json;nulls=stripped",
+            MediaType::StrippedObject => "application/vnd.pgrst.object+json;nulls=stripped",
+        }
+    }
+
     /// Whether the response must be exactly one object.
     pub fn is_singular(self) -> bool {
         matches!(self, MediaType::SingleObject | MediaType::StrippedObject)
@@ -108,6 +119,8 @@ pub struct ApiRequest {
     pub authorization: Option<String>,
     /// Who the request runs as, once the token is verified.
     pub identity: Option<crate::auth::Identity>,
+    /// Accept asked for the statement's plan rather than its result.
+    pub plan: Option<PlanRequest>,
 }
 
 pub fn parse_method(m: &str) -> Result<Method, ApiError> {
@@ -259,9 +272,64 @@ struct AcceptItem {
 }
 
 /// Accept negotiation: highest q first, then header order; the first type we can produce.
+/// `application/vnd.pgrst.plan[+json|+text]`: PostgreSQL's EXPLAIN of the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanRequest {
+    pub text: bool,
+    /// Bit i set = PLAN_OPTIONS[i] requested.
+    pub options: u8,
+}
+
+pub const PLAN_OPTIONS: [&str; 5] = ["analyze", "verbose", "settings", "buffers", "wal"];
+
+impl PlanRequest {
+    fn chosen(&self) -> impl Iterator<Item = &'static str> + '_ {
+        PLAN_OPTIONS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.options & (1 << i) != 0)
+            .map(|(_, o)| *o)
+    }
+
+    /// `EXPLAIN (FORMAT ..., ANALYZE, ...) ` (option names are our constants).
+    pub fn explain_prefix(&self) -> String {
+        let mut parts = vec![if self.text {
+            "FORMAT TEXT"
+        } else {
+            "FORMAT JSON"
+        }
+        .to_string()];
+        parts.extend(self.chosen().map(|o| o.to_ascii_uppercase()));
+        format!("EXPLAIN ({}) ", parts.join(", "))
+    }
+
+    pub fn content_type(&self, inner: MediaType) -> String {
+        let options: Vec<&str> = self.chosen().collect();
+        let options = if options.is_empty() {
+            String::new()
+        } else {
+            format!("; options={}", options.join("|"))
+        };
+        format!(
+            "application/vnd.pgrst.plan+{}; for=\"{}\"{options}; charset=utf-8",
+            if self.text { "text" } else { "json" },
+            inner.name()
+        )
+    }
+}
+
 pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
+    negotiate_with_plan(accept, false).map(|(m, _)| m)
+}
+
+/// Accept negotiation, with `vnd.pgrst.plan` when db-plan-enabled: then the media type
+/// is the one the plan is for.
+pub fn negotiate_with_plan(
+    accept: Option<&str>,
+    plan_enabled: bool,
+) -> Result<(MediaType, Option<PlanRequest>), ApiError> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
-        return Ok(MediaType::Json);
+        return Ok((MediaType::Json, None));
     };
     let mut candidates: Vec<AcceptItem> = Vec::new();
     for (index, item) in accept.split(',').enumerate() {
@@ -294,7 +362,43 @@ pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
         if *q <= 0.0 {
             continue;
         }
-        let stripped_nulls = params.iter().any(|(k, v)| k == "nulls" && v == "stripped");
+        let param = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        if plan_enabled
+            && matches!(
+                name.as_str(),
+                "application/vnd.pgrst.plan"
+                    | "application/vnd.pgrst.plan+json"
+                    | "application/vnd.pgrst.plan+text"
+            )
+        {
+            let inner = match param("for") {
+                Some(f) => negotiate(Some(f)).ok(),
+                None => Some(MediaType::Json),
+            };
+            let mut options = 0u8;
+            let mut known = true;
+            for o in param("options")
+                .unwrap_or("")
+                .split('|')
+                .filter(|o| !o.is_empty())
+            {
+                match PLAN_OPTIONS.iter().position(|p| *p == o) {
+                    Some(i) => options |= 1 << i,
+                    None => known = false,
+                }
+            }
+            if let (Some(inner), true) = (inner, known) {
+                let text = !name.ends_with("+json");
+                return Ok((inner, Some(PlanRequest { text, options })));
+            }
+            continue;
+        }
+        let stripped_nulls = param("nulls") == Some("stripped");
         let media = match name.as_str() {
             "*/*" | "application/*" | "application/json" => Some(MediaType::Json),
             "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
@@ -315,7 +419,7 @@ pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
             _ => None,
         };
         if let Some(m) = media {
-            return Ok(m);
+            return Ok((m, None));
         }
     }
     let listed: Vec<&str> = accept.split(',').map(str::trim).collect();
