@@ -25,9 +25,13 @@ pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
                 cache.load_time.as_secs_f64() * 1000.0,
                 cache.table_count()
             );
+            state.metrics.schema_load(Some(cache.load_time));
             state.schema.store(Arc::new(cache));
         }
-        Err(e) => tracing::error!("schema cache reload failed, keeping the previous one: {e}"),
+        Err(e) => {
+            state.metrics.schema_load(None);
+            tracing::error!("schema cache reload failed, keeping the previous one: {e}")
+        }
     }
 }
 
@@ -102,6 +106,14 @@ async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Res
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+        }
+        "/metrics" => {
+            let text = state.metrics.render(state.pool.status());
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            if let Ok(v) = hyper::header::HeaderValue::from_str("text/plain; version=0.0.4") {
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+            }
+            return r;
         }
         _ => StatusCode::NOT_FOUND,
     };

@@ -27,6 +27,7 @@ pub struct AppState {
     pub auth: Option<crate::auth::Authenticator>,
     pub pool: db::Pool,
     pub schema: ArcSwap<SchemaCache>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -102,10 +103,14 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
         method == "OPTIONS",
         preflight.then_some(requested_headers.as_deref().unwrap_or("")),
     );
+    let took = started.elapsed();
+    state
+        .metrics
+        .request(&method, response.status().as_u16(), took);
     tracing::info!(
         "{method} {uri} {} {:.3}ms",
         response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
+        took.as_secs_f64() * 1000.0
     );
     response
 }

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod lenient;
+pub mod metrics;
 pub mod pgcluster;
 pub mod plan;
 pub mod request;

@@ -125,7 +125,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
         }
         None => None,
     };
+    let metrics = crate::metrics::Metrics::default();
+    metrics.schema_load(Some(cache.load_time));
     let state = Arc::new(AppState {
+        metrics,
         auth,
         config,
         pool,

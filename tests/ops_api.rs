@@ -65,4 +65,23 @@ fn admin_server_answers_live_and_ready() {
     assert_eq!(get("/live"), 200);
     assert_eq!(get("/ready"), 200);
     assert_eq!(get("/nothing"), 404);
+    let _ = _s.get("/kinds?select=id&id=eq.1");
+    let _ = _s.get("/nope");
+    let metrics = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for line in [
+        "pgrst_requests_total{method=\"GET\",status=\"200\"} 1",
+        "pgrst_requests_total{method=\"GET\",status=\"404\"} 1",
+        "pgrst_request_duration_seconds_count 2",
+        "pgrst_schema_cache_loads_total{status=\"SUCCESS\"} 1",
+        "pgrst_db_pool_max 10",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
 }
