@@ -588,13 +588,14 @@ fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
     }
     let (select, group_by) = select_list(b, child, !e.spread);
     let mut inner = format!("SELECT {select}");
-    // A computed relationship calls its function with the parent's whole row.
+    // A computed relationship calls its function with the parent's whole row, cast to
+    // the parent's type: that picks the overload and works over a write's RETURNING rows.
     let source = e.rel.function.as_ref().map(|f| {
         let parent_row = match &parent.alias {
             Some(a) => quote_ident(a),
             None => quote_ident(&parent.table.name),
         };
-        format!("{f}({parent_row})")
+        format!("{f}({parent_row}::{})", table_ref(parent.table))
     });
     inner.push_str(&from_clause(b, child, false, source));
     inner.push_str(&junction_from);
