@@ -58,6 +58,9 @@ impl<'a> postgres_types::FromSql<'a> for RawText {
     }
 }
 
+/// Prepared statements kept per connection.
+const MAX_STATEMENTS: usize = 500;
+
 /// A pooled connection with the statements prepared on it, by SQL text.
 pub struct Conn {
     client: tokio_postgres::Client,
@@ -231,6 +234,12 @@ impl Conn {
             return Ok(s.clone());
         }
         let s = self.client.prepare(sql).await?;
+        // Query shapes are unbounded (every filter combination is its own statement), so
+        // the cache is too: past the limit it starts over. Dropping a Statement closes it
+        // on the server.
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
