@@ -784,7 +784,11 @@ fn page_status(offset: i64, rows: i64, total: Option<i64>) -> Result<(u16, Strin
     let range = if rows == 0 {
         format!("*/{total_text}")
     } else {
-        format!("{}-{}/{total_text}", offset, offset + rows - 1)
+        format!(
+            "{}-{}/{total_text}",
+            offset,
+            offset.saturating_add(rows) - 1
+        )
     };
     let status = match total {
         Some(t) if rows < t => 206,

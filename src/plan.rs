@@ -119,7 +119,7 @@ pub fn page(req: &ApiRequest, max_rows: Option<i64>) -> Result<(i64, Option<i64>
         ));
     }
     // Upper bound, inclusive; None = open.
-    let mut upper = limit.map(|l| lower + l - 1);
+    let mut upper = limit.map(|l| lower.saturating_add(l) - 1);
     if req.method == Method::Get {
         if let Some((first, last)) = req.range {
             if last.is_some_and(|last| last < first) {
@@ -142,12 +142,12 @@ pub fn page(req: &ApiRequest, max_rows: Option<i64>) -> Result<(i64, Option<i64>
 fn cap(lower: i64, upper: Option<i64>, max_rows: Option<i64>) -> Option<i64> {
     let upper = match max_rows {
         Some(max) => {
-            let cap = lower + max - 1;
+            let cap = lower.saturating_add(max) - 1;
             Some(upper.map_or(cap, |u| u.min(cap)))
         }
         None => upper,
     };
-    upper.map(|u| (u - lower + 1).max(0))
+    upper.map(|u| u.saturating_sub(lower).saturating_add(1).max(0))
 }
 
 /// PostgREST's legacy `select=count` (no parentheses) counts rows when the table has no
@@ -393,7 +393,7 @@ fn page_embeds(
     for e in &mut node.embeds {
         path.push(e.name.clone());
         let offset = last_for(&req.query.offsets, path).unwrap_or(0).max(0);
-        let upper = last_for(&req.query.limits, path).map(|l| offset + l.max(0) - 1);
+        let upper = last_for(&req.query.limits, path).map(|l| offset.saturating_add(l.max(0)) - 1);
         e.node.offset = offset;
         e.node.limit = cap(offset, upper, max_rows);
         page_embeds(&mut e.node, req, path, max_rows);
@@ -533,6 +533,11 @@ mod tests {
         );
         assert_eq!(page(&req("limit=0", None), Some(10)).unwrap(), (0, Some(0)));
         assert!(page(&req("limit=-1", None), None).is_err());
+        let huge = format!("offset={}&limit={}", i64::MAX, i64::MAX);
+        assert_eq!(
+            page(&req(&huge, None), Some(5)).unwrap(),
+            (i64::MAX, Some(0))
+        );
         assert!(page(&req("", Some((1, Some(0)))), None).is_err());
     }
 }

@@ -778,3 +778,17 @@ fn execution_plans_when_enabled() {
     assert_eq!(r.status, 406);
     assert_eq!(r.json()["code"], "PGRST107");
 }
+
+#[test]
+fn extreme_paging_values_do_not_break_the_server() {
+    let s = server();
+    let max = i64::MAX;
+    let r = s.get(&format!("/numbers?offset={max}&limit={max}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_json(&r, 200, json!([]));
+    let r = s.get_with("/numbers", &[("Range", &format!("{max}-{max}"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.get("/numbers?limit=99999999999999999999");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "PGRST100");
+}
