@@ -200,6 +200,14 @@ fn apply_aggregate(agg: &Aggregate, input: &str) -> String {
     }
 }
 
+/// A column of a domain with a `domain -> json` cast is output through it.
+fn represented(expr: String, to_json: Option<&str>) -> String {
+    match to_json {
+        Some(function) => format!("{function}({expr})"),
+        None => expr,
+    }
+}
+
 /// One output column: expression, output name (empty for `t.*`), whether it aggregates.
 struct OutColumn {
     expr: String,
@@ -224,14 +232,18 @@ fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -> Vec<OutCo
         .embeds
         .iter()
         .any(|e| e.spread && !hoisted_aggregates(&e.node).is_empty());
-    let expand_star = own_aggregates || hoisting;
+    // `*` is spelled out when aggregating (to group by the columns) and when a column
+    // has a data representation (to apply it).
+    let has_repr = node.table.columns.iter().any(|c| c.repr.to_json.is_some());
+    let expand_star = own_aggregates || hoisting || has_repr;
     let mut out = Vec::new();
     for item in &node.select {
         match item {
             SelectItem::Star if expand_star => {
                 for c in &node.table.columns {
+                    let column = format!("{row_ref}.{}", quote_ident(&c.name));
                     out.push(OutColumn {
-                        expr: format!("{row_ref}.{}", quote_ident(&c.name)),
+                        expr: represented(column, c.repr.to_json.as_deref()),
                         name: c.name.clone(),
                         aggregate: false,
                     });
@@ -253,7 +265,12 @@ fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -> Vec<OutCo
                     // count() counts rows; a spread leaves a non-null marker per row
                     if aggregating { "*" } else { "1" }.to_string()
                 } else {
-                    field_expr(b, node.table, &row_ref, field)
+                    let repr = node
+                        .table
+                        .column(&field.name)
+                        .filter(|_| field.json_path.is_empty())
+                        .and_then(|c| c.repr.to_json.as_deref());
+                    represented(field_expr(b, node.table, &row_ref, field), repr)
                 };
                 if let Some(cast) = cast {
                     expr = format!("CAST({expr} AS {})", type_name(cast));
@@ -374,6 +391,16 @@ fn null_embed_check(node: &ReadNode, filter: &Filter) -> Option<String> {
     })
 }
 
+/// The `text -> domain` cast function that parses this filter's values, if any.
+fn text_repr<'t>(table: &'t Table, filter: &Filter) -> Option<&'t str> {
+    if !filter.field.json_path.is_empty() {
+        return None;
+    }
+    table
+        .column(&filter.field.name)
+        .and_then(|c| c.repr.from_text.as_deref())
+}
+
 fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
     if let Some(check) = null_embed_check(node, filter) {
         return check;
@@ -391,6 +418,21 @@ fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
                 _ => value.clone(),
             };
             let p = b.param(value);
+            let p = match text_repr(table, filter) {
+                Some(function)
+                    if quantifier.is_none()
+                        && !matches!(
+                            op,
+                            CompareOp::Like
+                                | CompareOp::Ilike
+                                | CompareOp::Match
+                                | CompareOp::Imatch
+                        ) =>
+                {
+                    format!("{function}({p}::text)")
+                }
+                _ => p,
+            };
             match quantifier {
                 None => format!("{expr} {} {p}", op.sql()),
                 Some(Quantifier::Any) => format!("{expr} {} ANY({p})", op.sql()),
@@ -399,7 +441,12 @@ fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
         }
         Operation::In(items) => {
             let p = b.param(array_literal(items));
-            format!("{expr} = ANY({p})")
+            match text_repr(table, filter) {
+                Some(function) => format!(
+                    "{expr} = ANY(ARRAY(SELECT {function}(pgrst_v) FROM unnest({p}::text[]) AS pgrst_v))"
+                ),
+                None => format!("{expr} = ANY({p})"),
+            }
         }
         Operation::Is(v) => {
             let test = match v {
@@ -903,10 +950,18 @@ fn recordset(plan: &MutatePlan, rows: &str) -> String {
     if plan.columns.is_empty() {
         return format!("json_array_elements({rows}) AS _");
     }
+    // A domain with a `json -> domain` cast reads its JSON value through it.
     let defs: Vec<String> = plan
         .columns
         .iter()
-        .map(|c| format!("{} {}", quote_ident(&c.name), c.data_type))
+        .map(|c| {
+            let ty = if c.repr.from_json.is_some() {
+                "json"
+            } else {
+                c.data_type.as_str()
+            };
+            format!("{} {ty}", quote_ident(&c.name))
+        })
         .collect();
     format!("json_to_recordset({rows}) AS _({})", defs.join(", "))
 }
@@ -917,6 +972,15 @@ fn column_list(plan: &MutatePlan, prefix: &str) -> String {
         .map(|c| format!("{prefix}{}", quote_ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A payload column's value, through the column's `json -> domain` cast if it has one.
+fn payload_value(c: &crate::schema::Column, source: &str) -> String {
+    let value = format!("{source}.{}", quote_ident(&c.name));
+    match &c.repr.from_json {
+        Some(function) => format!("{function}({value})"),
+        None => value,
+    }
 }
 
 fn on_conflict(plan: &MutatePlan, key: &[String], merge: bool) -> String {
@@ -945,11 +1009,12 @@ fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
     let insert = |b: &mut Builder, first_only: bool| {
         let rows = payload_rows(b, plan, first_only);
         let cols = column_list(plan, "");
-        let select = if cols.is_empty() {
-            String::new()
-        } else {
-            column_list(plan, "_.")
-        };
+        let select = plan
+            .columns
+            .iter()
+            .map(|c| payload_value(c, "_"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let into = if cols.is_empty() {
             target.clone()
         } else {
@@ -993,8 +1058,11 @@ fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
                 .columns
                 .iter()
                 .map(|c| {
-                    let n = quote_ident(&c.name);
-                    format!("{n} = pgrst_body.{n}")
+                    format!(
+                        "{} = {}",
+                        quote_ident(&c.name),
+                        payload_value(c, "pgrst_body")
+                    )
                 })
                 .collect();
             format!(
@@ -1113,6 +1181,7 @@ mod tests {
             enum_values: vec![],
             description: None,
             function: None,
+            repr: Default::default(),
         };
         Table {
             schema: "api".into(),
@@ -1232,6 +1301,7 @@ mod tests {
                     enum_values: vec![],
                     description: None,
                     function: None,
+                    repr: Default::default(),
                 })
                 .collect(),
             primary_key: vec!["id".into()],

@@ -23,6 +23,19 @@ pub struct Column {
     pub description: Option<String>,
     /// For a computed field: the quoted, qualified function computing it.
     pub function: Option<String>,
+    /// Data representation casts defined for the column's domain.
+    pub repr: Repr,
+}
+
+/// Casts a domain defines to present itself in JSON and to read values (PostgREST's data
+/// representations): output through `domain -> json`, input through `json -> domain`
+/// (bodies) and `text -> domain` (filter values). PostgreSQL ignores casts on domains in
+/// CAST(), so these are the quoted, qualified cast functions, called directly.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Repr {
+    pub to_json: Option<String>,
+    pub from_json: Option<String>,
+    pub from_text: Option<String>,
 }
 
 impl Column {
@@ -217,7 +230,16 @@ SELECT n.nspname::text, c.relname::text, a.attname::text,
        END,
        coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
                  FROM pg_enum e WHERE e.enumtypid = coalesce(bt.oid, t.oid)), '{}'),
-       col_description(c.oid, a.attnum)
+       col_description(c.oid, a.attnum),
+       (SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_cast k
+          JOIN pg_proc f ON f.oid = k.castfunc JOIN pg_namespace fn ON fn.oid = f.pronamespace
+          WHERE t.typtype = 'd' AND k.castsource = a.atttypid AND k.casttarget = 'json'::regtype),
+       (SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_cast k
+          JOIN pg_proc f ON f.oid = k.castfunc JOIN pg_namespace fn ON fn.oid = f.pronamespace
+          WHERE t.typtype = 'd' AND k.casttarget = a.atttypid AND k.castsource = 'json'::regtype),
+       (SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_cast k
+          JOIN pg_proc f ON f.oid = k.castfunc JOIN pg_namespace fn ON fn.oid = f.pronamespace
+          WHERE t.typtype = 'd' AND k.casttarget = a.atttypid AND k.castsource = 'text'::regtype)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -337,6 +359,7 @@ async fn load_functions(
                         default: None,
                         enum_values: Vec::new(),
                         description: r.get(10),
+                        repr: Repr::default(),
                         function: Some(format!(
                             "{}.{}",
                             crate::sql::quote_ident(&fn_schema),
@@ -404,6 +427,11 @@ impl SchemaCache {
                 enum_values: row.get(7),
                 description: row.get(8),
                 function: None,
+                repr: Repr {
+                    to_json: row.get(9),
+                    from_json: row.get(10),
+                    from_text: row.get(11),
+                },
             });
         }
         let inferred = relationships::load(&tx, schemas).await?;

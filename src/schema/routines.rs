@@ -155,6 +155,7 @@ pub(super) async fn load(
                     enum_values: Vec::new(),
                     description: None,
                     function: None,
+                    repr: Default::default(),
                 })
                 .collect(),
             primary_key: Vec::new(),
