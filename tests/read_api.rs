@@ -792,3 +792,37 @@ fn extreme_paging_values_do_not_break_the_server() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["code"], "PGRST100");
 }
+
+#[test]
+fn data_representations_format_and_parse_domain_values() {
+    let s = server();
+    assert_json(
+        &s.get("/prices?order=id"),
+        200,
+        json!([{"id": 1, "amount": "12.34"}, {"id": 2, "amount": "0.50"}]),
+    );
+    assert_json(
+        &s.get("/prices?select=id,amount&amount=eq.0.50"),
+        200,
+        json!([{"id": 2, "amount": "0.50"}]),
+    );
+    assert_json(
+        &s.get("/prices?select=id&amount=in.(12.34,99)"),
+        200,
+        json!([{"id": 1}]),
+    );
+    let r = s.send(
+        "POST",
+        "/prices",
+        &[
+            ("Content-Type", "application/json"),
+            ("Prefer", "return=representation"),
+        ],
+        Some(r#"{"id":3,"amount":"7.25"}"#),
+    );
+    assert_json(&r, 201, json!([{"id": 3, "amount": "7.25"}]));
+    assert_eq!(
+        common::sql_rows("SELECT amount FROM test_api.prices WHERE id = 3"),
+        json!([{"amount": 725}])
+    );
+}
