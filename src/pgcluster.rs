@@ -185,15 +185,17 @@ impl TempCluster {
 
     /// Stops the cluster once process `pid` has exited, even if it dies without cleaning up.
     pub fn stop_when_process_exits(&self, pid: u32) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {}",
-            self.teardown_script()
-        );
-        let _ = Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        run_after_exit(pid, &self.teardown_script());
     }
+}
+
+/// Runs shell `script` in a detached watcher once process `pid` has exited.
+pub fn run_after_exit(pid: u32, script: &str) {
+    let script = format!("while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {script}");
+    let _ = Command::new("setsid")
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }

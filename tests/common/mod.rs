@@ -74,17 +74,10 @@ pub fn harness() -> &'static Harness {
 
 /// Kills `child` once this test process has exited.
 fn reap_with_tests(child: &Child) {
-    let script = format!(
-        "while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill {} 2>/dev/null",
+    pgrest::pgcluster::run_after_exit(
         std::process::id(),
-        child.id()
+        &format!("kill {} 2>/dev/null", child.id()),
     );
-    let _ = Command::new("setsid")
-        .args(["sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
 }
 
 pub const BASE_ENV: &[(&str, &str)] = &[
