@@ -18,7 +18,7 @@ use crate::http::AppState;
 /// Loads a new schema cache and swaps it in; requests in flight keep the old snapshot.
 /// On failure the old cache stays and the reason is logged.
 pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
-    match crate::server::load_schema(pg, &state.config.db_schemas).await {
+    match crate::server::load_schema(pg, &state.config().db_schemas).await {
         Ok(cache) => {
             tracing::info!(
                 "schema cache reloaded in {:.1} ms: {} relations",
@@ -35,14 +35,44 @@ pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
     }
 }
 
-/// Reloads on SIGUSR1.
+/// Reads the configuration again (file and in-process settings; the environment of a
+/// running process cannot change) and swaps it in with a new JWT verifier. Keys fixed at
+/// start-up (db-uri, db-pool, server-host, server-port, admin-server-*) keep their
+/// effect. A failed reload keeps the previous configuration.
+pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) {
+    let loaded = state
+        .config_source
+        .load()
+        .and_then(|c| crate::server::authenticator(&c).map(|a| (c, a)));
+    match loaded {
+        Ok((config, auth)) => {
+            let schemas_changed = config.db_schemas != state.config().db_schemas;
+            state.auth.store(auth.map(Arc::new));
+            state.config.store(Arc::new(config));
+            tracing::info!("configuration reloaded");
+            if schemas_changed {
+                reload_schema(state, pg).await;
+            }
+        }
+        Err(e) => tracing::error!("configuration reload failed, keeping the previous one: {e}"),
+    }
+}
+
+/// Reloads the schema cache on SIGUSR1 and the configuration on SIGUSR2.
 pub async fn reload_on_signal(state: Arc<AppState>, pg: tokio_postgres::Config) {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+    let (Ok(mut usr1), Ok(mut usr2)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
         return;
     };
-    while usr1.recv().await.is_some() {
-        reload_schema(&state, &pg).await;
+    loop {
+        tokio::select! {
+            Some(()) = usr1.recv() => reload_schema(&state, &pg).await,
+            Some(()) = usr2.recv() => reload_config(&state, &pg).await,
+            else => return,
+        }
     }
 }
 
@@ -75,9 +105,7 @@ pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: S
                     while let Some(payload) = rx.recv().await {
                         match payload.trim() {
                             "" | "reload schema" => reload_schema(&state, &pg).await,
-                            "reload config" => {
-                                tracing::warn!("'reload config' is not supported yet; restart to apply configuration changes")
-                            }
+                            "reload config" => reload_config(&state, &pg).await,
                             other => tracing::debug!("ignored notification {other:?}"),
                         }
                     }

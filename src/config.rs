@@ -106,6 +106,28 @@ fn canonical_key(key: &str) -> &str {
         .unwrap_or(key)
 }
 
+/// Where the configuration comes from, so it can be read again on a reload: the file (if
+/// any), the environment, and settings a caller imposes (the demo's database).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub file: Option<String>,
+    /// Applied after the environment, as PGRST_* pairs.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, String> {
+        let text = match &self.file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+            ),
+            None => None,
+        };
+        let env = std::env::vars().chain(self.overrides.iter().cloned());
+        Config::load(text.as_deref(), env).map_err(|e| format!("invalid configuration: {e}"))
+    }
+}
+
 /// Parses PostgREST's `key = value` file syntax into raw strings.
 pub fn parse_file(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();

@@ -22,12 +22,20 @@ use crate::schema::SchemaCache;
 use crate::sql;
 
 pub struct AppState {
-    pub config: Config,
-    /// `None` when no jwt-secret is configured.
-    pub auth: Option<crate::auth::Authenticator>,
+    /// The live configuration; swapped whole on a config reload.
+    pub config: ArcSwap<Config>,
+    pub config_source: crate::config::ConfigSource,
+    /// `None` when no jwt-secret is configured; rebuilt on a config reload.
+    pub auth: arc_swap::ArcSwapOption<crate::auth::Authenticator>,
     pub pool: db::Pool,
     pub schema: ArcSwap<SchemaCache>,
     pub metrics: crate::metrics::Metrics,
+}
+
+impl AppState {
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.load()
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -88,12 +96,12 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
         let (result, timings) = crate::timing::measure(route(state, req)).await;
         match result {
             Ok(mut r) => {
-                if state.config.flag("server-timing-enabled") {
+                if state.config().flag("server-timing-enabled") {
                     set(&mut r, "Server-Timing", &timings.header(started.elapsed()));
                 }
                 r
             }
-            Err(e) => error_response(&e, state.config.minimal_errors),
+            Err(e) => error_response(&e, state.config().minimal_errors),
         }
     };
     cors(
@@ -125,7 +133,8 @@ fn cors(
     options: bool,
     preflight: Option<&str>,
 ) {
-    let allowed = state.config.value("server-cors-allowed-origins");
+    let config = state.config();
+    let allowed = config.value("server-cors-allowed-origins");
     match (allowed, origin) {
         (None, Some(_)) => set(r, "Access-Control-Allow-Origin", "*"),
         (None, None) if options => set(r, "Access-Control-Allow-Origin", "*"),
@@ -222,21 +231,21 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
     if api.method != Method::Options {
         api.identity = Some(time(Stage::Jwt, || {
             crate::auth::identify(
-                state.auth.as_ref(),
+                state.auth.load().as_deref(),
                 api.authorization.as_deref(),
-                state.config.db_anon_role.as_deref(),
+                state.config().db_anon_role.as_deref(),
             )
         })?);
     }
     let schema = match &api.profile {
-        Some(p) if !state.config.db_schemas.contains(p) => {
+        Some(p) if !state.config().db_schemas.contains(p) => {
             return Err(ApiError::InvalidSchema {
                 schema: p.clone(),
-                allowed: state.config.db_schemas.clone(),
+                allowed: state.config().db_schemas.clone(),
             })
         }
         Some(p) => p.clone(),
-        None => state.config.db_schemas[0].clone(),
+        None => state.config().db_schemas[0].clone(),
     };
     match (&api.target, api.method) {
         (Target::Root, Method::Get | Method::Head) => root(state, &api, &schema),
@@ -261,7 +270,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             }
             (api.media_type, api.plan) = request::negotiate_with_plan(
                 header_str(req.headers(), "accept"),
-                state.config.flag("db-plan-enabled"),
+                state.config().flag("db-plan-enabled"),
             )?;
             let name = name.clone();
             let cache = state.schema.load();
@@ -297,7 +306,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             let name = name.clone();
             (api.media_type, api.plan) = request::negotiate_with_plan(
                 header_str(req.headers(), "accept"),
-                state.config.flag("db-plan-enabled"),
+                state.config().flag("db-plan-enabled"),
             )?;
             match method {
                 Method::Options => {
@@ -460,8 +469,8 @@ async fn write(
     let payload = write_payload(api, content_type, body)?;
     let config = plan::PlanConfig {
         max_rows: None,
-        legacy_names: state.config.flag("url-use-legacy-target-names"),
-        aggregates: state.config.flag("db-aggregates-enabled"),
+        legacy_names: state.config().flag("url-use-legacy-target-names"),
+        aggregates: state.config().flag("db-aggregates-enabled"),
     };
     let started = std::time::Instant::now();
     let plan = plan::mutate_plan(
@@ -478,7 +487,7 @@ async fn write(
         return explain_response(state, api, target.schema, explain, &statement, false).await;
     }
     let env = envelope(state, api, target.schema, false)?;
-    let (commit, overridable) = commits(&state.config, &api.prefs);
+    let (commit, overridable) = commits(&state.config(), &api.prefs);
     let singular = api.media_type.is_singular();
     let strict_max = api.prefs.max_affected.filter(|_| {
         api.prefs.strict == Some(true) && matches!(api.method, Method::Patch | Method::Delete)
@@ -629,14 +638,14 @@ fn envelope(
     let identity = match &api.identity {
         Some(i) => i.clone(),
         None => crate::auth::identify(
-            state.auth.as_ref(),
+            state.auth.load().as_deref(),
             api.authorization.as_deref(),
-            state.config.db_anon_role.as_deref(),
+            state.config().db_anon_role.as_deref(),
         )?,
     };
     let role = identity.role.clone();
     let search_path: Vec<String> = std::iter::once(schema.to_string())
-        .chain(state.config.db_extra_search_path.iter().cloned())
+        .chain(state.config().db_extra_search_path.iter().cloned())
         .map(|s| sql::quote_ident(&s))
         .collect();
     let mut gucs = vec![
@@ -652,7 +661,7 @@ fn envelope(
     if let Some(tz) = &api.prefs.timezone {
         gucs.push(("timezone".to_string(), tz.clone()));
     }
-    for (k, v) in &state.config.app_settings {
+    for (k, v) in &state.config().app_settings {
         gucs.push((format!("app.settings.{k}"), v.clone()));
     }
     let role_settings = state
@@ -670,7 +679,7 @@ fn envelope(
         anonymous: identity.anonymous,
         gucs,
         pre_request: state
-            .config
+            .config()
             .db_pre_request
             .as_deref()
             .map(sql::quote_qualified),
@@ -686,9 +695,9 @@ async fn call(
     body: Option<&plan::CallBody<'_>>,
 ) -> Result<Resp, ApiError> {
     let config = plan::PlanConfig {
-        max_rows: state.config.db_max_rows,
-        legacy_names: state.config.flag("url-use-legacy-target-names"),
-        aggregates: state.config.flag("db-aggregates-enabled"),
+        max_rows: state.config().db_max_rows,
+        legacy_names: state.config().flag("url-use-legacy-target-names"),
+        aggregates: state.config().flag("db-aggregates-enabled"),
     };
     let started = std::time::Instant::now();
     let plan = plan::call_plan(api, cache, schema, name, body, &config)?;
@@ -699,7 +708,7 @@ async fn call(
         return explain_response(state, api, schema, explain, &statement, read_only).await;
     }
     let env = envelope(state, api, schema, plan.read_only)?;
-    let (commit, overridable) = commits(&state.config, &api.prefs);
+    let (commit, overridable) = commits(&state.config(), &api.prefs);
     let singular = api.media_type.is_singular() && plan.routine.returns_set;
     let strict_max = api
         .prefs
@@ -756,7 +765,7 @@ async fn explain_response(
         params: statement.params.clone(),
     };
     let env = envelope(state, api, schema, read_only)?;
-    let (commit, _) = commits(&state.config, &api.prefs);
+    let (commit, _) = commits(&state.config(), &api.prefs);
     let body = db::run_explain(&state.pool, &env, &wrapped, commit).await?;
     let mut r = body_response(200, body, api.method == Method::Head);
     set(
@@ -804,11 +813,11 @@ async fn read(
     schema: &str,
     name: &str,
 ) -> Result<Resp, ApiError> {
-    let max_rows = state.config.db_max_rows;
+    let max_rows = state.config().db_max_rows;
     let config = plan::PlanConfig {
         max_rows,
-        legacy_names: state.config.flag("url-use-legacy-target-names"),
-        aggregates: state.config.flag("db-aggregates-enabled"),
+        legacy_names: state.config().flag("url-use-legacy-target-names"),
+        aggregates: state.config().flag("db-aggregates-enabled"),
     };
     let started = std::time::Instant::now();
     let plan = plan::read_plan(api, cache, schema, name, &config)?;
@@ -848,10 +857,10 @@ async fn read(
     };
     set(&mut r, "Content-Location", &location);
     set(&mut r, "Vary", VARY);
-    if state.config.db_schemas.len() > 1 {
+    if state.config().db_schemas.len() > 1 {
         set(&mut r, "Content-Profile", schema);
     }
-    let (_, overridable) = commits(&state.config, &api.prefs);
+    let (_, overridable) = commits(&state.config(), &api.prefs);
     finish_response(
         r,
         preference_applied(api, false, overridable),

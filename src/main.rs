@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use pgrest::config::Config;
+use pgrest::config::ConfigSource;
 use pgrest::server;
 
 const HELP: &str = "\
@@ -53,14 +53,11 @@ fn main() -> ExitCode {
 }
 
 fn run(file: Option<String>, dump: bool, demo: bool) -> Result<(), String> {
-    let text = match &file {
-        Some(path) => {
-            Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?)
-        }
-        None => None,
+    let source = ConfigSource {
+        file,
+        overrides: Vec::new(),
     };
-    let config = Config::load(text.as_deref(), std::env::vars())
-        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let config = source.load()?;
     if dump {
         print!("{}", config.dump());
         return Ok(());
@@ -71,8 +68,8 @@ fn run(file: Option<String>, dump: bool, demo: bool) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     if demo || config.db_uri.is_none() {
-        runtime.block_on(server::run_demo(config))
+        runtime.block_on(server::run_demo(source))
     } else {
-        runtime.block_on(server::run(config))
+        runtime.block_on(server::run(source))
     }
 }

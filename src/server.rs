@@ -74,14 +74,9 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<()>,
 }
 
-/// Connects, loads the schema cache and starts serving in the background.
-pub async fn start(config: Config) -> Result<Running, String> {
-    let uri = config
-        .db_uri
-        .clone()
-        .ok_or_else(|| "db-uri is not set".to_string())?;
-    let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
-    let auth = crate::auth::Authenticator::new(
+/// The JWT verifier the configuration describes.
+pub fn authenticator(config: &Config) -> Result<Option<crate::auth::Authenticator>, String> {
+    crate::auth::Authenticator::new(
         config.value("jwt-secret"),
         config.flag("jwt-secret-is-base64"),
         config.value("jwt-role-claim-key").unwrap_or("$.role"),
@@ -90,7 +85,18 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .value("jwt-cache-max-entries")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
-    )?;
+    )
+}
+
+/// Connects, loads the schema cache and starts serving in the background.
+pub async fn start(source: crate::config::ConfigSource) -> Result<Running, String> {
+    let config = source.load()?;
+    let uri = config
+        .db_uri
+        .clone()
+        .ok_or_else(|| "db-uri is not set".to_string())?;
+    let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+    let auth = authenticator(&config)?;
     let cache = load_schema(&pg, &config.db_schemas).await?;
     tracing::info!(
         "schema cache loaded in {:.1} ms: {} relations",
@@ -129,15 +135,16 @@ pub async fn start(config: Config) -> Result<Running, String> {
     metrics.schema_load(Some(cache.load_time));
     let state = Arc::new(AppState {
         metrics,
-        auth,
-        config,
+        auth: arc_swap::ArcSwapOption::from(auth.map(Arc::new)),
+        config: ArcSwap::from_pointee(config),
+        config_source: source,
         pool,
         schema: ArcSwap::from_pointee(cache),
     });
     tokio::spawn(crate::admin::reload_on_signal(state.clone(), pg.clone()));
-    if state.config.flag("db-channel-enabled") {
+    if state.config().flag("db-channel-enabled") {
         let channel = state
-            .config
+            .config()
             .value("db-channel")
             .unwrap_or("pgrst")
             .to_string();
@@ -167,8 +174,8 @@ pub async fn termination() {
 }
 
 /// Runs until a termination signal.
-pub async fn run(config: Config) -> Result<(), String> {
-    let running = start(config).await?;
+pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
+    let running = start(source).await?;
     termination().await;
     let _ = running.stop.send(());
     let _ = running.done.await;
@@ -176,7 +183,8 @@ pub async fn run(config: Config) -> Result<(), String> {
 }
 
 /// `pgrest --demo`: a throwaway cluster with the demo schema, served until Ctrl-C.
-pub async fn run_demo(mut config: Config) -> Result<(), String> {
+pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), String> {
+    let config = source.load()?;
     eprintln!(
         "pgrest: no db-uri configured; starting a throwaway PostgreSQL with a demo schema..."
     );
@@ -189,14 +197,16 @@ pub async fn run_demo(mut config: Config) -> Result<(), String> {
         cluster.stop();
         return Err(format!("cannot load the demo schema: {e}"));
     }
-    config.db_uri = Some(cluster.uri("postgres"));
+    // The demo's database, kept through config reloads.
+    let mut demo = vec![("PGRST_DB_URI".to_string(), cluster.uri("postgres"))];
     if config.db_anon_role.is_none() {
-        config.db_anon_role = Some("web_anon".into());
+        demo.push(("PGRST_DB_ANON_ROLE".into(), "web_anon".into()));
     }
     if config.db_schemas == ["public"] {
-        config.db_schemas = vec!["api".into()];
+        demo.push(("PGRST_DB_SCHEMAS".into(), "api".into()));
     }
-    let result = match start(config).await {
+    source.overrides.extend(demo);
+    let result = match start(source).await {
         Ok(running) => {
             let host = match running.addr.ip() {
                 ip if ip.is_unspecified() => "localhost".to_string(),

@@ -85,3 +85,63 @@ fn admin_server_answers_live_and_ready() {
         );
     }
 }
+
+#[test]
+fn config_reloads_from_the_file_on_notify_and_sigusr2() {
+    let h = common::harness();
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let dir = std::env::temp_dir().join(format!("pgrest-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pgrest.conf");
+    let write = |max_rows: u32| {
+        std::fs::write(
+            &file,
+            format!(
+                "db-uri = \"{}\"\ndb-schemas = \"test_api\"\ndb-anon-role = \"test_anon\"\nserver-host = \"127.0.0.1\"\nserver-port = {port}\ndb-max-rows = {max_rows}\ndb-channel = \"reload_test\"\n",
+                h.cluster.uri_as("authenticator", common::DB)
+            ),
+        )
+        .unwrap()
+    };
+    write(2);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
+        .arg(&file)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::reap_with_tests(&child);
+    let s = common::Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let rows = |s: &common::Server| {
+        s.get("/numbers")
+            .json()
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    assert_eq!(rows(&s), 2);
+    write(3);
+    sql_exec("NOTIFY reload_test, 'reload config'");
+    wait_for("db-max-rows 3", || rows(&s) == 3);
+    write(4);
+    std::process::Command::new("kill")
+        .args(["-USR2", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("db-max-rows 4", || rows(&s) == 4);
+    // A broken file keeps the running configuration.
+    std::fs::write(&file, "db-max-rows = \"many\"\n").unwrap();
+    sql_exec("NOTIFY reload_test, 'reload config'");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rows(&s), 4);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -73,7 +73,7 @@ pub fn harness() -> &'static Harness {
 }
 
 /// Kills `child` once this test process has exited.
-fn reap_with_tests(child: &Child) {
+pub fn reap_with_tests(child: &Child) {
     pgrest::pgcluster::run_after_exit(
         std::process::id(),
         &format!("kill {} 2>/dev/null", child.id()),
