@@ -94,6 +94,8 @@ pub enum ApiError {
         keys: Vec<String>,
         /// `json/jsonb`, `text`, ... when a single unnamed parameter was also looked for.
         unnamed: Option<String>,
+        /// A raw body (text, xml, bytes) looks only for that unnamed parameter.
+        only_unnamed: bool,
         hint: Option<String>,
     },
     /// PGRST203: several overloads match.
@@ -361,9 +363,21 @@ impl ApiError {
             NoFunction {
                 schema,
                 name,
+                unnamed: Some(kind),
+                only_unnamed: true,
+                ..
+            } => (
+                format!("Could not find the function {schema}.{name} in the schema cache"),
+                Some(format!("Searched for the function {schema}.{name} with a single unnamed {kind} parameter, but no matches were found in the schema cache.")),
+                None,
+            ),
+            NoFunction {
+                schema,
+                name,
                 keys,
                 unnamed,
                 hint,
+                ..
             } => {
                 let signature = if keys.is_empty() {
                     " without parameters".to_string()

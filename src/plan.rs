@@ -926,6 +926,7 @@ fn no_function(
     ApiError::NoFunction {
         schema: schema.to_string(),
         name: name.to_string(),
+        only_unnamed: keys.is_empty() && unnamed.is_some_and(|u| u != "json/jsonb"),
         keys,
         unnamed: unnamed.map(str::to_string),
         hint,

@@ -180,3 +180,22 @@ fn functions_set_status_and_headers_and_raise_errors() {
     assert_eq!(r.status, 405);
     assert_eq!(r.json()["message"], "Cannot use the DELETE method on RPC");
 }
+
+#[test]
+fn raw_bodies_without_a_matching_unnamed_parameter() {
+    let r = server().send(
+        "POST",
+        "/rpc/add_them",
+        &[("Content-Type", "text/plain")],
+        Some("some text"),
+    );
+    assert_json(
+        &r,
+        404,
+        json!({
+            "code": "PGRST202", "hint": null,
+            "message": "Could not find the function test_api.add_them in the schema cache",
+            "details": "Searched for the function test_api.add_them with a single unnamed text parameter, but no matches were found in the schema cache."
+        }),
+    );
+}
