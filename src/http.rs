@@ -90,6 +90,11 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
         && origin.is_some();
     let requested_headers =
         header_str(req.headers(), "access-control-request-headers").map(str::to_string);
+    // server-trace-header: the request's value echoed on every response (empty if absent).
+    let trace = state.config().value("server-trace-header").map(|name| {
+        let value = header_str(req.headers(), name).unwrap_or("").to_string();
+        (name.to_string(), value)
+    });
     let mut response = if preflight {
         Response::new(Full::new(Bytes::new()))
     } else {
@@ -104,6 +109,9 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
             Err(e) => error_response(&e, state.config().minimal_errors),
         }
     };
+    if let Some((name, value)) = trace {
+        set(&mut response, &name, &value);
+    }
     cors(
         state,
         &mut response,

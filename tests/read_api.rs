@@ -826,3 +826,13 @@ fn data_representations_format_and_parse_domain_values() {
         json!([{"amount": 725}])
     );
 }
+
+#[test]
+fn trace_header_is_echoed_on_every_response() {
+    let s = server_with(&[("PGRST_SERVER_TRACE_HEADER", "X-Request-Id")]);
+    let r = s.get_with("/kinds?select=id&id=eq.1", &[("X-Request-Id", "abc-1")]);
+    assert_eq!(r.header("x-request-id"), Some("abc-1"));
+    let r = s.get_with("/nope", &[("X-Request-Id", "abc-2")]);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-request-id"), Some("abc-2"));
+}
