@@ -479,6 +479,47 @@ pub struct WriteOutcome {
     pub inserted: Option<i64>,
 }
 
+/// The one row of a write's (or call's) statement.
+fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<WriteOutcome, ApiError> {
+    let row = results
+        .first()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))?;
+    let text = |i: usize| -> Result<Option<String>, ApiError> {
+        Ok(row
+            .try_get::<_, Option<RawText>>(i)
+            .map_err(internal)?
+            .map(|t| t.0))
+    };
+    Ok(WriteOutcome {
+        total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
+        page_total: row.try_get::<_, i64>(1).map_err(internal)?,
+        body: text(2)?.unwrap_or_default(),
+        response_headers: text(3)?,
+        response_status: text(4)?,
+        inserted: if row.len() > 5 {
+            row.try_get::<_, Option<i64>>(5).map_err(internal)?
+        } else {
+            None
+        },
+    })
+}
+
+/// Runs a statement whose transaction needs no decision after it (a call that cannot be
+/// refused afterwards): COMMIT goes out with it, one round trip.
+pub async fn run_committed(
+    pool: &Pool,
+    env: &Envelope,
+    stmt: &Statement,
+) -> Result<WriteOutcome, ApiError> {
+    let steps = [Step {
+        sql: &stmt.sql,
+        params: &stmt.params,
+    }];
+    let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
+    outcome_of(&results)
+}
+
 /// Runs a write and lets `decide` see the outcome before the transaction ends:
 /// `Ok(true)` commits, `Ok(false)` rolls back (with the outcome still returned), an error
 /// rolls back and is returned.
@@ -493,30 +534,7 @@ pub async fn run_write(
         params: &stmt.params,
     }];
     let (mut conn, results) = run_transaction(pool, env, &steps, End::Open).await?;
-    let parsed = results
-        .first()
-        .and_then(|rows| rows.first())
-        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))
-        .and_then(|row| {
-            let text = |i: usize| -> Result<Option<String>, ApiError> {
-                Ok(row
-                    .try_get::<_, Option<RawText>>(i)
-                    .map_err(internal)?
-                    .map(|t| t.0))
-            };
-            Ok(WriteOutcome {
-                total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
-                page_total: row.try_get::<_, i64>(1).map_err(internal)?,
-                body: text(2)?.unwrap_or_default(),
-                response_headers: text(3)?,
-                response_status: text(4)?,
-                inserted: if row.len() > 5 {
-                    row.try_get::<_, Option<i64>>(5).map_err(internal)?
-                } else {
-                    None
-                },
-            })
-        });
+    let parsed = outcome_of(&results);
     let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));
     match decision {
         Ok((outcome, commit)) => {

@@ -725,16 +725,21 @@ async fn call(
     if strict_max.is_some() && !plan.routine.returns_set {
         return Err(ApiError::MaxAffectedNeedsSet);
     }
-    let out = db::run_write(&state.pool, &env, &statement, |o| {
-        if singular && o.page_total != 1 {
-            return Err(ApiError::Singularity(o.page_total));
-        }
-        if strict_max.is_some_and(|max| o.page_total > max) {
-            return Err(ApiError::MaxAffected(o.page_total));
-        }
-        Ok(commit)
-    })
-    .await?;
+    // A read-only call that nothing can refuse afterwards commits in the same round trip.
+    let out = if plan.read_only && !singular && strict_max.is_none() {
+        db::run_committed(&state.pool, &env, &statement).await?
+    } else {
+        db::run_write(&state.pool, &env, &statement, |o| {
+            if singular && o.page_total != 1 {
+                return Err(ApiError::Singularity(o.page_total));
+            }
+            if strict_max.is_some_and(|max| o.page_total > max) {
+                return Err(ApiError::MaxAffected(o.page_total));
+            }
+            Ok(commit)
+        })
+        .await?
+    };
     if plan.routine.returns == crate::schema::routines::Returns::Void {
         let mut r = body_response(204, String::new(), true);
         apply_response_gucs(
