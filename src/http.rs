@@ -229,6 +229,7 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
         authorization: header_str(headers, "authorization").map(str::to_string),
         identity: None,
         plan: None,
+        handler: None,
     })
 }
 
@@ -276,12 +277,32 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             if api.prefs.strict == Some(true) && !api.prefs.invalid.is_empty() {
                 return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
             }
-            (api.media_type, api.plan) = request::negotiate_with_plan(
-                header_str(req.headers(), "accept"),
-                state.config().flag("db-plan-enabled"),
-            )?;
             let name = name.clone();
             let cache = state.schema.load();
+            let accept = header_str(req.headers(), "accept");
+            let overloads = cache
+                .routines
+                .get(&(schema.clone(), name.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let handlers: Vec<&str> = overloads
+                .iter()
+                .filter_map(|r| r.media.as_ref().map(|m| m.media_type.as_str()))
+                .collect();
+            api.handler = request::choose_handler(accept, &handlers).map(str::to_string);
+            let only_handlers = !handlers.is_empty() && handlers.len() == overloads.len();
+            if api.handler.is_none() || !only_handlers {
+                match request::negotiate_with_plan(accept, state.config().flag("db-plan-enabled")) {
+                    Ok(negotiated) => {
+                        (api.media_type, api.plan) = negotiated;
+                        if !only_handlers {
+                            api.handler = None;
+                        }
+                    }
+                    Err(_) if api.handler.is_some() => {}
+                    Err(e) => return Err(e),
+                }
+            }
             let content_type = header_str(req.headers(), "content-type").map(str::to_string);
             let body = if method == Method::Post {
                 Some(
@@ -749,6 +770,30 @@ async fn call(
         )?;
         return Ok(r);
     }
+    if let Some(media) = plan.media {
+        let body = if media.bytes {
+            hex_decode(&out.body)
+        } else {
+            out.body.into_bytes()
+        };
+        let mut r = Response::new(Full::new(if plan.head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        }));
+        let content_type = match media.media_type.as_str() {
+            "*/*" => "application/octet-stream".to_string(),
+            m if m.starts_with("text/") => format!("{m}; charset=utf-8"),
+            m => m.to_string(),
+        };
+        set(&mut r, "Content-Type", &content_type);
+        return finish_response(
+            r,
+            None,
+            out.response_headers.as_deref(),
+            out.response_status.as_deref(),
+        );
+    }
     let offset = plan.read.as_ref().map_or(0, |r| r.root.offset);
     let total = api.prefs.count.and(out.total.or(Some(out.page_total)));
     let (status, content_range) = page_status(offset, out.page_total, total)?;
@@ -762,6 +807,17 @@ async fn call(
         out.response_headers.as_deref(),
         out.response_status.as_deref(),
     )
+}
+
+/// Hex text (from `encode(bytes, 'hex')`) back to bytes.
+fn hex_decode(hex: &str) -> Vec<u8> {
+    hex.as_bytes()
+        .chunks(2)
+        .filter_map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
 }
 
 /// `application/vnd.pgrst.plan`: the EXPLAIN of exactly the statement the request would run.

@@ -512,6 +512,7 @@ mod tests {
             authorization: None,
             identity: None,
             plan: None,
+            handler: None,
         }
     }
 
@@ -724,6 +725,8 @@ pub enum CallArgs<'a> {
 #[derive(Debug)]
 pub struct CallPlan<'a> {
     pub routine: &'a Routine,
+    /// The custom media type the call answers with its raw value.
+    pub media: Option<&'a crate::schema::routines::MediaHandler>,
     pub args: CallArgs<'a>,
     /// Reads over the result rows, for functions returning rows.
     pub read: Option<ReadPlan<'a>>,
@@ -951,12 +954,20 @@ pub fn call_plan<'a>(
         .get(&(schema.to_string(), name.to_string()))
         .map(Vec::as_slice)
         .unwrap_or(&[]);
+    // A custom media type chosen by Accept narrows the overloads to the functions
+    // returning it.
+    let answers = |r: &&Routine| match &req.handler {
+        Some(h) => r.media.as_ref().is_some_and(|m| &m.media_type == h),
+        None => true,
+    };
     let named: Vec<&Routine> = overloads
         .iter()
+        .filter(answers)
         .filter(|r| accepts_keys(r, &keys, raw_media))
         .collect();
     let fallback: Vec<&Routine> = overloads
         .iter()
+        .filter(answers)
         .filter(|r| match (r.params.as_slice(), unnamed) {
             ([p], Some((types, _))) => p.name.is_empty() && types.contains(&p.base_type.as_str()),
             _ => false,
@@ -1030,7 +1041,9 @@ pub fn call_plan<'a>(
         }
         None => None,
     };
+    let media = routine.media.as_ref().filter(|_| req.handler.is_some());
     Ok(CallPlan {
+        media,
         routine,
         args,
         read,

@@ -846,6 +846,13 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
         None => {
             let body = match (plan.head, routine.returns_set) {
                 (true, _) => "''",
+                // A custom media type: the raw value (bytes travel as hex).
+                (false, _) if plan.media.is_some_and(|m| m.bytes) => {
+                    "coalesce(string_agg(encode(_postgrest_t.pgrst_scalar::bytea, 'hex'), ''), '')"
+                }
+                (false, _) if plan.media.is_some() => {
+                    "coalesce(string_agg(_postgrest_t.pgrst_scalar::text, ''), '')"
+                }
                 (false, true) => "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')",
                 (false, false) => "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')",
             };
@@ -1226,6 +1233,7 @@ mod tests {
             authorization: None,
             identity: None,
             plan: None,
+            handler: None,
         }
     }
 

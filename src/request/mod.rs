@@ -121,6 +121,8 @@ pub struct ApiRequest {
     pub identity: Option<crate::auth::Identity>,
     /// Accept asked for the statement's plan rather than its result.
     pub plan: Option<PlanRequest>,
+    /// The custom media type (a function's return domain) chosen for an RPC call.
+    pub handler: Option<String>,
 }
 
 pub fn parse_method(m: &str) -> Result<Method, ApiError> {
@@ -424,6 +426,42 @@ pub fn negotiate_with_plan(
     }
     let listed: Vec<&str> = accept.split(',').map(str::trim).collect();
     Err(ApiError::NotAcceptable(listed.join(", ")))
+}
+
+/// The media type a function answering custom media types (`handlers`, the names of
+/// its return domains) gives for this Accept: an exact match first, `*/*` takes the
+/// first, and a `*/*` handler takes anything.
+pub fn choose_handler<'h>(accept: Option<&str>, handlers: &[&'h str]) -> Option<&'h str> {
+    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
+    let mut items: Vec<(f32, usize, String)> = accept
+        .split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            let mut parts = item.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse().ok())
+                .unwrap_or(1.0);
+            (q, i, name)
+        })
+        .collect();
+    items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (q, _, name) in &items {
+        if *q <= 0.0 {
+            continue;
+        }
+        if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+            return Some(h);
+        }
+        if name == "*/*" {
+            return handlers.first().copied();
+        }
+        if let Some(any) = handlers.iter().find(|h| **h == "*/*") {
+            return Some(any);
+        }
+    }
+    None
 }
 
 /// `Range: a-b` or `a-`; anything else (units, several ranges) is ignored.

@@ -32,6 +32,14 @@ pub enum Returns {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct MediaHandler {
+    /// The domain's name: `text/plain`, `image/png`, or `*/*` for any.
+    pub media_type: String,
+    /// Based on bytea: the body is the bytes themselves.
+    pub bytes: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Routine {
     pub schema: String,
     pub name: String,
@@ -41,6 +49,9 @@ pub struct Routine {
     /// VOLATILE (POST calls then run READ WRITE).
     pub volatile: bool,
     pub description: Option<String>,
+    /// When the return type is a domain named like a media type (`"text/plain"`), the
+    /// function answers that media type with its raw value.
+    pub media: Option<MediaHandler>,
     /// For a `Composite` result: a table-like description of its columns (OUT and TABLE
     /// parameters; none for a bare `record`), so reads can select and filter on it.
     pub result_table: Option<super::Table>,
@@ -72,7 +83,10 @@ SELECT n.nspname::text, p.proname::text,
   ), '[]')::text,
   p.pronargdefaults::int4, p.proretset, p.provolatile = 'v',
   coalesce(rbt.typtype, rt.typtype)::text, rt.typname::text, rn.nspname::text,
-  rc.relname::text, rc.relkind::text, obj_description(p.oid, 'pg_proc')
+  rc.relname::text, rc.relkind::text, obj_description(p.oid, 'pg_proc'),
+  CASE WHEN rt.typtype = 'd' AND rt.typname LIKE '%/%' AND NOT p.proretset
+    THEN rt.typname::text END,
+  coalesce(rbt.typname, rt.typname)::text
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_type rt ON rt.oid = p.prorettype
@@ -138,6 +152,7 @@ pub(super) async fn load(
         };
         let schema: String = r.get(0);
         let name: String = r.get(1);
+        let media: Option<String> = r.get(12);
         let result_table = (returns == Returns::Composite && has_out).then(|| super::Table {
             schema: schema.clone(),
             name: name.clone(),
@@ -173,6 +188,10 @@ pub(super) async fn load(
                 volatile: r.get(5),
                 description: r.get(11),
                 result_table,
+                media: media.map(|m| MediaHandler {
+                    media_type: m,
+                    bytes: r.get::<_, String>(13) == "bytea",
+                }),
             });
     }
     Ok(out)
