@@ -199,3 +199,27 @@ fn raw_bodies_without_a_matching_unnamed_parameter() {
         }),
     );
 }
+
+#[test]
+fn functions_returning_media_type_domains_answer_raw() {
+    let s = server();
+    let r = s.get_with("/rpc/motd", &[("Accept", "text/plain")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "Have a nice day");
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let r = s.get("/rpc/motd");
+    assert_eq!(r.body, "Have a nice day", "no Accept means any");
+    // JSON stays available; another media type is not.
+    let r = s.get_with("/rpc/motd", &[("Accept", "application/json")]);
+    assert_json(&r, 200, json!("Have a nice day"));
+    let r = s.get_with("/rpc/motd", &[("Accept", "text/xml")]);
+    assert_eq!(r.status, 406);
+    assert_eq!(r.json()["code"], "PGRST107");
+    let r = s.get_with("/rpc/blob", &[("Accept", "image/anything")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let resp = ureq::get(&format!("{}/rpc/blob", s.base)).call().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).unwrap();
+    assert_eq!(bytes, vec![0x00, 0xff, 0x10]);
+}
