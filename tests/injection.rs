@@ -31,7 +31,9 @@ fn hostile_input_never_becomes_sql() {
         "PGRST_JWT_SECRET",
         "a-secret-of-at-least-thirty-two-characters",
     )]);
-    let mut requests: Vec<(String, Vec<(&str, String)>, Option<String>, &str)> = Vec::new();
+    /// (path, headers, body, method)
+    type Request<'a> = (String, Vec<(&'a str, String)>, Option<String>, &'a str);
+    let mut requests: Vec<Request> = Vec::new();
     for p in PAYLOADS {
         let e = enc(p);
         for path in [
