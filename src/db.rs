@@ -171,6 +171,22 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The isolation level: a function's or the role's default_transaction_isolation
+    /// (the function's wins), else READ COMMITTED.
+    fn isolation(&self) -> &'static str {
+        let setting = self
+            .gucs
+            .iter()
+            .chain(self.role_settings.iter())
+            .find(|(k, _)| k == "default_transaction_isolation")
+            .map(|(_, v)| v.trim().trim_matches('\'').to_ascii_lowercase());
+        match setting.as_deref() {
+            Some("serializable") => "SERIALIZABLE",
+            Some("repeatable read") => "REPEATABLE READ",
+            _ => "READ COMMITTED",
+        }
+    }
+
     fn settings_statement(&self) -> (String, Vec<String>) {
         let mut sql = String::from("select set_config('search_path', $1, true)");
         let mut params = vec![self.search_path.clone()];
@@ -314,11 +330,16 @@ async fn run_transaction_inner(
         sql: s.sql,
         params: s.params,
     }));
-    let begin = if env.read_only {
-        "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY"
-    } else {
-        "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
-    };
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL {} {}",
+        env.isolation(),
+        if env.read_only {
+            "READ ONLY"
+        } else {
+            "READ WRITE"
+        }
+    );
+    let begin = begin.as_str();
     let sp = params_of(&settings_params);
     let sp = as_dyn(&sp);
     // Until the transaction is closed, a dropped request must not hand the connection

@@ -736,7 +736,22 @@ async fn call(
         let read_only = plan.read_only;
         return explain_response(state, api, schema, explain, &statement, read_only).await;
     }
-    let env = envelope(state, api, schema, plan.read_only)?;
+    let mut env = envelope(state, api, schema, plan.read_only)?;
+    // Function settings named in db-hoisted-tx-settings apply to the whole transaction.
+    let hoisted = state
+        .config()
+        .value("db-hoisted-tx-settings")
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect::<Vec<_>>();
+    env.gucs.extend(
+        plan.routine
+            .settings
+            .iter()
+            .filter(|(k, _)| hoisted.contains(k))
+            .cloned(),
+    );
     let (commit, overridable) = commits(&state.config(), &api.prefs);
     let singular = api.media_type.is_singular() && plan.routine.returns_set;
     let strict_max = api

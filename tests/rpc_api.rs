@@ -223,3 +223,18 @@ fn functions_returning_media_type_domains_answer_raw() {
     std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).unwrap();
     assert_eq!(bytes, vec![0x00, 0xff, 0x10]);
 }
+
+#[test]
+fn function_settings_for_isolation_and_timeouts_cover_the_transaction() {
+    let s = server();
+    // The function's own SET only applies inside it; pgrest hoists it so the
+    // whole transaction starts serializable.
+    assert_json(&s.get("/rpc/strict_isolation"), 200, json!("serializable"));
+    // A hoisted statement_timeout cancels the call instead of sleeping 3 s.
+    let started = std::time::Instant::now();
+    let r = s.send("POST", "/rpc/impatient_sleep", &[JSON], Some("{}"));
+    assert_eq!(r.json()["code"], "57014", "{}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // The cancelled transaction left nothing behind on the connection.
+    assert_json(&s.get("/rpc/add_them?a=1&b=1"), 200, json!(2));
+}

@@ -49,6 +49,8 @@ pub struct Routine {
     /// VOLATILE (POST calls then run READ WRITE).
     pub volatile: bool,
     pub description: Option<String>,
+    /// `SET name = value` options of the function (`ALTER FUNCTION ... SET`).
+    pub settings: Vec<(String, String)>,
     /// When the return type is a domain named like a media type (`"text/plain"`), the
     /// function answers that media type with its raw value.
     pub media: Option<MediaHandler>,
@@ -86,7 +88,8 @@ SELECT n.nspname::text, p.proname::text,
   rc.relname::text, rc.relkind::text, obj_description(p.oid, 'pg_proc'),
   CASE WHEN rt.typtype = 'd' AND rt.typname LIKE '%/%' AND NOT p.proretset
     THEN rt.typname::text END,
-  coalesce(rbt.typname, rt.typname)::text
+  coalesce(rbt.typname, rt.typname)::text,
+  coalesce(p.proconfig, '{}')
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_type rt ON rt.oid = p.prorettype
@@ -188,6 +191,12 @@ pub(super) async fn load(
                 volatile: r.get(5),
                 description: r.get(11),
                 result_table,
+                settings: r
+                    .get::<_, Vec<String>>(14)
+                    .iter()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 media: media.map(|m| MediaHandler {
                     media_type: m,
                     bytes: r.get::<_, String>(13) == "bytea",
