@@ -35,15 +35,16 @@ pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
     }
 }
 
-/// Reads the configuration again (file and in-process settings; the environment of a
-/// running process cannot change) and swaps it in with a new JWT verifier. Keys fixed at
+/// Reads the configuration again (file, in-process and in-database settings; the
+/// environment of a running process cannot change) and swaps it in with a new JWT verifier. Keys fixed at
 /// start-up (db-uri, db-pool, server-host, server-port, admin-server-*) keep their
 /// effect. A failed reload keeps the previous configuration.
 pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) {
-    let loaded = state
-        .config_source
-        .load()
-        .and_then(|c| crate::server::authenticator(&c).map(|a| (c, a)));
+    let loaded = match state.config_source.load() {
+        Ok(c) => crate::server::with_db_config(pg, c).await,
+        Err(e) => Err(e),
+    }
+    .and_then(|c| crate::server::authenticator(&c).map(|a| (c, a)));
     match loaded {
         Ok((config, auth)) => {
             let schemas_changed = config.db_schemas != state.config().db_schemas;

@@ -1,5 +1,5 @@
 //! Configuration: PostgREST's file format and PGRST_* environment variables, with
-//! PostgREST's defaults. Precedence: environment > file > default.
+//! PostgREST's defaults. Precedence: in-database settings > environment > file > default.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,6 +55,36 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("server-unix-socket", "", false),
     ("server-unix-socket-mode", "660", false),
     ("url-use-legacy-target-names", "true", true),
+];
+
+/// Keys an operator may also set in the database, as `pgrst.<key with underscores>` role
+/// settings of the authenticator or from the db-pre-config function.
+pub const IN_DB_KEYS: &[&str] = &[
+    "client-error-verbosity",
+    "db-aggregates-enabled",
+    "db-anon-role",
+    "db-extra-search-path",
+    "db-hoisted-tx-settings",
+    "db-max-rows",
+    "db-plan-enabled",
+    "db-pre-config",
+    "db-pre-request",
+    "db-prepared-statements",
+    "db-root-spec",
+    "db-schemas",
+    "db-tx-end",
+    "jwt-aud",
+    "jwt-cache-max-entries",
+    "jwt-role-claim-key",
+    "jwt-secret",
+    "jwt-secret-is-base64",
+    "openapi-mode",
+    "openapi-security-active",
+    "openapi-server-proxy-uri",
+    "server-cors-allowed-origins",
+    "server-timing-enabled",
+    "server-trace-header",
+    "url-use-legacy-target-names",
 ];
 
 /// Old names PostgREST still accepts.
@@ -338,6 +368,20 @@ impl Config {
             db_schemas,
             raw,
         })
+    }
+
+    /// This configuration with settings read from the database laid over it (they win
+    /// over the environment and the file); keys outside [`IN_DB_KEYS`] are ignored.
+    pub fn with_db_settings(&self, settings: &[(String, String)]) -> Result<Config, String> {
+        let mut raw = self.raw.clone();
+        for (key, value) in settings {
+            let key = canonical_key(key);
+            if IN_DB_KEYS.contains(&key) {
+                raw.insert(key.to_string(), value.clone());
+            }
+        }
+        Self::from_raw(raw, self.app_settings.clone())
+            .map_err(|e| format!("invalid in-database configuration: {e}"))
     }
 
     /// A key's raw value, `None` when unset or empty.

@@ -37,11 +37,11 @@ fn bind_host(host: &str) -> &str {
     }
 }
 
-pub async fn load_schema(
+/// One short-lived connection for start-up and reload work, driven in the background.
+async fn connect_once(
     pg: &tokio_postgres::Config,
-    schemas: &[String],
-) -> Result<SchemaCache, String> {
-    let (mut client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    let (client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| {
         let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
         let hosts: Vec<String> = pg
             .get_hosts()
@@ -58,7 +58,89 @@ pub async fn load_schema(
             db::describe(&e)
         )
     })?;
-    let conn = tokio::spawn(connection);
+    let conn = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, conn))
+}
+
+/// Lays the in-database configuration over `config` when db-config is on: the
+/// authenticator's `pgrst.*` role settings (database-specific ones win over those for
+/// every database) over whatever the db-pre-config function sets.
+pub async fn with_db_config(
+    pg: &tokio_postgres::Config,
+    config: crate::config::Config,
+) -> Result<crate::config::Config, String> {
+    if !config.flag("db-config") {
+        return Ok(config);
+    }
+    let (mut client, conn) = connect_once(pg).await?;
+    let fail = |e: tokio_postgres::Error| {
+        format!(
+            "cannot read the in-database configuration: {}",
+            db::describe(&e)
+        )
+    };
+    let mut settings: Vec<(String, String)> = Vec::new();
+    let underscored: Vec<String> = crate::config::IN_DB_KEYS
+        .iter()
+        .map(|k| format!("pgrst.{}", k.replace('-', "_")))
+        .collect();
+    let to_key = |name: &str| name.trim_start_matches("pgrst.").replace('_', "-");
+    if let Some(pre) = config.value("db-pre-config") {
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.batch_execute(&format!("SELECT {}()", crate::sql::quote_qualified(pre)))
+            .await
+            .map_err(fail)?;
+        let rows = tx
+            .query(
+                "SELECT k, current_setting(k, true) FROM unnest($1::text[]) AS k",
+                &[&underscored],
+            )
+            .await
+            .map_err(fail)?;
+        for row in rows {
+            if let Some(v) = row.get::<_, Option<String>>(1).filter(|v| !v.is_empty()) {
+                settings.push((to_key(row.get(0)), v));
+            }
+        }
+        tx.rollback().await.map_err(fail)?;
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (k) k, v FROM (
+               SELECT s.setdatabase, split_part(c, '=', 1) AS k,
+                      substr(c, strpos(c, '=') + 1) AS v
+               FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c
+               WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                 AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                           WHERE datname = current_database()))
+             ) AS t
+             WHERE k = ANY($1)
+             ORDER BY k, setdatabase DESC",
+            &[&underscored],
+        )
+        .await
+        .map_err(fail)?;
+    for row in rows {
+        settings.push((to_key(row.get(0)), row.get(1)));
+    }
+    drop(client);
+    let _ = conn.await;
+    if !settings.is_empty() {
+        tracing::info!(
+            "applying {} in-database configuration setting(s)",
+            settings.len()
+        );
+    }
+    config.with_db_settings(&settings)
+}
+
+pub async fn load_schema(
+    pg: &tokio_postgres::Config,
+    schemas: &[String],
+) -> Result<SchemaCache, String> {
+    let (mut client, conn) = connect_once(pg).await?;
     let cache = SchemaCache::load(&mut client, schemas)
         .await
         .map_err(|e| format!("cannot load the schema cache: {}", db::describe(&e)))?;
@@ -96,6 +178,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .clone()
         .ok_or_else(|| "db-uri is not set".to_string())?;
     let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+    let config = with_db_config(&pg, config).await?;
     let auth = authenticator(&config)?;
     let cache = load_schema(&pg, &config.db_schemas).await?;
     tracing::info!(

@@ -145,3 +145,41 @@ fn config_reloads_from_the_file_on_notify_and_sigusr2() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn in_database_settings_win_over_the_environment_and_reload() {
+    let h = common::harness();
+    sql_exec(
+        "CREATE ROLE cfg_authenticator LOGIN NOINHERIT;
+         GRANT test_anon TO cfg_authenticator;
+         CREATE FUNCTION public.cfg_pre_config() RETURNS void LANGUAGE sql AS $$
+           SELECT set_config('pgrst.db_max_rows', '3', true),
+                  set_config('pgrst.server_timing_enabled', 'true', true) $$;
+         ALTER ROLE cfg_authenticator SET pgrst.db_max_rows = '1';
+         ALTER ROLE cfg_authenticator SET pgrst.db_uri = 'postgresql://nowhere';",
+    );
+    let uri = h.cluster.uri_as("cfg_authenticator", common::DB);
+    let s = server_with(&[
+        ("PGRST_DB_URI", &uri),
+        ("PGRST_DB_MAX_ROWS", "5"),
+        ("PGRST_DB_PRE_CONFIG", "public.cfg_pre_config"),
+        ("PGRST_DB_CHANNEL", "cfg_test"),
+    ]);
+    let rows = |s: &common::Server| {
+        s.get("/numbers")
+            .json()
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    // Role setting (1) over pre-config (3) over the environment (5); the pre-config
+    // function's other setting applies; db-uri cannot be set in the database.
+    assert_eq!(rows(&s), 1);
+    assert!(s.get("/numbers").header("server-timing").is_some());
+    sql_exec("ALTER ROLE cfg_authenticator SET pgrst.db_max_rows = '2'");
+    sql_exec("NOTIFY cfg_test, 'reload config'");
+    wait_for("db-max-rows 2", || rows(&s) == 2);
+    sql_exec("ALTER ROLE cfg_authenticator RESET pgrst.db_max_rows");
+    sql_exec("NOTIFY cfg_test, 'reload config'");
+    wait_for("db-max-rows 3 from pre-config", || rows(&s) == 3);
+}
