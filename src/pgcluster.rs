@@ -84,22 +84,37 @@ impl TempCluster {
                 .arg(&data),
             true,
         )?;
+        cluster.resume()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server of an initialised (or paused) cluster.
+    pub fn resume(&self) -> Result<(), String> {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
-            cluster.port,
-            cluster.dir.display()
+            self.port,
+            self.dir.display()
         );
-        cluster.run(
-            cluster
-                .pg_command("pg_ctl")
+        self.run(
+            self.pg_command("pg_ctl")
                 .args(["-w", "-D"])
-                .arg(&data)
+                .arg(self.data_dir())
                 .args(["-l"])
-                .arg(cluster.dir.join("log"))
+                .arg(self.dir.join("log"))
                 .args(["-o", &opts, "start"]),
             true,
-        )?;
-        Ok(cluster)
+        )
+    }
+
+    /// Stops the server but keeps the data, as an outage would (for tests).
+    pub fn pause(&self) -> Result<(), String> {
+        self.run(
+            self.pg_command("pg_ctl")
+                .args(["-w", "-m", "fast", "-D"])
+                .arg(self.data_dir())
+                .arg("stop"),
+            true,
+        )
     }
 
     fn data_dir(&self) -> PathBuf {
