@@ -126,6 +126,8 @@ pub struct Config {
     pub server_port: u16,
     pub log_level: LogLevel,
     pub minimal_errors: bool,
+    /// server-unix-socket-mode, octal 600..=777.
+    pub unix_socket_mode: u32,
 }
 
 fn canonical_key(key: &str) -> &str {
@@ -334,6 +336,15 @@ impl Config {
         {
             return Err(format!("db-schemas may not contain {bad}"));
         }
+        let unix_socket_mode = u32::from_str_radix(get("server-unix-socket-mode"), 8)
+            .ok()
+            .filter(|m| (0o600..=0o777).contains(m))
+            .ok_or_else(|| {
+                format!(
+                    "invalid server-unix-socket-mode {:?}: expected octal 600 to 777",
+                    get("server-unix-socket-mode")
+                )
+            })?;
         let db_pool: usize = parse_num("db-pool", get("db-pool"))?;
         if db_pool == 0 {
             return Err("db-pool must be at least 1".into());
@@ -365,6 +376,7 @@ impl Config {
             server_port: parse_num("server-port", get("server-port"))?,
             log_level,
             minimal_errors,
+            unix_socket_mode,
             db_schemas,
             raw,
         })

@@ -42,40 +42,57 @@ type Resp = Response<Full<Bytes>>;
 
 const VARY: &str = "Accept, Prefer, Range";
 
+/// Where the API listens: TCP, or a Unix domain socket (server-unix-socket).
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     state: Arc<AppState>,
-    listener: TcpListener,
+    listener: Listener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = async {
+                match &listener {
+                    Listener::Tcp(l) => l.accept().await.map(|(stream, _)| {
+                        let _ = stream.set_nodelay(true);
+                        spawn_connection(state.clone(), stream)
+                    }),
+                    Listener::Unix(l) => l
+                        .accept()
+                        .await
+                        .map(|(stream, _)| spawn_connection(state.clone(), stream)),
+                }
+            } => a,
             _ = &mut shutdown => return,
         };
-        let (stream, _) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!("accept failed: {e}");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(
-                    TokioIo::new(crate::lenient::LenientStream::new(stream)),
-                    service,
-                )
-                .await;
-        });
+        if let Err(e) = accepted {
+            tracing::error!("accept failed: {e}");
+        }
     }
+}
+
+fn spawn_connection<S>(state: Arc<AppState>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(
+                TokioIo::new(crate::lenient::LenientStream::new(stream)),
+                service,
+            )
+            .await;
+    });
 }
 
 async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {

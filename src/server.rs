@@ -151,7 +151,10 @@ pub async fn load_schema(
 
 /// A running server: its address and a handle to stop it.
 pub struct Running {
-    pub addr: SocketAddr,
+    /// The TCP address, `None` when serving on a Unix socket.
+    pub addr: Option<SocketAddr>,
+    /// The Unix socket path, removed again on shutdown.
+    pub socket: Option<String>,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -192,11 +195,17 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         Duration::from_secs(config.db_pool_acquisition_timeout),
     )?;
     let host = bind_host(&config.server_host).to_string();
-    let listener = TcpListener::bind((host.as_str(), config.server_port))
-        .await
-        .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("listening on {addr}");
+    let (listener, addr) = match config.value("server-unix-socket") {
+        Some(path) => (http::Listener::Unix(bind_unix(path, &config)?), None),
+        None => {
+            let listener = TcpListener::bind((host.as_str(), config.server_port))
+                .await
+                .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!("listening on {addr}");
+            (http::Listener::Tcp(listener), Some(addr))
+        }
+    };
     let admin_listener = match config.value("admin-server-port") {
         Some(port) => {
             let port: u16 = port
@@ -236,11 +245,44 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     if let Some(listener) = admin_listener {
         tokio::spawn(crate::admin::serve_admin(state.clone(), listener));
     }
+    let socket = state
+        .config()
+        .value("server-unix-socket")
+        .map(str::to_string);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(http::serve(state, listener, async {
         let _ = stopped.await;
     }));
-    Ok(Running { addr, stop, done })
+    Ok(Running {
+        addr,
+        socket,
+        stop,
+        done,
+    })
+}
+
+/// Binds server-unix-socket with server-unix-socket-mode permissions. A stale socket
+/// file left by a previous run is replaced; any other file at the path is an error.
+fn bind_unix(
+    path: &str,
+    config: &crate::config::Config,
+) -> Result<tokio::net::UnixListener, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "cannot listen on {path}: a file that is not a socket is there"
+            ));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {path}: {e}"))?;
+    let mode = config.unix_socket_mode;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {path}: {e}"))?;
+    tracing::info!("listening on unix socket {path} (mode {mode:o})");
+    Ok(listener)
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -262,6 +304,9 @@ pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
     termination().await;
     let _ = running.stop.send(());
     let _ = running.done.await;
+    if let Some(path) = running.socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
@@ -291,11 +336,16 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
     source.overrides.extend(demo);
     let result = match start(source).await {
         Ok(running) => {
-            let host = match running.addr.ip() {
-                ip if ip.is_unspecified() => "localhost".to_string(),
-                ip => ip.to_string(),
+            let url = match running.addr {
+                Some(addr) if addr.ip().is_unspecified() => {
+                    format!("http://localhost:{}", addr.port())
+                }
+                Some(addr) => format!("http://{addr}"),
+                None => format!(
+                    "http://localhost (unix socket {}; curl --unix-socket)",
+                    running.socket.as_deref().unwrap_or("")
+                ),
             };
-            let url = format!("http://{host}:{}", running.addr.port());
             println!(
                 "pgrest demo is serving {url} (database {})",
                 cluster.uri("postgres")

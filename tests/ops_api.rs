@@ -183,3 +183,58 @@ fn in_database_settings_win_over_the_environment_and_reload() {
     sql_exec("NOTIFY cfg_test, 'reload config'");
     wait_for("db-max-rows 3 from pre-config", || rows(&s) == 3);
 }
+
+#[test]
+fn serves_on_a_unix_socket_with_its_mode() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let h = common::harness();
+    let dir = std::env::temp_dir().join(format!("pgrest-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("api.sock");
+    let spawn = |mode: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "PGRST_DB_URI",
+                h.cluster.uri_as("authenticator", common::DB),
+            )
+            .env("PGRST_DB_SCHEMAS", "test_api")
+            .env("PGRST_DB_ANON_ROLE", "test_anon")
+            .env("PGRST_SERVER_UNIX_SOCKET", &path)
+            .env("PGRST_SERVER_UNIX_SOCKET_MODE", mode)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A mode outside 600..777 is refused at start-up with one line.
+    let out = spawn("644x").wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server-unix-socket-mode"));
+    let mut child = spawn("640");
+    common::reap_with_tests(&child);
+    wait_for("the socket", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream
+        .write_all(b"GET /numbers?n=lte.2&order=n HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body, serde_json::json!([{"n": 1}, {"n": 2}]));
+    // SIGTERM: exits cleanly and removes the socket.
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!path.exists());
+}
