@@ -55,43 +55,56 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             a = async {
                 match &listener {
                     Listener::Tcp(l) => l.accept().await.map(|(stream, _)| {
                         let _ = stream.set_nodelay(true);
-                        spawn_connection(state.clone(), stream)
+                        spawn_connection(state.clone(), stream, &graceful)
                     }),
                     Listener::Unix(l) => l
                         .accept()
                         .await
-                        .map(|(stream, _)| spawn_connection(state.clone(), stream)),
+                        .map(|(stream, _)| spawn_connection(state.clone(), stream, &graceful)),
                 }
             } => a,
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => break,
         };
         if let Err(e) = accepted {
             tracing::error!("accept failed: {e}");
         }
     }
+    // Stop accepting, let requests in flight finish (idle keep-alive connections close
+    // at once), but do not wait forever on a stuck client.
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+            tracing::warn!("requests still in flight after 30 s; stopping anyway");
+        }
+    }
 }
 
-fn spawn_connection<S>(state: Arc<AppState>, stream: S)
-where
+fn spawn_connection<S>(
+    state: Arc<AppState>,
+    stream: S,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(
+        TokioIo::new(crate::lenient::LenientStream::new(stream)),
+        service,
+    );
+    let conn = graceful.watch(conn);
     tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req).await) }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(
-                TokioIo::new(crate::lenient::LenientStream::new(stream)),
-                service,
-            )
-            .await;
+        let _ = conn.await;
     });
 }
 

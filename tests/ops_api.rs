@@ -238,3 +238,47 @@ fn serves_on_a_unix_socket_with_its_mode() {
     assert!(child.wait().unwrap().success());
     assert!(!path.exists());
 }
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish() {
+    let h = common::harness();
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "PGRST_DB_URI",
+            h.cluster.uri_as("authenticator", common::DB),
+        )
+        .env("PGRST_DB_SCHEMAS", "test_api")
+        .env("PGRST_DB_ANON_ROLE", "test_anon")
+        .env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::reap_with_tests(&child);
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let s = common::Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    let in_flight = {
+        let s = s.clone();
+        std::thread::spawn(move || s.get("/rpc/nap?seconds=1.5"))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // New connections are refused while the old request finishes.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), serde_json::json!("rested"));
+    assert!(child.wait().unwrap().success());
+}
