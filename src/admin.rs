@@ -138,11 +138,14 @@ async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Res
         }
         "/metrics" => {
             let text = state.metrics.render(state.pool.status());
-            let mut r = Response::new(Full::new(Bytes::from(text)));
-            if let Ok(v) = hyper::header::HeaderValue::from_str("text/plain; version=0.0.4") {
-                r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-            }
-            return r;
+            return admin_body(text, "text/plain; version=0.0.4");
+        }
+        "/config" => {
+            return admin_body(state.config().dump(), "text/plain; charset=utf-8");
+        }
+        "/schema_cache" => {
+            let json = serde_json::to_string(&*state.schema.load_full()).unwrap_or_default();
+            return admin_body(json, "application/json; charset=utf-8");
         }
         _ => StatusCode::NOT_FOUND,
     };
@@ -152,6 +155,15 @@ async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Res
 }
 
 /// Serves `/live` and `/ready` on the admin listener.
+fn admin_body(text: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
 pub async fn serve_admin(state: Arc<AppState>, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {

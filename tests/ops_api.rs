@@ -84,6 +84,23 @@ fn admin_server_answers_live_and_ready() {
             "missing {line:?} in\n{metrics}"
         );
     }
+    let text = |path: &str| {
+        ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let config = text("/config");
+    assert!(
+        config.lines().any(|l| l == "db-schemas = \"test_api\""),
+        "{config}"
+    );
+    let cache: serde_json::Value = serde_json::from_str(&text("/schema_cache")).unwrap();
+    assert!(
+        cache["tables"]["test_api"]["numbers"].is_object(),
+        "{cache}"
+    );
 }
 
 #[test]
@@ -281,4 +298,25 @@ fn sigterm_lets_the_request_in_flight_finish() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json(), serde_json::json!("rested"));
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn an_exhausted_pool_answers_504_after_the_acquisition_timeout() {
+    let s = server_with(&[
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", "1"),
+    ]);
+    let busy = {
+        let s = s.clone();
+        std::thread::spawn(move || s.get("/rpc/nap?seconds=2.5"))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let r = s.get("/numbers?limit=1");
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST003");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(busy.join().unwrap().status, 200);
+    // Once the connection is free again the pool serves normally.
+    assert_eq!(s.get("/numbers?limit=1").status, 200);
 }
