@@ -395,6 +395,14 @@ impl SchemaCache {
         // With an empty search_path, type names and default expressions come out
         // schema-qualified, so they mean the same thing under any request's search_path.
         tx.batch_execute("SET LOCAL search_path TO ''").await?;
+        let mut phase = Instant::now();
+        let mut lap = |what: &str| {
+            tracing::debug!(
+                "schema cache: {what} in {:.1} ms",
+                phase.elapsed().as_secs_f64() * 1e3
+            );
+            phase = Instant::now();
+        };
         let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
         for row in tx.query(TABLES_SQL, &[&schemas]).await? {
             let schema: String = row.get(0);
@@ -434,7 +442,9 @@ impl SchemaCache {
                 },
             });
         }
+        lap("tables and columns");
         let inferred = relationships::load(&tx, schemas).await?;
+        lap("relationships");
         let mut relationships = inferred.relationships;
         for ((schema, name), key) in inferred.view_keys {
             if let Some(view) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) {
@@ -444,7 +454,9 @@ impl SchemaCache {
             }
         }
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
+        lap("computed fields");
         let routines = routines::load(&tx, schemas).await?;
+        lap("routines");
         let mut role_settings: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for r in tx.query(ROLE_SETTINGS_SQL, &[]).await? {
             role_settings
@@ -453,6 +465,7 @@ impl SchemaCache {
                 .push((r.get(1), r.get(2)));
         }
         tx.commit().await?;
+        lap("role settings");
 
         Ok(SchemaCache {
             schemas: schemas.to_vec(),

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Schema cache at scale: builds a schema of TABLES tables (default 10000) with 10 columns
+# each and one foreign key per table (to the previous one), starts pgrest on it and prints
+#   schema cache load time (from pgrest's log), time to the first answered request, and
+#   pgrest's resident memory with the cache loaded.
+#   bash bench/schema_scale.sh          (env: TABLES=10000)
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$HERE")"
+TABLES="${TABLES:-10000}"
+PGPORT="${BENCH_PG_PORT:-55498}"
+HTTP_PORT="${BENCH_HTTP_PORT:-3998}"
+WORK="$(mktemp -d /tmp/pgrest-scale.XXXXXX)"
+PGBIN="$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+cleanup() {
+  [ -n "${PGREST_PID:-}" ] && kill "$PGREST_PID" 2>/dev/null || true
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+(cd "$ROOT" && cargo build --release --quiet)
+as_pg "$PGBIN/initdb" -A trust -U postgres --no-sync -D "$WORK/data" >/dev/null
+as_pg "$PGBIN/pg_ctl" -w -D "$WORK/data" -l "$WORK/pg.log" \
+  -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off -c max_locks_per_transaction=1024" start >/dev/null
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
+command -v psql >/dev/null || PSQL[0]="$PGBIN/psql"
+
+echo "building $TABLES tables, $((TABLES * 10)) columns, $((TABLES - 1)) foreign keys..."
+start=$(date +%s.%N)
+"${PSQL[@]}" <<SQL
+CREATE ROLE scale_anon NOLOGIN;
+CREATE ROLE scale_authenticator LOGIN NOINHERIT;
+GRANT scale_anon TO scale_authenticator;
+CREATE SCHEMA api;
+GRANT USAGE ON SCHEMA api TO scale_anon;
+DO \$\$
+BEGIN
+  FOR i IN 1..$TABLES LOOP
+    EXECUTE format(
+      'CREATE TABLE api.t%s (id int PRIMARY KEY, parent_id int %s, name text, note text,
+         amount numeric, created timestamptz, flag boolean, tags text[], data jsonb, extra int)',
+      i, CASE WHEN i > 1 THEN format('REFERENCES api.t%s', i - 1) ELSE '' END);
+    IF i % 1000 = 0 THEN COMMIT; END IF;
+  END LOOP;
+END \$\$;
+GRANT SELECT ON ALL TABLES IN SCHEMA api TO scale_anon;
+SQL
+printf 'schema built in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)"
+
+start=$(date +%s.%N)
+PGRST_DB_URI="postgresql://scale_authenticator@127.0.0.1:$PGPORT/postgres" \
+PGRST_DB_SCHEMAS=api PGRST_DB_ANON_ROLE=scale_anon \
+PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL="${LOG_LEVEL:-info}" \
+  "$ROOT/target/release/pgrest" 2>"$WORK/pgrest.log" &
+PGREST_PID=$!
+for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$HTTP_PORT/t1?limit=1" >/dev/null && break; sleep 0.05; done
+ready=$(echo "$(date +%s.%N) - $start" | bc)
+grep -o 'schema cache[^:]*: .*' "$WORK/pgrest.log" | sed 's/\x1b\[[0-9;]*m//g' || cat "$WORK/pgrest.log"
+printf 'first answered request %.2f s after start\n' "$ready"
+curl -sf "http://127.0.0.1:$HTTP_PORT/t$TABLES?select=id,t$((TABLES - 1))(id)&limit=1" >/dev/null \
+  && echo "embedding across the last foreign key: ok"
+echo "pgrest RSS with the cache loaded: $(awk '/VmRSS/{print $2, $3}' /proc/$PGREST_PID/status)"
