@@ -394,7 +394,10 @@ impl SchemaCache {
         let tx = client.build_transaction().read_only(true).start().await?;
         // With an empty search_path, type names and default expressions come out
         // schema-qualified, so they mean the same thing under any request's search_path.
-        tx.batch_execute("SET LOCAL search_path TO ''").await?;
+        // JIT: the catalog queries' cost estimates are huge on big schemas, so PostgreSQL
+        // would spend most of the load compiling them (≈0.7 s of 2.5 s at 10,000 tables).
+        tx.batch_execute("SET LOCAL search_path TO ''; SET LOCAL jit TO off")
+            .await?;
         let mut phase = Instant::now();
         let mut lap = |what: &str| {
             tracing::debug!(
