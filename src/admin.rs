@@ -36,15 +36,21 @@ pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
 }
 
 /// Reads the configuration again (file, in-process and in-database settings; the
-/// environment of a running process cannot change) and swaps it in with a new JWT verifier. Keys fixed at
-/// start-up (db-uri, db-pool, server-host, server-port, admin-server-*) keep their
-/// effect. A failed reload keeps the previous configuration.
+/// environment of a running process cannot change) and swaps it in with a new JWT
+/// verifier. Keys fixed at start-up (db-uri, db-pool, server-host, server-port,
+/// admin-server-*) keep their effect. A failed reload keeps the previous configuration.
 pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) {
-    let loaded = match state.config_source.load() {
-        Ok(c) => crate::server::with_db_config(pg, c).await,
-        Err(e) => Err(e),
+    let loaded = async {
+        let file_and_env = state.config_source.load()?;
+        let (mut client, conn) = crate::server::connect_once(pg).await?;
+        let config = crate::server::with_db_config(&mut client, file_and_env).await;
+        drop(client);
+        let _ = conn.await;
+        let config = config?;
+        let auth = crate::server::authenticator(&config)?;
+        Ok::<_, String>((config, auth))
     }
-    .and_then(|c| crate::server::authenticator(&c).map(|a| (c, a)));
+    .await;
     match loaded {
         Ok((config, auth)) => {
             let schemas_changed = config.db_schemas != state.config().db_schemas;
@@ -154,7 +160,6 @@ async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Res
     r
 }
 
-/// Serves `/live` and `/ready` on the admin listener.
 fn admin_body(text: String, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
@@ -164,6 +169,7 @@ fn admin_body(text: String, content_type: &'static str) -> Response<Full<Bytes>>
     r
 }
 
+/// Serves /live, /ready, /metrics, /config and /schema_cache on the admin listener.
 pub async fn serve_admin(state: Arc<AppState>, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {

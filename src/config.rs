@@ -119,6 +119,8 @@ pub struct Config {
     pub db_pool_acquisition_timeout: u64,
     pub db_max_rows: Option<i64>,
     pub db_extra_search_path: Vec<String>,
+    /// Function settings that apply to the whole request transaction.
+    pub db_hoisted_tx_settings: Vec<String>,
     pub db_pre_request: Option<String>,
     /// commit, commit-allow-override, rollback or rollback-allow-override
     pub db_tx_end: String,
@@ -370,6 +372,7 @@ impl Config {
             )?,
             db_max_rows,
             db_extra_search_path: split_list(get("db-extra-search-path")),
+            db_hoisted_tx_settings: split_list(get("db-hoisted-tx-settings")),
             db_pre_request: opt("db-pre-request"),
             db_tx_end: get("db-tx-end").to_string(),
             server_host: get("server-host").to_string(),

@@ -768,13 +768,7 @@ async fn call(
     }
     let mut env = envelope(state, api, schema, plan.read_only)?;
     // Function settings named in db-hoisted-tx-settings apply to the whole transaction.
-    let hoisted = state
-        .config()
-        .value("db-hoisted-tx-settings")
-        .unwrap_or("")
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect::<Vec<_>>();
+    let hoisted = &state.config().db_hoisted_tx_settings;
     env.gucs.extend(
         plan.routine
             .settings

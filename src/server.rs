@@ -38,7 +38,7 @@ fn bind_host(host: &str) -> &str {
 }
 
 /// One short-lived connection for start-up and reload work, driven in the background.
-async fn connect_once(
+pub async fn connect_once(
     pg: &tokio_postgres::Config,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
     let (client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| {
@@ -68,13 +68,12 @@ async fn connect_once(
 /// authenticator's `pgrst.*` role settings (database-specific ones win over those for
 /// every database) over whatever the db-pre-config function sets.
 pub async fn with_db_config(
-    pg: &tokio_postgres::Config,
+    client: &mut tokio_postgres::Client,
     config: crate::config::Config,
 ) -> Result<crate::config::Config, String> {
     if !config.flag("db-config") {
         return Ok(config);
     }
-    let (mut client, conn) = connect_once(pg).await?;
     let fail = |e: tokio_postgres::Error| {
         format!(
             "cannot read the in-database configuration: {}",
@@ -125,8 +124,6 @@ pub async fn with_db_config(
     for row in rows {
         settings.push((to_key(row.get(0)), row.get(1)));
     }
-    drop(client);
-    let _ = conn.await;
     if !settings.is_empty() {
         tracing::info!(
             "applying {} in-database configuration setting(s)",
@@ -141,12 +138,19 @@ pub async fn load_schema(
     schemas: &[String],
 ) -> Result<SchemaCache, String> {
     let (mut client, conn) = connect_once(pg).await?;
-    let cache = SchemaCache::load(&mut client, schemas)
-        .await
-        .map_err(|e| format!("cannot load the schema cache: {}", db::describe(&e)))?;
+    let cache = load_schema_on(&mut client, schemas).await;
     drop(client);
     let _ = conn.await;
-    Ok(cache)
+    cache
+}
+
+async fn load_schema_on(
+    client: &mut tokio_postgres::Client,
+    schemas: &[String],
+) -> Result<SchemaCache, String> {
+    SchemaCache::load(client, schemas)
+        .await
+        .map_err(|e| format!("cannot load the schema cache: {}", db::describe(&e)))
 }
 
 /// A running server: its address and a handle to stop it.
@@ -181,9 +185,13 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .clone()
         .ok_or_else(|| "db-uri is not set".to_string())?;
     let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
-    let config = with_db_config(&pg, config).await?;
+    // One connection for the in-database configuration and the schema cache.
+    let (mut client, conn) = connect_once(&pg).await?;
+    let config = with_db_config(&mut client, config).await?;
     let auth = authenticator(&config)?;
-    let cache = load_schema(&pg, &config.db_schemas).await?;
+    let cache = load_schema_on(&mut client, &config.db_schemas).await?;
+    drop(client);
+    let _ = conn.await;
     tracing::info!(
         "schema cache loaded in {:.1} ms: {} relations",
         cache.load_time.as_secs_f64() * 1000.0,

@@ -103,6 +103,15 @@ fn admin_server_answers_live_and_ready() {
     );
 }
 
+/// How many rows GET /numbers answers (30 in the table; db-max-rows caps it).
+fn rows(s: &common::Server) -> usize {
+    s.get("/numbers")
+        .json()
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0)
+}
+
 #[test]
 fn config_reloads_from_the_file_on_notify_and_sigusr2() {
     let h = common::harness();
@@ -136,13 +145,6 @@ fn config_reloads_from_the_file_on_notify_and_sigusr2() {
     wait_for("the server", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    let rows = |s: &common::Server| {
-        s.get("/numbers")
-            .json()
-            .as_array()
-            .map(Vec::len)
-            .unwrap_or(0)
-    };
     assert_eq!(rows(&s), 2);
     write(3);
     sql_exec("NOTIFY reload_test, 'reload config'");
@@ -182,13 +184,6 @@ fn in_database_settings_win_over_the_environment_and_reload() {
         ("PGRST_DB_PRE_CONFIG", "public.cfg_pre_config"),
         ("PGRST_DB_CHANNEL", "cfg_test"),
     ]);
-    let rows = |s: &common::Server| {
-        s.get("/numbers")
-            .json()
-            .as_array()
-            .map(Vec::len)
-            .unwrap_or(0)
-    };
     // Role setting (1) over pre-config (3) over the environment (5); the pre-config
     // function's other setting applies; db-uri cannot be set in the database.
     assert_eq!(rows(&s), 1);
@@ -199,29 +194,29 @@ fn in_database_settings_win_over_the_environment_and_reload() {
     sql_exec("ALTER ROLE cfg_authenticator RESET pgrst.db_max_rows");
     sql_exec("NOTIFY cfg_test, 'reload config'");
     wait_for("db-max-rows 3 from pre-config", || rows(&s) == 3);
+    // An invalid in-database value fails the reload and keeps the running configuration;
+    // a later reload (here dropping the bad value) still takes effect.
+    sql_exec("ALTER ROLE cfg_authenticator SET pgrst.db_tx_end = 'sometimes'");
+    sql_exec("ALTER ROLE cfg_authenticator SET pgrst.db_max_rows = '4'");
+    sql_exec("NOTIFY cfg_test, 'reload config'");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rows(&s), 3);
+    sql_exec("ALTER ROLE cfg_authenticator RESET pgrst.db_tx_end");
+    sql_exec("NOTIFY cfg_test, 'reload config'");
+    wait_for("db-max-rows 4 once the bad value is gone", || rows(&s) == 4);
 }
 
 #[test]
 fn serves_on_a_unix_socket_with_its_mode() {
     use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
-    let h = common::harness();
     let dir = std::env::temp_dir().join(format!("pgrest-sock-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("api.sock");
     let spawn = |mode: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "PGRST_DB_URI",
-                h.cluster.uri_as("authenticator", common::DB),
-            )
-            .env("PGRST_DB_SCHEMAS", "test_api")
-            .env("PGRST_DB_ANON_ROLE", "test_anon")
+        common::pgrest_command()
             .env("PGRST_SERVER_UNIX_SOCKET", &path)
             .env("PGRST_SERVER_UNIX_SOCKET_MODE", mode)
-            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -258,20 +253,10 @@ fn serves_on_a_unix_socket_with_its_mode() {
 
 #[test]
 fn sigterm_lets_the_request_in_flight_finish() {
-    let h = common::harness();
     let port = pgrest::pgcluster::free_port().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "PGRST_DB_URI",
-            h.cluster.uri_as("authenticator", common::DB),
-        )
-        .env("PGRST_DB_SCHEMAS", "test_api")
-        .env("PGRST_DB_ANON_ROLE", "test_anon")
+    let mut child = common::pgrest_command()
         .env("PGRST_SERVER_HOST", "127.0.0.1")
         .env("PGRST_SERVER_PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     common::reap_with_tests(&child);

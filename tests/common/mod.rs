@@ -86,6 +86,22 @@ pub const BASE_ENV: &[(&str, &str)] = &[
     ("PGRST_APP_SETTINGS_greeting", "hello"),
 ];
 
+/// The pgrest binary with a clean environment: PATH, the test database as the
+/// authenticator and BASE_ENV; stdout discarded. Callers add or override PGRST_* variables.
+pub fn pgrest_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrest"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "PGRST_DB_URI",
+            harness().cluster.uri_as("authenticator", DB),
+        )
+        .envs(BASE_ENV.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
 /// A server with the base configuration plus `extra` PGRST_* variables.
 pub fn server_with(extra: &[(&str, &str)]) -> Server {
     let h = harness();
@@ -101,14 +117,9 @@ pub fn server_with(extra: &[(&str, &str)]) -> Server {
         return s.clone();
     }
     let port = free_port().expect("free port");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgrest"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PGRST_DB_URI", h.cluster.uri_as("authenticator", DB))
-        .env("PGRST_SERVER_HOST", "127.0.0.1")
-        .env("PGRST_SERVER_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let mut cmd = pgrest_command();
+    cmd.env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string());
     for (k, v) in &env {
         cmd.env(k, v);
     }
