@@ -117,6 +117,10 @@ pub struct Config {
     pub db_anon_role: Option<String>,
     pub db_pool: usize,
     pub db_pool_acquisition_timeout: u64,
+    /// Seconds.
+    pub db_pool_max_idletime: u64,
+    /// Seconds.
+    pub db_pool_max_lifetime: u64,
     pub db_max_rows: Option<i64>,
     pub db_extra_search_path: Vec<String>,
     /// Function settings that apply to the whole request transaction.
@@ -370,6 +374,8 @@ impl Config {
                 "db-pool-acquisition-timeout",
                 get("db-pool-acquisition-timeout"),
             )?,
+            db_pool_max_idletime: parse_num("db-pool-max-idletime", get("db-pool-max-idletime"))?,
+            db_pool_max_lifetime: parse_num("db-pool-max-lifetime", get("db-pool-max-lifetime"))?,
             db_max_rows,
             db_extra_search_path: split_list(get("db-extra-search-path")),
             db_hoisted_tx_settings: split_list(get("db-hoisted-tx-settings")),

@@ -71,6 +71,8 @@ pub struct Conn {
 
 pub struct PgManager {
     config: tokio_postgres::Config,
+    /// db-pool-max-lifetime: older connections are closed instead of reused.
+    max_lifetime: Duration,
 }
 
 impl managed::Manager for PgManager {
@@ -90,10 +92,13 @@ impl managed::Manager for PgManager {
     async fn recycle(
         &self,
         conn: &mut Conn,
-        _: &managed::Metrics,
+        metrics: &managed::Metrics,
     ) -> managed::RecycleResult<tokio_postgres::Error> {
         if conn.client.is_closed() {
             return Err(managed::RecycleError::message("connection closed"));
+        }
+        if metrics.age() >= self.max_lifetime {
+            return Err(managed::RecycleError::message("max lifetime reached"));
         }
         if conn.in_transaction {
             conn.client.batch_execute("ROLLBACK").await?;
@@ -105,21 +110,52 @@ impl managed::Manager for PgManager {
 
 pub type Pool = managed::Pool<PgManager>;
 
+/// How the pool is sized and when its connections are retired.
+pub struct PoolSettings {
+    pub size: usize,
+    pub acquisition_timeout: Duration,
+    /// db-pool-max-idletime: connections unused this long are closed.
+    pub max_idletime: Duration,
+    /// db-pool-max-lifetime: connections older than this are closed once idle.
+    pub max_lifetime: Duration,
+}
+
 pub fn make_pool(
     mut config: tokio_postgres::Config,
-    size: usize,
-    acquisition_timeout: Duration,
+    settings: &PoolSettings,
 ) -> Result<Pool, String> {
     if config.get_application_name().is_none() {
         config.application_name(concat!("pgrest ", env!("CARGO_PKG_VERSION")));
     }
-    managed::Pool::builder(PgManager { config })
-        .max_size(size)
-        .wait_timeout(Some(acquisition_timeout))
-        .create_timeout(Some(acquisition_timeout))
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .map_err(|e| e.to_string())
+    let (size, acquisition_timeout) = (settings.size, settings.acquisition_timeout);
+    managed::Pool::builder(PgManager {
+        config,
+        max_lifetime: settings.max_lifetime,
+    })
+    .max_size(size)
+    .wait_timeout(Some(acquisition_timeout))
+    .create_timeout(Some(acquisition_timeout))
+    .runtime(deadpool::Runtime::Tokio1)
+    .build()
+    .map_err(|e| e.to_string())
+}
+
+/// Closes idle connections past db-pool-max-idletime or db-pool-max-lifetime; connections
+/// in use are never touched (an old one is retired when it comes back, by `recycle`).
+pub async fn retire_idle_connections(pool: Pool, settings: PoolSettings) {
+    let shortest = settings.max_idletime.min(settings.max_lifetime);
+    let every = (shortest / 2).clamp(Duration::from_millis(250), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let removed = pool.retain(|_, m| {
+            m.last_used() < settings.max_idletime && m.age() < settings.max_lifetime
+        });
+        if !removed.removed.is_empty() {
+            tracing::debug!("closed {} idle pool connection(s)", removed.removed.len());
+        }
+    }
 }
 
 pub fn pool_error(e: managed::PoolError<tokio_postgres::Error>) -> ApiError {

@@ -197,11 +197,14 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         cache.load_time.as_secs_f64() * 1000.0,
         cache.table_count()
     );
-    let pool = db::make_pool(
-        pg.clone(),
-        config.db_pool,
-        Duration::from_secs(config.db_pool_acquisition_timeout),
-    )?;
+    let pool_settings = || db::PoolSettings {
+        size: config.db_pool,
+        acquisition_timeout: Duration::from_secs(config.db_pool_acquisition_timeout),
+        max_idletime: Duration::from_secs(config.db_pool_max_idletime),
+        max_lifetime: Duration::from_secs(config.db_pool_max_lifetime),
+    };
+    let pool = db::make_pool(pg.clone(), &pool_settings())?;
+    tokio::spawn(db::retire_idle_connections(pool.clone(), pool_settings()));
     let host = bind_host(&config.server_host).to_string();
     let (listener, addr) = match config.value("server-unix-socket") {
         Some(path) => (http::Listener::Unix(bind_unix(path, &config)?), None),

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{server, server_with, sql_exec};
+use common::{server, server_with, sql_exec, sql_rows};
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -304,4 +304,53 @@ fn an_exhausted_pool_answers_504_after_the_acquisition_timeout() {
     assert_eq!(busy.join().unwrap().status, 200);
     // Once the connection is free again the pool serves normally.
     assert_eq!(s.get("/numbers?limit=1").status, 200);
+}
+
+/// Pool connections of a server started with application_name=`name`.
+fn backends(name: &str) -> i64 {
+    sql_rows(&format!(
+        "select count(*) as n from pg_stat_activity where application_name = '{name}'"
+    ))[0]["n"]
+        .as_i64()
+        .unwrap()
+}
+
+fn server_named(name: &str, extra: &[(&str, &str)]) -> common::Server {
+    let uri = format!(
+        "{}?application_name={name}",
+        common::harness()
+            .cluster
+            .uri_as("authenticator", common::DB)
+    );
+    let mut env = vec![
+        ("PGRST_DB_URI", uri.as_str()),
+        ("PGRST_DB_CHANNEL_ENABLED", "false"),
+    ];
+    env.extend_from_slice(extra);
+    server_with(&env)
+}
+
+#[test]
+fn idle_and_old_pool_connections_are_closed() {
+    let keep = server_named("pool_keep", &[]);
+    let idle = server_named("pool_idle", &[("PGRST_DB_POOL_MAX_IDLETIME", "1")]);
+    let old = server_named(
+        "pool_old",
+        &[
+            ("PGRST_DB_POOL_MAX_LIFETIME", "1"),
+            ("PGRST_DB_POOL_TIMEOUT", "600"),
+        ],
+    );
+    for s in [&keep, &idle, &old] {
+        assert_eq!(s.get("/numbers?limit=1").status, 200);
+    }
+    assert_eq!(backends("pool_keep"), 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    // Defaults (30 s idle, 30 min lifetime) keep the connection; the others are gone.
+    assert_eq!(backends("pool_keep"), 1);
+    wait_for("idle connection closed", || backends("pool_idle") == 0);
+    wait_for("old connection closed", || backends("pool_old") == 0);
+    // And the pool opens new ones on demand.
+    assert_eq!(idle.get("/numbers?limit=1").status, 200);
+    assert_eq!(old.get("/numbers?limit=1").status, 200);
 }
