@@ -55,6 +55,7 @@ pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) {
         Ok((config, auth)) => {
             let schemas_changed = config.db_schemas != state.config().db_schemas;
             state.auth.store(auth.map(Arc::new));
+            crate::server::set_log_level(config.log_level);
             state.config.store(Arc::new(config));
             tracing::info!("configuration reloaded");
             if schemas_changed {

@@ -366,6 +366,10 @@ async fn run_transaction_inner(
         sql: s.sql,
         params: s.params,
     }));
+    crate::timing::record_query(&settings_sql);
+    for s in &all {
+        crate::timing::record_query(s.sql);
+    }
     let begin = format!(
         "BEGIN ISOLATION LEVEL {} {}",
         env.isolation(),

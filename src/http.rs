@@ -60,14 +60,13 @@ pub async fn serve(
         let accepted = tokio::select! {
             a = async {
                 match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(stream, _)| {
+                    Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
                         let _ = stream.set_nodelay(true);
-                        spawn_connection(state.clone(), stream, &graceful)
+                        spawn_connection(state.clone(), stream, Some(peer), &graceful)
                     }),
-                    Listener::Unix(l) => l
-                        .accept()
-                        .await
-                        .map(|(stream, _)| spawn_connection(state.clone(), stream, &graceful)),
+                    Listener::Unix(l) => l.accept().await.map(|(stream, _)| {
+                        spawn_connection(state.clone(), stream, None, &graceful)
+                    }),
                 }
             } => a,
             _ = &mut shutdown => break,
@@ -90,13 +89,14 @@ pub async fn serve(
 fn spawn_connection<S>(
     state: Arc<AppState>,
     stream: S,
+    peer: Option<std::net::SocketAddr>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(
         TokioIo::new(crate::lenient::LenientStream::new(stream)),
@@ -108,10 +108,16 @@ fn spawn_connection<S>(
     });
 }
 
-async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
+async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: Option<std::net::SocketAddr>,
+) -> Resp {
     let started = Instant::now();
     let method = req.method().to_string();
     let uri = req.uri().to_string();
+    let referer = header_str(req.headers(), "referer").map(str::to_string);
+    let user_agent = header_str(req.headers(), "user-agent").map(str::to_string);
     let origin = header_str(req.headers(), "origin").map(str::to_string);
     let preflight = (method == "OPTIONS")
         .then(|| header_str(req.headers(), "access-control-request-method"))
@@ -121,25 +127,32 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
     let requested_headers =
         header_str(req.headers(), "access-control-request-headers").map(str::to_string);
     // server-trace-header: the request's value echoed on every response (empty if absent).
-    let trace = state.config().value("server-trace-header").map(|name| {
+    let trace_header = state.config().value("server-trace-header").map(|name| {
         let value = header_str(req.headers(), name).unwrap_or("").to_string();
         (name.to_string(), value)
     });
+    let log_queries = state.config().flag("log-query");
+    let mut trace = crate::timing::Trace::default();
     let mut response = if preflight {
         Response::new(Full::new(Bytes::new()))
     } else {
-        let (result, timings) = crate::timing::measure(route(state, req)).await;
+        let (result, t) = crate::timing::measure(route(state, req), log_queries).await;
+        trace = t;
         match result {
             Ok(mut r) => {
                 if state.config().flag("server-timing-enabled") {
-                    set(&mut r, "Server-Timing", &timings.header(started.elapsed()));
+                    set(
+                        &mut r,
+                        "Server-Timing",
+                        &trace.timings.header(started.elapsed()),
+                    );
                 }
                 r
             }
             Err(e) => error_response(&e, state.config().minimal_errors),
         }
     };
-    if let Some((name, value)) = trace {
+    if let Some((name, value)) = trace_header {
         set(&mut response, &name, &value);
     }
     cors(
@@ -153,11 +166,21 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
     state
         .metrics
         .request(&method, response.status().as_u16(), took);
-    tracing::info!(
-        "{method} {uri} {} {:.3}ms",
-        response.status().as_u16(),
-        took.as_secs_f64() * 1000.0
-    );
+    let status = response.status().as_u16();
+    if crate::access_log::wanted(state.config().log_level, status) {
+        use hyper::body::Body;
+        crate::access_log::write(&crate::access_log::Entry {
+            peer,
+            role: trace.role.as_deref(),
+            method: &method,
+            uri: &uri,
+            status,
+            bytes: response.body().size_hint().exact(),
+            referer: referer.as_deref(),
+            user_agent: user_agent.as_deref(),
+            queries: trace.queries.as_deref(),
+        });
+    }
     response
 }
 
@@ -268,13 +291,15 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
     let mut api = time(Stage::Parse, || api_request(&req))?;
     // Who is calling is settled before anything else, without touching the database.
     if api.method != Method::Options {
-        api.identity = Some(time(Stage::Jwt, || {
+        let identity = time(Stage::Jwt, || {
             crate::auth::identify(
                 state.auth.load().as_deref(),
                 api.authorization.as_deref(),
                 state.config().db_anon_role.as_deref(),
             )
-        })?);
+        })?;
+        crate::timing::record_role(&identity.role);
+        api.identity = Some(identity);
     }
     let schema = match &api.profile {
         Some(p) if !state.config().db_schemas.contains(p) => {

@@ -3,6 +3,7 @@
 //! One request, one way through: `request` (parse) -> `plan` (resolve against the schema
 //! cache) -> `sql` (render) -> `db` (run) -> `http` (respond).
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod config;

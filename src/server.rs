@@ -13,19 +13,43 @@ use crate::http::{self, AppState};
 use crate::pgcluster::TempCluster;
 use crate::schema::SchemaCache;
 
-pub fn init_logging(level: LogLevel) {
+fn log_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
     let filter = match level {
         LogLevel::Crit | LogLevel::Error => "error",
         LogLevel::Warn => "warn",
         LogLevel::Info => "info",
         LogLevel::Debug => "debug",
     };
-    let filter = format!("pgrest={filter}");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+    tracing_subscriber::EnvFilter::new(format!("pgrest={filter}"))
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+/// Diagnostics on stderr, filtered by log-level (changed by a config reload).
+pub fn init_logging(level: LogLevel) {
+    use tracing_subscriber::prelude::*;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// Applies a reloaded log-level to the diagnostics.
+pub fn set_log_level(level: LogLevel) {
+    if let Some(handle) = LOG_FILTER.get() {
+        let _ = handle.reload(log_filter(level));
+    }
 }
 
 /// The addresses `server-host` stands for (PostgREST's special values included).

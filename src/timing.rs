@@ -1,4 +1,6 @@
-//! Per-request stage timings for the `Server-Timing` header (server-timing-enabled).
+//! What is noted about one request while it runs: stage timings for the `Server-Timing`
+//! header (server-timing-enabled), the role it ran as and, with log-query, the SQL it sent
+//! (both for the request log).
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -19,25 +21,54 @@ pub enum Stage {
     Transaction,
 }
 
-tokio::task_local! {
-    static CURRENT: RefCell<Timings>;
+/// The notes on one request.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub timings: Timings,
+    /// The database role the request ran as, once known.
+    pub role: Option<String>,
+    /// The statements sent, when log-query is on.
+    pub queries: Option<Vec<String>>,
 }
 
-/// Runs `f` with a fresh set of timings and returns them with its output.
-pub async fn measure<F: std::future::Future>(f: F) -> (F::Output, Timings) {
+tokio::task_local! {
+    static CURRENT: RefCell<Trace>;
+}
+
+/// Runs `f` with a fresh trace (collecting SQL if `log_queries`) and returns it with
+/// `f`'s output.
+pub async fn measure<F: std::future::Future>(f: F, log_queries: bool) -> (F::Output, Trace) {
+    let trace = Trace {
+        queries: log_queries.then(Vec::new),
+        ..Trace::default()
+    };
     CURRENT
-        .scope(RefCell::new(Timings::default()), async {
+        .scope(RefCell::new(trace), async {
             let out = f.await;
-            let timings = CURRENT.with(|t| *t.borrow());
-            (out, timings)
+            let trace = CURRENT.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            (out, trace)
         })
         .await
+}
+
+/// Notes the role the current request runs as (no-op outside `measure`).
+pub fn record_role(role: &str) {
+    let _ = CURRENT.try_with(|t| t.borrow_mut().role = Some(role.to_string()));
+}
+
+/// Notes a statement sent for the current request, when log-query is on.
+pub fn record_query(sql: &str) {
+    let _ = CURRENT.try_with(|t| {
+        if let Some(q) = t.borrow_mut().queries.as_mut() {
+            q.push(sql.to_string());
+        }
+    });
 }
 
 /// Adds `d` to a stage of the current request (no-op outside `measure`).
 pub fn record(stage: Stage, d: Duration) {
     let _ = CURRENT.try_with(|t| {
-        let mut t = t.borrow_mut();
+        let t = &mut t.borrow_mut().timings;
         let slot = match stage {
             Stage::Jwt => &mut t.jwt,
             Stage::Parse => &mut t.parse,

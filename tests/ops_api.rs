@@ -354,3 +354,95 @@ fn idle_and_old_pool_connections_are_closed() {
     assert_eq!(idle.get("/numbers?limit=1").status, 200);
     assert_eq!(old.get("/numbers?limit=1").status, 200);
 }
+
+/// A server whose stdout and stderr are kept; returns them once it has been stopped.
+fn logged_server(env: &[(&str, &str)], requests: impl FnOnce(&common::Server)) -> (String, String) {
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let child = common::pgrest_command()
+        .env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::reap_with_tests(&child);
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let s = common::Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    requests(&s);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn one_request_log_line_per_request_filtered_by_log_level() {
+    let (out, err) = logged_server(
+        &[
+            ("PGRST_LOG_LEVEL", "info"),
+            ("PGRST_LOG_QUERY", "true"),
+            (
+                "PGRST_JWT_SECRET",
+                "a-secret-of-at-least-thirty-two-characters",
+            ),
+        ],
+        |s| {
+            assert_eq!(
+                s.get_with("/numbers?select=n&limit=1", &[("User-Agent", "probe/1")])
+                    .status,
+                200
+            );
+            assert_eq!(s.get("/no_such_table").status, 404);
+            let bad = s.get_with("/numbers", &[("Authorization", "Bearer not.a.jwt")]);
+            assert_eq!(bad.status, 401);
+        },
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("127.0.0.1 - test_anon ["),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("] \"GET /numbers?select=n&limit=1 HTTP/1.1\" 200 ")
+            && lines[0].ends_with(" \"-\" \"probe/1\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"GET /no_such_table HTTP/1.1\" 404 "),
+        "{}",
+        lines[1]
+    );
+    // Authentication failed: no role.
+    assert!(lines[2].starts_with("127.0.0.1 - - ["), "{}", lines[2]);
+    assert!(lines[2].contains("\" 401 "), "{}", lines[2]);
+    // log-query: the settings statement and the main query of the read, one line each.
+    assert!(err.contains("set_config('search_path'"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("\"test_api\".\"numbers\"") && l.contains("LIMIT")),
+        "{err}"
+    );
+
+    let (out, err) = logged_server(&[("PGRST_LOG_LEVEL", "warn")], |s| {
+        assert_eq!(s.get("/numbers?limit=1").status, 200);
+        assert_eq!(s.get("/no_such_table").status, 404);
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].contains("\" 404 "), "{}", lines[0]);
+    assert!(!err.contains("set_config"), "{err}");
+}
