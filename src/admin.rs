@@ -110,11 +110,25 @@ pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: S
                         reload_schema(&state, &pg).await;
                     }
                     first = false;
-                    while let Some(payload) = rx.recv().await {
-                        match payload.trim() {
-                            "" | "reload schema" => reload_schema(&state, &pg).await,
-                            "reload config" => reload_config(&state, &pg).await,
-                            other => tracing::debug!("ignored notification {other:?}"),
+                    while let Some(first) = rx.recv().await {
+                        // A burst of notifications (a migration sending one per
+                        // statement) is one reload: everything queued meanwhile is
+                        // folded into it, so a burst costs at most two reloads.
+                        let (mut schema, mut config) = (false, false);
+                        let mut next = Some(first);
+                        while let Some(payload) = next {
+                            match payload.trim() {
+                                "" | "reload schema" => schema = true,
+                                "reload config" => config = true,
+                                other => tracing::debug!("ignored notification {other:?}"),
+                            }
+                            next = rx.try_recv().ok();
+                        }
+                        if config {
+                            reload_config(&state, &pg).await;
+                        }
+                        if schema {
+                            reload_schema(&state, &pg).await;
                         }
                     }
                     tracing::error!("lost the {channel} listener connection; reconnecting");

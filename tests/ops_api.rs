@@ -446,3 +446,65 @@ fn one_request_log_line_per_request_filtered_by_log_level() {
     assert!(lines[0].contains("\" 404 "), "{}", lines[0]);
     assert!(!err.contains("set_config"), "{err}");
 }
+
+fn schema_loads(admin_port: &str) -> u64 {
+    let metrics = ureq::get(&format!("http://127.0.0.1:{admin_port}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pgrst_schema_cache_loads_total{status=\"SUCCESS\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_burst_of_reloads_under_load_drops_no_request() {
+    let port = pgrest::pgcluster::free_port().unwrap().to_string();
+    let s = server_with(&[
+        ("PGRST_ADMIN_SERVER_PORT", &port),
+        ("PGRST_DB_CHANNEL", "burst_channel"),
+    ]);
+    wait_for("the admin server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok()
+    });
+    let before = schema_loads(&port);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    statuses.push(s.get("/numbers?n=lte.3&select=n,n_squared:n").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // 50 distinct notifications delivered together (identical ones would be merged by
+    // PostgreSQL itself), then a second burst while the first reload may be running.
+    for _ in 0..2 {
+        sql_exec(
+            "select pg_notify('burst_channel', 'reload schema' || repeat(' ', i)) \
+             from generate_series(1, 50) i",
+        );
+    }
+    wait_for("a reload", || schema_loads(&port) > before);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(statuses.len() > 20, "{} requests", statuses.len());
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let reloads = schema_loads(&port) - before;
+    assert!(
+        (1..=3).contains(&reloads),
+        "{reloads} reloads for 100 notifications"
+    );
+}
