@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_postgres::AsyncMessage;
 
 use crate::http::AppState;
@@ -184,21 +183,41 @@ fn admin_body(text: String, content_type: &'static str) -> Response<Full<Bytes>>
     r
 }
 
-/// Serves /live, /ready, /metrics, /config and /schema_cache on the admin listener.
-pub async fn serve_admin(state: Arc<AppState>, listener: TcpListener) {
+/// Serves /live, /ready, /metrics, /config and /schema_cache on the admin listener (TCP
+/// or admin-server-unix-socket).
+pub async fn serve_admin(state: Arc<AppState>, listener: crate::http::Listener) {
+    use crate::http::Listener;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(admin(state, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        match &listener {
+            Listener::Tcp(l) => match l.accept().await {
+                Ok((stream, _)) => spawn_admin(state.clone(), stream),
+                Err(e) => accept_failed(e).await,
+            },
+            Listener::Unix(l) => match l.accept().await {
+                Ok((stream, _)) => spawn_admin(state.clone(), stream),
+                Err(e) => accept_failed(e).await,
+            },
+        }
     }
+}
+
+/// Out of file descriptors and the like: say so and back off instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    tracing::error!("admin server accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+fn spawn_admin<S>(state: Arc<AppState>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(admin(state, req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
 }

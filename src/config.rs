@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 const KEYS: &[(&str, &str, bool)] = &[
     ("admin-server-host", "", false),
     ("admin-server-port", "", true),
+    ("admin-server-unix-socket", "", false),
+    ("admin-server-unix-socket-mode", "660", false),
     ("app.settings", "", false),
     ("client-error-verbosity", "verbose", false),
     ("db-aggregates-enabled", "false", true),
@@ -134,6 +136,8 @@ pub struct Config {
     pub minimal_errors: bool,
     /// server-unix-socket-mode, octal 600..=777.
     pub unix_socket_mode: u32,
+    /// admin-server-unix-socket-mode, octal 600..=777.
+    pub admin_unix_socket_mode: u32,
 }
 
 fn canonical_key(key: &str) -> &str {
@@ -342,15 +346,17 @@ impl Config {
         {
             return Err(format!("db-schemas may not contain {bad}"));
         }
-        let unix_socket_mode = u32::from_str_radix(get("server-unix-socket-mode"), 8)
-            .ok()
-            .filter(|m| (0o600..=0o777).contains(m))
-            .ok_or_else(|| {
-                format!(
-                    "invalid server-unix-socket-mode {:?}: expected octal 600 to 777",
-                    get("server-unix-socket-mode")
-                )
-            })?;
+        let socket_mode = |key: &str| {
+            u32::from_str_radix(get(key), 8)
+                .ok()
+                .filter(|m| (0o600..=0o777).contains(m))
+                .ok_or_else(|| format!("invalid {key} {:?}: expected octal 600 to 777", get(key)))
+        };
+        let unix_socket_mode = socket_mode("server-unix-socket-mode")?;
+        if opt("admin-server-port").is_some_and(|p| p == get("server-port")) {
+            return Err("admin-server-port cannot be the same as server-port".into());
+        }
+        let admin_unix_socket_mode = socket_mode("admin-server-unix-socket-mode")?;
         let db_pool: usize = parse_num("db-pool", get("db-pool"))?;
         if db_pool == 0 {
             return Err("db-pool must be at least 1".into());
@@ -386,6 +392,7 @@ impl Config {
             log_level,
             minimal_errors,
             unix_socket_mode,
+            admin_unix_socket_mode,
             db_schemas,
             raw,
         })
@@ -487,6 +494,12 @@ mod tests {
         assert!(Config::load(None, env(&[("PGRST_LOG_LEVEL", "loud")])).is_err());
         assert!(Config::load(None, env(&[("PGRST_DB_SCHEMAS", "pg_catalog")])).is_err());
         assert!(Config::load(Some("db-uri = \"x"), env(&[])).is_err());
+        let same_port = env(&[("PGRST_ADMIN_SERVER_PORT", "3000")]);
+        assert!(Config::load(None, same_port).is_err());
+        let mode = env(&[("PGRST_ADMIN_SERVER_UNIX_SOCKET_MODE", "999")]);
+        assert!(Config::load(None, mode).is_err());
+        let c = Config::load(None, env(&[("PGRST_DB_POOL_TIMEOUT", "7")])).unwrap();
+        assert_eq!((c.db_pool_max_idletime, c.db_pool_max_lifetime), (7, 1800));
     }
 
     #[test]

@@ -183,6 +183,8 @@ pub struct Running {
     pub addr: Option<SocketAddr>,
     /// The Unix socket path, removed again on shutdown.
     pub socket: Option<String>,
+    /// admin-server-unix-socket, removed too.
+    pub admin_socket: Option<String>,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -231,7 +233,10 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     tokio::spawn(db::retire_idle_connections(pool.clone(), pool_settings()));
     let host = bind_host(&config.server_host).to_string();
     let (listener, addr) = match config.value("server-unix-socket") {
-        Some(path) => (http::Listener::Unix(bind_unix(path, &config)?), None),
+        Some(path) => (
+            http::Listener::Unix(bind_unix(path, config.unix_socket_mode)?),
+            None,
+        ),
         None => {
             let listener = TcpListener::bind((host.as_str(), config.server_port))
                 .await
@@ -241,8 +246,15 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
             (http::Listener::Tcp(listener), Some(addr))
         }
     };
-    let admin_listener = match config.value("admin-server-port") {
-        Some(port) => {
+    let admin_listener = match (
+        config.value("admin-server-unix-socket"),
+        config.value("admin-server-port"),
+    ) {
+        (Some(path), _) => Some(http::Listener::Unix(bind_unix(
+            path,
+            config.admin_unix_socket_mode,
+        )?)),
+        (None, Some(port)) => {
             let port: u16 = port
                 .parse()
                 .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
@@ -250,13 +262,13 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
                 .value("admin-server-host")
                 .map(|h| bind_host(h).to_string())
                 .unwrap_or_else(|| host.clone());
-            Some(
+            Some(http::Listener::Tcp(
                 TcpListener::bind((admin_host.as_str(), port))
                     .await
                     .map_err(|e| format!("cannot listen on {admin_host}:{port}: {e}"))?,
-            )
+            ))
         }
-        None => None,
+        (None, None) => None,
     };
     let metrics = crate::metrics::Metrics::default();
     metrics.schema_load(Some(cache.load_time));
@@ -284,6 +296,10 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .config()
         .value("server-unix-socket")
         .map(str::to_string);
+    let admin_socket = state
+        .config()
+        .value("admin-server-unix-socket")
+        .map(str::to_string);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(http::serve(state, listener, async {
         let _ = stopped.await;
@@ -291,17 +307,16 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     Ok(Running {
         addr,
         socket,
+        admin_socket,
         stop,
         done,
     })
 }
 
-/// Binds server-unix-socket with server-unix-socket-mode permissions. A stale socket
-/// file left by a previous run is replaced; any other file at the path is an error.
-fn bind_unix(
-    path: &str,
-    config: &crate::config::Config,
-) -> Result<tokio::net::UnixListener, String> {
+/// Binds a Unix socket (server-unix-socket, admin-server-unix-socket) with permissions
+/// `mode`. A socket file already there is replaced, as PostgREST does; any other file at
+/// the path is an error.
+fn bind_unix(path: &str, mode: u32) -> Result<tokio::net::UnixListener, String> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -313,7 +328,6 @@ fn bind_unix(
     }
     let listener = tokio::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {path}: {e}"))?;
-    let mode = config.unix_socket_mode;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {path}: {e}"))?;
     tracing::info!("listening on unix socket {path} (mode {mode:o})");
@@ -339,7 +353,7 @@ pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
     termination().await;
     let _ = running.stop.send(());
     let _ = running.done.await;
-    if let Some(path) = running.socket {
+    for path in running.socket.iter().chain(running.admin_socket.iter()) {
         let _ = std::fs::remove_file(path);
     }
     Ok(())

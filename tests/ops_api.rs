@@ -213,10 +213,13 @@ fn serves_on_a_unix_socket_with_its_mode() {
     let dir = std::env::temp_dir().join(format!("pgrest-sock-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("api.sock");
+    let admin = dir.join("admin.sock");
     let spawn = |mode: &str| {
         common::pgrest_command()
             .env("PGRST_SERVER_UNIX_SOCKET", &path)
             .env("PGRST_SERVER_UNIX_SOCKET_MODE", mode)
+            .env("PGRST_ADMIN_SERVER_UNIX_SOCKET", &admin)
+            .env("PGRST_ADMIN_SERVER_UNIX_SOCKET_MODE", "600")
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -232,12 +235,22 @@ fn serves_on_a_unix_socket_with_its_mode() {
     });
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    stream
-        .write_all(b"GET /numbers?n=lte.2&order=n HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
+    let get = |socket: &std::path::Path, path: &str| {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    // The admin server on its own socket, with its own mode.
+    assert_eq!(
+        std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let live = get(&admin, "/ready");
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let reply = get(&path, "/numbers?n=lte.2&order=n");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -249,6 +262,7 @@ fn serves_on_a_unix_socket_with_its_mode() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert!(!path.exists());
+    assert!(!admin.exists());
 }
 
 #[test]
