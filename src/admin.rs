@@ -87,10 +87,14 @@ pub async fn reload_on_signal(state: Arc<AppState>, pg: tokio_postgres::Config) 
 /// connection is re-established with capped exponential backoff, and the cache reloaded
 /// after each reconnection since the schema may have changed meanwhile.
 pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: String) {
+    // With several hosts in db-uri (a primary and replicas) the listener wants the
+    // primary, where DDL and NOTIFY happen, whatever the pool connects to.
+    let mut listener_pg = pg.clone();
+    listener_pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
     let mut delay = Duration::from_secs(1);
     let mut first = true;
     loop {
-        match pg.connect(tokio_postgres::NoTls).await {
+        match listener_pg.connect(tokio_postgres::NoTls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
                 let driver = tokio::spawn(async move {
