@@ -127,6 +127,8 @@ pub enum ApiError {
     PoolTimeout,
     /// PGRST302: no token and no anonymous role.
     NoAnonRole,
+    /// GET / with openapi-mode = disabled.
+    OpenApiDisabled,
     /// PGRST300: a token was sent but no jwt-secret is configured.
     NoJwtSecret,
     /// PGRST301: the token cannot be decoded or verified.
@@ -183,6 +185,7 @@ impl ApiError {
             Custom { status, .. } => *status,
             PoolTimeout => 504,
             NoAnonRole | InvalidJwt { .. } | InvalidJwtClaims(_) => 401,
+            OpenApiDisabled => 404,
             NoJwtSecret => 500,
             Internal(_) => 500,
         }
@@ -226,6 +229,7 @@ impl ApiError {
             SchemaCacheNotReady => "PGRST002",
             PoolTimeout => "PGRST003",
             NoAnonRole => "PGRST302",
+            OpenApiDisabled => "PGRST126",
             NoJwtSecret => "PGRST300",
             InvalidJwt { .. } => "PGRST301",
             InvalidJwtClaims(_) => "PGRST303",
@@ -456,6 +460,7 @@ impl ApiError {
                 None,
             ),
             NoAnonRole => ("Anonymous access is disabled".into(), None, None),
+            OpenApiDisabled => ("Root endpoint metadata is disabled".into(), None, None),
             NoJwtSecret => ("Server lacks JWT secret".into(), None, None),
             InvalidJwt { message, details } => (message.clone(), details.clone(), None),
             InvalidJwtClaims(message) => (message.clone(), None, None),

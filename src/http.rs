@@ -312,7 +312,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
         None => state.config().db_schemas[0].clone(),
     };
     match (&api.target, api.method) {
-        (Target::Root, Method::Get | Method::Head) => root(state, &api, &schema),
+        (Target::Root, Method::Get | Method::Head) => {
+            let accept = header_str(req.headers(), "accept").map(str::to_string);
+            root(state, &api, &schema, accept.as_deref()).await
+        }
         (Target::Root, Method::Options) => Ok(allow("OPTIONS,GET,HEAD")),
         (Target::Root, m) => Err(ApiError::UnsupportedMethod(method_name(m).into())),
         (Target::Rpc(_), Method::Put | Method::Patch | Method::Delete) => {
@@ -668,29 +671,53 @@ fn append(r: &mut Resp, name: &str, value: &str) {
 }
 
 /// `GET /` until the OpenAPI document exists: the exposed tables and views.
-fn root(state: &AppState, api: &ApiRequest, schema: &str) -> Result<Resp, ApiError> {
+/// Media types `GET /` answers, in order of preference for `*/*`.
+const ROOT_MEDIA: [&str; 3] = [
+    "application/openapi+json",
+    "application/json",
+    // OpenAPI 3.1 (the registered OpenAPI media type); the others get Swagger 2.0.
+    "application/vnd.oai.openapi+json",
+];
+
+/// `GET /`: the OpenAPI document of the schema (or db-root-spec's answer).
+async fn root(
+    state: &AppState,
+    api: &ApiRequest,
+    schema: &str,
+    accept: Option<&str>,
+) -> Result<Resp, ApiError> {
+    let media = request::choose_handler(accept, &ROOT_MEDIA)
+        .ok_or_else(|| ApiError::NotAcceptable(accept.unwrap_or_default().to_string()))?;
+    let content_type = format!("{media}; charset=utf-8");
+    let config = state.config();
+    if let Some(function) = config.value("db-root-spec") {
+        let cache = state.schema.load();
+        let mut r = call(state, api, &cache, schema, function, None).await?;
+        set(&mut r, "Content-Type", &content_type);
+        return Ok(r);
+    }
+    let visible = match config.value("openapi-mode").unwrap_or("follow-privileges") {
+        "disabled" => return Err(ApiError::OpenApiDisabled),
+        "ignore-privileges" => crate::openapi::Visible::All,
+        _ => {
+            let env = envelope(state, api, schema, true)?;
+            let stmt = sql::openapi_privileges(schema);
+            let out = db::run_read(&state.pool, &env, &stmt, None).await?;
+            crate::openapi::Visible::from_privileges(&out.body)
+        }
+    };
     let cache = state.schema.load();
-    let mut tables: Vec<_> = cache
-        .tables
-        .get(schema)
-        .map(|t| t.values().collect())
-        .unwrap_or_default();
-    tables.sort_by(|a, b| a.name.cmp(&b.name));
-    let list: Vec<serde_json::Value> = tables
-        .iter()
-        .map(|t| {
-            serde_json::json!({
-                "name": t.name,
-                "kind": t.kind,
-                "description": t.description,
-                "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                "path": format!("/{}", t.name),
-            })
-        })
-        .collect();
-    let body = serde_json::to_string(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let doc = crate::timing::time(crate::timing::Stage::Plan, || {
+        let swagger = crate::openapi::swagger(&cache, schema, &config, &visible);
+        if media == "application/vnd.oai.openapi+json" {
+            crate::openapi::to_openapi31(&swagger)
+        } else {
+            swagger
+        }
+    });
+    let body = serde_json::to_string(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut r = body_response(200, body, api.method == Method::Head);
-    set(&mut r, "Content-Type", "application/json; charset=utf-8");
+    set(&mut r, "Content-Type", &content_type);
     Ok(r)
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod lenient;
 pub mod metrics;
+pub mod openapi;
 pub mod pgcluster;
 pub mod plan;
 pub mod request;

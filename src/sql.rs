@@ -1171,6 +1171,27 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     b.finish()
 }
 
+/// What the request's role may use in `$1` (a schema), for the OpenAPI document in
+/// openapi-mode follow-privileges: `{"tables": [...], "functions": [...]}` in the body
+/// column of a read's row shape.
+pub fn openapi_privileges(schema: &str) -> Statement {
+    let sql = "SELECT NULL::bigint, 0::bigint, CASE WHEN has_schema_privilege($1::text, 'USAGE') \
+THEN json_build_object(\
+ 'tables', coalesce((SELECT json_agg(c.relname) FROM pg_class c \
+   JOIN pg_namespace n ON n.oid = c.relnamespace \
+   WHERE n.nspname = $1::text AND c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+   AND (has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE') \
+     OR has_any_column_privilege(c.oid, 'SELECT, INSERT, UPDATE'))), '[]'), \
+ 'functions', coalesce((SELECT json_agg(DISTINCT p.proname) FROM pg_proc p \
+   JOIN pg_namespace n ON n.oid = p.pronamespace \
+   WHERE n.nspname = $1::text AND has_function_privilege(p.oid, 'EXECUTE')), '[]'))::text \
+ELSE '{\"tables\": [], \"functions\": []}' END, NULL::text, NULL::text";
+    Statement {
+        sql: sql.to_string(),
+        params: vec![schema.to_string()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1333,6 +1354,7 @@ mod tests {
             is_self: false,
             foreign_is_view: false,
             function: None,
+            holds_key: card == Cardinality::ManyToOne,
         }
     }
 

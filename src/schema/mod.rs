@@ -176,6 +176,9 @@ pub struct Relationship {
     /// For a computed relationship: the quoted, qualified function taking a `table` row
     /// and returning `foreign_table` rows.
     pub function: Option<String>,
+    /// This side's columns hold the foreign key (many-to-one, or the referencing side of
+    /// a one-to-one).
+    pub holds_key: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -192,9 +195,17 @@ pub struct SchemaCache {
     /// Functions by (schema, name); several when overloaded.
     #[serde(skip)]
     pub routines: HashMap<(String, String), Vec<routines::Routine>>,
+    /// Comments on the exposed schemas (the OpenAPI document's title and description).
+    pub schema_descriptions: HashMap<String, String>,
     #[serde(skip)]
     pub load_time: Duration,
 }
+
+const SCHEMA_COMMENTS_SQL: &str = "
+SELECT n.nspname::text, d.description
+FROM pg_namespace n
+JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass
+WHERE n.nspname = ANY($1)";
 
 const TABLES_SQL: &str = r#"
 SELECT n.nspname::text, c.relname::text, c.relkind::text,
@@ -339,6 +350,7 @@ async fn load_functions(
                         columns: Vec::new(),
                         junction: None,
                         foreign_is_view,
+                        holds_key: false,
                         function: Some(format!(
                             "{}.{}",
                             crate::sql::quote_ident(&fn_schema),
@@ -467,8 +479,12 @@ impl SchemaCache {
                 .or_default()
                 .push((r.get(1), r.get(2)));
         }
+        let mut schema_descriptions = HashMap::new();
+        for r in tx.query(SCHEMA_COMMENTS_SQL, &[&schemas]).await? {
+            schema_descriptions.insert(r.get(0), r.get(1));
+        }
         tx.commit().await?;
-        lap("role settings");
+        lap("role settings and schema comments");
 
         Ok(SchemaCache {
             schemas: schemas.to_vec(),
@@ -476,6 +492,7 @@ impl SchemaCache {
             routines,
             role_settings,
             tables,
+            schema_descriptions,
             load_time: started.elapsed(),
         })
     }

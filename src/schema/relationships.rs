@@ -378,6 +378,7 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
                 is_self,
                 foreign_is_view: target.is_view,
                 function: None,
+                holds_key: true,
             });
         out.entry((target.schema.clone(), target.name.clone()))
             .or_default()
@@ -396,6 +397,7 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
                 is_self,
                 foreign_is_view: source.is_view,
                 function: None,
+                holds_key: false,
             });
     }
     for (i, left) in edges.iter().enumerate() {
@@ -444,6 +446,7 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
                     is_self: left.target == right.target,
                     foreign_is_view: to.is_view,
                     function: None,
+                    holds_key: false,
                 });
         }
     }
