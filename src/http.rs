@@ -672,12 +672,16 @@ fn append(r: &mut Resp, name: &str, value: &str) {
 
 /// `GET /` until the OpenAPI document exists: the exposed tables and views.
 /// Media types `GET /` answers, in order of preference for `*/*`.
-const ROOT_MEDIA: [&str; 3] = [
+const ROOT_MEDIA: [&str; 4] = [
     "application/openapi+json",
     "application/json",
     // OpenAPI 3.1 (the registered OpenAPI media type); the others get Swagger 2.0.
     "application/vnd.oai.openapi+json",
+    // A browser: the documentation page, which renders the 3.1 document.
+    "text/html",
 ];
+
+const DOCS_PAGE: &str = include_str!("docs.html");
 
 /// `GET /`: the OpenAPI document of the schema (or db-root-spec's answer).
 async fn root(
@@ -690,6 +694,14 @@ async fn root(
         .ok_or_else(|| ApiError::NotAcceptable(accept.unwrap_or_default().to_string()))?;
     let content_type = format!("{media}; charset=utf-8");
     let config = state.config();
+    if media == "text/html" {
+        if config.value("openapi-mode") == Some("disabled") {
+            return Err(ApiError::OpenApiDisabled);
+        }
+        let mut r = body_response(200, DOCS_PAGE.to_string(), api.method == Method::Head);
+        set(&mut r, "Content-Type", &content_type);
+        return Ok(r);
+    }
     if let Some(function) = config.value("db-root-spec") {
         let cache = state.schema.load();
         let mut r = call(state, api, &cache, schema, function, None).await?;

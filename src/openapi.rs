@@ -619,17 +619,34 @@ pub fn swagger(cache: &SchemaCache, schema: &str, config: &Config, visible: &Vis
     doc
 }
 
+/// OpenAPI 3 component names are limited to `[a-zA-Z0-9._-]`: any other character
+/// (a table named `Order Items`) is written `_xHH_`, its UTF-8 bytes in hex.
+fn component_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("_x{b:02X}_"));
+            }
+        }
+    }
+    out
+}
+
 /// Points `$ref`s at OpenAPI 3 locations.
 fn rewrite_refs(v: &mut Value) {
     match v {
         Value::Object(m) => {
             if let Some(Value::String(r)) = m.get_mut("$ref") {
                 if let Some(name) = r.strip_prefix("#/definitions/") {
-                    *r = format!("#/components/schemas/{name}");
+                    *r = format!("#/components/schemas/{}", component_key(name));
                 } else if let Some(name) = r.strip_prefix("#/parameters/body.") {
-                    *r = format!("#/components/requestBodies/{name}");
+                    *r = format!("#/components/requestBodies/{}", component_key(name));
                 } else if let Some(name) = r.strip_prefix("#/parameters/") {
-                    *r = format!("#/components/parameters/{name}");
+                    *r = format!("#/components/parameters/{}", component_key(name));
                 }
             }
             m.values_mut().for_each(rewrite_refs);
@@ -671,6 +688,32 @@ fn content(media: &[&str], schema: &Value) -> Value {
     )
 }
 
+/// A table's schema for OpenAPI 3.1, which can say what 2.0 cannot: columns that may be
+/// NULL (not in 2.0's `required`) take `null` as well. `required` itself goes: `select=`
+/// answers any subset of the columns, and a body may leave out columns with defaults.
+fn nullable_columns(table: &mut Value) {
+    let required: HashSet<String> = table
+        .as_object_mut()
+        .and_then(|t| t.remove("required"))
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default();
+    for (name, column) in table["properties"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.iter_mut())
+    {
+        if required.contains(name) {
+            continue;
+        }
+        if let Some(Value::String(t)) = column.get("type").cloned() {
+            column["type"] = json!([t, "null"]);
+        }
+        if let Some(Value::Array(values)) = column.get_mut("enum") {
+            values.push(Value::Null);
+        }
+    }
+}
+
 /// The same API as an OpenAPI 3.1 document, converted from the 2.0 one.
 pub fn to_openapi31(swagger: &Value) -> Value {
     let mut sw = swagger.clone();
@@ -687,14 +730,14 @@ pub fn to_openapi31(swagger: &Value) -> Value {
         if p["in"] == "body" {
             let key = name.strip_prefix("body.").unwrap_or(name);
             bodies.insert(
-                key.to_string(),
+                component_key(key),
                 json!({
                     "description": p["description"],
                     "content": content(&MEDIA, &p["schema"]),
                 }),
             );
         } else {
-            parameters.insert(name.clone(), parameter31(p));
+            parameters.insert(component_key(name), parameter31(p));
         }
     }
     let mut paths = Map::new();
@@ -747,8 +790,14 @@ pub fn to_openapi31(swagger: &Value) -> Value {
         }
         paths.insert(path.clone(), Value::Object(ops));
     }
+    let mut schemas = Map::new();
+    for (name, table) in sw["definitions"].as_object().into_iter().flatten() {
+        let mut table = table.clone();
+        nullable_columns(&mut table);
+        schemas.insert(component_key(name), table);
+    }
     let mut components = json!({
-        "schemas": sw["definitions"],
+        "schemas": schemas,
         "parameters": parameters,
         "requestBodies": bodies,
     });

@@ -251,3 +251,43 @@ pub fn ids(reply: &Reply) -> Vec<i64> {
         .map(|r| r["id"].as_i64().expect("id"))
         .collect()
 }
+
+/// A Python virtual environment with the OpenAPI tools the tests run (a real validator
+/// and schemathesis), created once under the target directory; returns its bin/.
+pub fn python_tools() -> std::path::PathBuf {
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pytools");
+        let bin = dir.join("bin");
+        let ready = ["openapi-spec-validator", "schemathesis"]
+            .iter()
+            .all(|t| bin.join(t).exists());
+        if !ready {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "python3 -m venv failed (Debian: apt-get install python3-venv)"
+            );
+            let ok = Command::new(bin.join("pip"))
+                .args([
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "openapi-spec-validator==0.9.0",
+                    "schemathesis==4.32.5",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "pip install of openapi-spec-validator and schemathesis failed"
+            );
+        }
+        bin
+    })
+    .clone()
+}
