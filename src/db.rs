@@ -245,14 +245,17 @@ impl Envelope {
     }
 }
 
-/// What the main statement of a read returned.
-pub struct ReadOutcome {
+/// What the main statement of a request (read, write or call) returned: its one row.
+pub struct Outcome {
+    /// The exact count, when the statement computed one.
     pub total: Option<i64>,
     pub page_total: i64,
     pub body: String,
     pub response_headers: Option<String>,
     pub response_status: Option<String>,
-    /// `Plan Rows` of the count EXPLAIN, when one was sent.
+    /// Rows an upsert inserted (rather than updated), when tracked.
+    pub inserted: Option<i64>,
+    /// `Plan Rows` of a read's count EXPLAIN, when one was sent.
     pub planned_total: Option<i64>,
 }
 
@@ -491,7 +494,7 @@ pub async fn run_read(
     env: &Envelope,
     main: &Statement,
     count: Option<&Statement>,
-) -> Result<ReadOutcome, ApiError> {
+) -> Result<Outcome, ApiError> {
     let mut steps = vec![Step {
         sql: &main.sql,
         params: &main.params,
@@ -503,45 +506,17 @@ pub async fn run_read(
         });
     }
     let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
-    let row = results
-        .first()
-        .and_then(|rows| rows.first())
-        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))?;
-    let text = |i: usize| -> Result<Option<String>, ApiError> {
-        Ok(row
-            .try_get::<_, Option<RawText>>(i)
-            .map_err(internal)?
-            .map(|t| t.0))
-    };
-    let planned_total = results
+    let mut outcome = outcome_of(&results)?;
+    outcome.planned_total = results
         .get(1)
         .and_then(|rows| rows.first())
         .and_then(|r| r.try_get::<_, RawText>(0).ok())
         .and_then(|t| plan_rows(&t.0));
-    Ok(ReadOutcome {
-        total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
-        page_total: row.try_get::<_, i64>(1).map_err(internal)?,
-        body: text(2)?.unwrap_or_default(),
-        response_headers: text(3)?,
-        response_status: text(4)?,
-        planned_total,
-    })
+    Ok(outcome)
 }
 
-/// What the statement of a write (or a call) returned.
-pub struct WriteOutcome {
-    /// The exact count, when the statement computed one.
-    pub total: Option<i64>,
-    pub page_total: i64,
-    pub body: String,
-    pub response_headers: Option<String>,
-    pub response_status: Option<String>,
-    /// Rows an upsert inserted (rather than updated), when tracked.
-    pub inserted: Option<i64>,
-}
-
-/// The one row of a write's (or call's) statement.
-fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<WriteOutcome, ApiError> {
+/// The one row of the main statement (the first step).
+fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<Outcome, ApiError> {
     let row = results
         .first()
         .and_then(|rows| rows.first())
@@ -552,7 +527,7 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<WriteOutcome, ApiE
             .map_err(internal)?
             .map(|t| t.0))
     };
-    Ok(WriteOutcome {
+    Ok(Outcome {
         total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
         page_total: row.try_get::<_, i64>(1).map_err(internal)?,
         body: text(2)?.unwrap_or_default(),
@@ -563,6 +538,7 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<WriteOutcome, ApiE
         } else {
             None
         },
+        planned_total: None,
     })
 }
 
@@ -572,7 +548,7 @@ pub async fn run_committed(
     pool: &Pool,
     env: &Envelope,
     stmt: &Statement,
-) -> Result<WriteOutcome, ApiError> {
+) -> Result<Outcome, ApiError> {
     let steps = [Step {
         sql: &stmt.sql,
         params: &stmt.params,
@@ -588,8 +564,8 @@ pub async fn run_write(
     pool: &Pool,
     env: &Envelope,
     stmt: &Statement,
-    decide: impl FnOnce(&WriteOutcome) -> Result<bool, ApiError>,
-) -> Result<WriteOutcome, ApiError> {
+    decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
+) -> Result<Outcome, ApiError> {
     let steps = [Step {
         sql: &stmt.sql,
         params: &stmt.params,
