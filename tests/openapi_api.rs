@@ -210,27 +210,12 @@ fn demo_server() -> (Server, std::process::Child) {
     .unwrap();
     rt.block_on(h.cluster.execute("openapi_demo", pgrest::DEMO_SQL))
         .unwrap();
-    let port = pgrest::pgcluster::free_port().unwrap();
-    let child = common::pgrest_command()
-        .env("PGRST_DB_URI", h.cluster.uri("openapi_demo"))
+    let mut cmd = common::pgrest_command();
+    cmd.env("PGRST_DB_URI", h.cluster.uri("openapi_demo"))
         .env("PGRST_DB_SCHEMAS", "api")
         .env("PGRST_DB_ANON_ROLE", "web_anon")
-        .env("PGRST_DB_CHANNEL_ENABLED", "false")
-        .env("PGRST_SERVER_HOST", "127.0.0.1")
-        .env("PGRST_SERVER_PORT", port.to_string())
-        .spawn()
-        .unwrap();
-    common::reap_with_tests(&child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "pgrest did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let server = Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
-    (server, child)
+        .env("PGRST_DB_CHANNEL_ENABLED", "false");
+    common::spawn_server(cmd)
 }
 
 /// Property-based testing from the server's own document: schemathesis generates

@@ -267,20 +267,8 @@ fn serves_on_a_unix_socket_with_its_mode() {
 
 #[test]
 fn sigterm_lets_the_request_in_flight_finish() {
-    let port = pgrest::pgcluster::free_port().unwrap();
-    let mut child = common::pgrest_command()
-        .env("PGRST_SERVER_HOST", "127.0.0.1")
-        .env("PGRST_SERVER_PORT", port.to_string())
-        .spawn()
-        .unwrap();
-    common::reap_with_tests(&child);
-    wait_for("the server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let s = common::Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
+    let (s, mut child) = common::spawn_server(common::pgrest_command());
+    let port = s.port();
     let in_flight = {
         let s = s.clone();
         std::thread::spawn(move || s.get("/rpc/nap?seconds=1.5"))
@@ -371,23 +359,11 @@ fn idle_and_old_pool_connections_are_closed() {
 
 /// A server whose stdout and stderr are kept; returns them once it has been stopped.
 fn logged_server(env: &[(&str, &str)], requests: impl FnOnce(&common::Server)) -> (String, String) {
-    let port = pgrest::pgcluster::free_port().unwrap();
-    let child = common::pgrest_command()
-        .env("PGRST_SERVER_HOST", "127.0.0.1")
-        .env("PGRST_SERVER_PORT", port.to_string())
-        .envs(env.iter().copied())
+    let mut cmd = common::pgrest_command();
+    cmd.envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    common::reap_with_tests(&child);
-    wait_for("the server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let s = common::Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
+        .stderr(std::process::Stdio::piped());
+    let (s, child) = common::spawn_server(cmd);
     requests(&s);
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -116,31 +116,39 @@ pub fn server_with(extra: &[(&str, &str)]) -> Server {
     if let Some(s) = servers.get(&env) {
         return s.clone();
     }
-    let port = free_port().expect("free port");
     let mut cmd = pgrest_command();
-    cmd.env("PGRST_SERVER_HOST", "127.0.0.1")
-        .env("PGRST_SERVER_PORT", port.to_string());
     for (k, v) in &env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("spawn pgrest");
-    reap_with_tests(&child);
-    let pid = child.id();
+    let (server, child) = spawn_server(cmd);
     h.children
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(child);
-    let server = Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid,
-    };
+    servers.insert(env, server.clone());
+    server
+}
+
+/// Starts `cmd` (a `pgrest_command()` with its settings) on a free port of 127.0.0.1,
+/// killed when the tests exit, and waits until it accepts connections.
+pub fn spawn_server(mut cmd: Command) -> (Server, Child) {
+    let port = free_port().expect("free port");
+    let child = cmd
+        .env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .spawn()
+        .expect("spawn pgrest");
+    reap_with_tests(&child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "pgrest did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    servers.insert(env, server.clone());
-    server
+    let server = Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    (server, child)
 }
 
 pub fn server() -> Server {
@@ -148,6 +156,14 @@ pub fn server() -> Server {
 }
 
 impl Server {
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.send(method, path, headers, None)
     }
