@@ -16,23 +16,8 @@ HTTP_PORT="${BENCH_HTTP_PORT:-3999}"
 WORK="$(mktemp -d /tmp/pgrest-bench.XXXXXX)"
 
 command -v wrk >/dev/null || { echo "bench: installing wrk"; apt-get install -y -qq wrk >/dev/null; }
-PGBIN="$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-
-cleanup() {
-  [ -n "${PGREST_PID:-}" ] && kill "$PGREST_PID" 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-(cd "$ROOT" && cargo build --release --quiet)
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-sync -D "$WORK/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -w -D "$WORK/data" -l "$WORK/pg.log" \
-  -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
-command -v psql >/dev/null || PSQL[0]="$PGBIN/psql"
+source "$HERE/lib.sh"
+start_cluster "-c max_connections=200 -c shared_buffers=256MB"
 "${PSQL[@]}" -f "$HERE/schema.sql" >/dev/null
 
 PGRST_DB_URI="postgresql://bench_authenticator@127.0.0.1:$PGPORT/postgres" \

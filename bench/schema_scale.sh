@@ -11,22 +11,8 @@ TABLES="${TABLES:-10000}"
 PGPORT="${BENCH_PG_PORT:-55498}"
 HTTP_PORT="${BENCH_HTTP_PORT:-3998}"
 WORK="$(mktemp -d /tmp/pgrest-scale.XXXXXX)"
-PGBIN="$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-cleanup() {
-  [ -n "${PGREST_PID:-}" ] && kill "$PGREST_PID" 2>/dev/null || true
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-(cd "$ROOT" && cargo build --release --quiet)
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-sync -D "$WORK/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -w -D "$WORK/data" -l "$WORK/pg.log" \
-  -o "-p $PGPORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off -c max_locks_per_transaction=1024" start >/dev/null
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
-command -v psql >/dev/null || PSQL[0]="$PGBIN/psql"
+source "$HERE/lib.sh"
+start_cluster "-c fsync=off -c max_locks_per_transaction=1024"
 
 echo "building $TABLES tables, $((TABLES * 10)) columns, $((TABLES - 1)) foreign keys..."
 start=$(date +%s.%N)
@@ -54,7 +40,7 @@ start=$(date +%s.%N)
 PGRST_DB_URI="postgresql://scale_authenticator@127.0.0.1:$PGPORT/postgres" \
 PGRST_DB_SCHEMAS=api PGRST_DB_ANON_ROLE=scale_anon \
 PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL="${LOG_LEVEL:-info}" \
-  "$ROOT/target/release/pgrest" 2>"$WORK/pgrest.log" &
+  "$ROOT/target/release/pgrest" >"$WORK/pgrest.log" 2>&1 &
 PGREST_PID=$!
 for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$HTTP_PORT/t1?limit=1" >/dev/null && break; sleep 0.05; done
 ready=$(echo "$(date +%s.%N) - $start" | bc)
