@@ -336,6 +336,19 @@ impl Config {
             "follow-privileges" | "ignore-privileges" | "disabled" => {}
             other => return Err(format!("invalid openapi-mode {other:?}")),
         }
+        if let Some(uri) = opt("openapi-server-proxy-uri") {
+            let valid = uri.parse::<hyper::Uri>().is_ok_and(|u| {
+                u.host().is_some()
+                    && u.scheme_str().is_some_and(|s| {
+                        s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")
+                    })
+            });
+            if !valid {
+                return Err(format!(
+                    "malformed openapi-server-proxy-uri {uri:?}: expected http(s)://host[:port][/path]"
+                ));
+            }
+        }
         let db_schemas = split_list(get("db-schemas"));
         if db_schemas.is_empty() {
             return Err("db-schemas must name at least one schema".into());
@@ -494,6 +507,13 @@ mod tests {
         assert!(Config::load(None, env(&[("PGRST_LOG_LEVEL", "loud")])).is_err());
         assert!(Config::load(None, env(&[("PGRST_DB_SCHEMAS", "pg_catalog")])).is_err());
         assert!(Config::load(Some("db-uri = \"x"), env(&[])).is_err());
+        let proxy = env(&[("PGRST_OPENAPI_SERVER_PROXY_URI", "ftp://x/y")]);
+        assert!(Config::load(None, proxy).is_err());
+        let proxy = env(&[(
+            "PGRST_OPENAPI_SERVER_PROXY_URI",
+            "https://api.example.com/v1",
+        )]);
+        assert!(Config::load(None, proxy).is_ok());
         let same_port = env(&[("PGRST_ADMIN_SERVER_PORT", "3000")]);
         assert!(Config::load(None, same_port).is_err());
         let mode = env(&[("PGRST_ADMIN_SERVER_UNIX_SOCKET_MODE", "999")]);

@@ -180,6 +180,13 @@ fn modes_security_and_reload() {
     let r = disabled.get_with("/", &[("Accept", SWAGGER)]);
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], "PGRST126");
+    let page = disabled.get_with("/", &[("Accept", "text/html")]);
+    assert_eq!(page.status, 404, "{}", page.body);
+
+    // db-root-spec: the function's result replaces the document, in the media type asked.
+    let root_spec = server_with(&[("PGRST_DB_ROOT_SPEC", "greet")]);
+    assert_eq!(document(&root_spec, SWAGGER, &[]), json!("Hello, you"));
+    assert_eq!(document(&root_spec, "application/json", &[]), json!("Hello, you"));
 
     // The document follows the schema cache: a new table appears after a reload.
     let own = server_with(&[("PGRST_DB_CHANNEL", "openapi_reload")]);
