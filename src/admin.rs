@@ -38,7 +38,8 @@ pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
 /// environment of a running process cannot change) and swaps it in with a new JWT
 /// verifier. Keys fixed at start-up (db-uri, db-pool, server-host, server-port,
 /// admin-server-*) keep their effect. A failed reload keeps the previous configuration.
-pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) {
+/// Returns whether the schema cache was reloaded too (db-schemas changed).
+pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) -> bool {
     let loaded = async {
         let file_and_env = state.config_source.load()?;
         let (mut client, conn) = crate::server::connect_once(pg).await?;
@@ -60,8 +61,12 @@ pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) {
             if schemas_changed {
                 reload_schema(state, pg).await;
             }
+            schemas_changed
         }
-        Err(e) => tracing::error!("configuration reload failed, keeping the previous one: {e}"),
+        Err(e) => {
+            tracing::error!("configuration reload failed, keeping the previous one: {e}");
+            false
+        }
     }
 }
 
@@ -77,7 +82,9 @@ pub async fn reload_on_signal(state: Arc<AppState>, pg: tokio_postgres::Config) 
     loop {
         tokio::select! {
             Some(()) = usr1.recv() => reload_schema(&state, &pg).await,
-            Some(()) = usr2.recv() => reload_config(&state, &pg).await,
+            Some(()) = usr2.recv() => {
+                reload_config(&state, &pg).await;
+            }
             else => return,
         }
     }
@@ -127,8 +134,8 @@ pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: S
                             }
                             next = rx.try_recv().ok();
                         }
-                        if config {
-                            reload_config(&state, &pg).await;
+                        if config && reload_config(&state, &pg).await {
+                            schema = false;
                         }
                         if schema {
                             reload_schema(&state, &pg).await;

@@ -186,7 +186,10 @@ fn modes_security_and_reload() {
     // db-root-spec: the function's result replaces the document, in the media type asked.
     let root_spec = server_with(&[("PGRST_DB_ROOT_SPEC", "greet")]);
     assert_eq!(document(&root_spec, SWAGGER, &[]), json!("Hello, you"));
-    assert_eq!(document(&root_spec, "application/json", &[]), json!("Hello, you"));
+    assert_eq!(
+        document(&root_spec, "application/json", &[]),
+        json!("Hello, you")
+    );
 
     // The document follows the schema cache: a new table appears after a reload.
     let own = server_with(&[("PGRST_DB_CHANNEL", "openapi_reload")]);
