@@ -50,7 +50,11 @@ impl<'a> postgres_types::FromSql<'a> for RawText {
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         // jsonb's binary format is a version byte followed by the text.
         let raw = if *ty == Type::JSONB { &raw[1..] } else { raw };
-        Ok(RawText(String::from_utf8_lossy(raw).into_owned()))
+        // PostgreSQL sends UTF-8 (client_encoding); the lossy path only guards the rest.
+        Ok(RawText(match std::str::from_utf8(raw) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(raw).into_owned(),
+        }))
     }
 
     fn accepts(_ty: &Type) -> bool {
