@@ -561,7 +561,7 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<Outcome, ApiError>
 }
 
 /// Runs a statement whose transaction needs no decision after it (a call that cannot be
-/// refused afterwards): COMMIT goes out with it, one round trip.
+/// refused afterwards, a read or a write): COMMIT goes out with it, one round trip.
 pub async fn run_committed(
     pool: &Pool,
     env: &Envelope,

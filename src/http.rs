@@ -580,19 +580,24 @@ async fn write(
         api.prefs.strict == Some(true) && matches!(api.method, Method::Patch | Method::Delete)
     });
     let is_put = matches!(plan.kind, plan::MutationKind::Put { .. });
-    let out = db::run_write(&state.pool, &env, &statement, |o| {
-        if singular && o.page_total != 1 {
-            return Err(ApiError::Singularity(o.page_total));
-        }
-        if strict_max.is_some_and(|max| o.page_total > max) {
-            return Err(ApiError::MaxAffected(o.page_total));
-        }
-        if is_put && o.page_total == 0 {
-            return Err(ApiError::PutMismatch);
-        }
-        Ok(commit)
-    })
-    .await?;
+    // A write that nothing can refuse afterwards commits in the same round trip.
+    let out = if commit && !singular && strict_max.is_none() && !is_put {
+        db::run_committed(&state.pool, &env, &statement).await?
+    } else {
+        db::run_write(&state.pool, &env, &statement, |o| {
+            if singular && o.page_total != 1 {
+                return Err(ApiError::Singularity(o.page_total));
+            }
+            if strict_max.is_some_and(|max| o.page_total > max) {
+                return Err(ApiError::MaxAffected(o.page_total));
+            }
+            if is_put && o.page_total == 0 {
+                return Err(ApiError::PutMismatch);
+            }
+            Ok(commit)
+        })
+        .await?
+    };
     let n = out.page_total;
     let total = match api.prefs.count {
         Some(_) => n.to_string(),
@@ -849,8 +854,9 @@ async fn call(
     if strict_max.is_some() && !plan.routine.returns_set {
         return Err(ApiError::MaxAffectedNeedsSet);
     }
-    // A read-only call that nothing can refuse afterwards commits in the same round trip.
-    let out = if plan.read_only && !singular && strict_max.is_none() {
+    // A call that nothing can refuse afterwards commits in the same round trip (a read-only
+    // one has nothing to roll back even under tx=rollback).
+    let out = if (plan.read_only || commit) && !singular && strict_max.is_none() {
         db::run_committed(&state.pool, &env, &statement).await?
     } else {
         db::run_write(&state.pool, &env, &statement, |o| {
