@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and the machine lacks (Debian packages, as root):
-# PostgreSQL server binaries, Chromium (the docs page is checked headless) and Python's
+# PostgreSQL server binaries, PostGIS (GeoJSON output is tested), Chromium (the docs page is checked headless) and Python's
 # venv module (the OpenAPI validator and schemathesis are pip-installed by the tests
 # themselves, into target/tmp/pytools).
 set -euo pipefail
@@ -8,6 +8,11 @@ set -euo pipefail
 missing=()
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
+fi
+if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
+  # The PostGIS build for the server version found (15 on Debian bookworm).
+  version="$(ls -d /usr/lib/postgresql/*/ 2>/dev/null | sort -V | tail -1 | xargs -r basename)"
+  missing+=("postgresql-${version:-15}-postgis-3")
 fi
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   missing+=(chromium)

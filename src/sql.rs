@@ -700,6 +700,11 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
         }
         // Header from the first row's keys, then each row in record text form without
         // its parentheses: PostgreSQL's own quoting, NULL as an empty field.
+        // PostGIS turns each row into a Feature (its first geometry column the geometry,
+        // the other columns the properties); without one it raises 22023.
+        MediaType::GeoJson => {
+            "json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(ST_AsGeoJSON(_postgrest_t)::json), '[]'))"
+        }
         MediaType::Csv => {
             "(SELECT coalesce(string_agg(k.key, ','), '') FROM json_object_keys(json_agg(_postgrest_t)->0) AS k(key)) || E'\\n' || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), E'\\n'), '')"
         }

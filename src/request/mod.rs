@@ -47,6 +47,8 @@ pub enum MediaType {
     /// `application/vnd.pgrst.object+json;nulls=stripped`
     StrippedObject,
     Csv,
+    /// `application/geo+json`: a FeatureCollection built by PostGIS's `ST_AsGeoJSON(row)`.
+    GeoJson,
 }
 
 impl MediaType {
@@ -56,6 +58,7 @@ impl MediaType {
             MediaType::Json => "application/json",
             MediaType::SingleObject => "application/vnd.pgrst.object+json",
             MediaType::Csv => "text/csv",
+            MediaType::GeoJson => "application/geo+json",
             MediaType::StrippedArray => "application/vnd.pgrst.array+json;nulls=stripped",
             MediaType::StrippedObject => "application/vnd.pgrst.object+json;nulls=stripped",
         }
@@ -77,6 +80,7 @@ impl MediaType {
                 "application/vnd.pgrst.object+json;nulls=stripped; charset=utf-8"
             }
             MediaType::Csv => "text/csv; charset=utf-8",
+            MediaType::GeoJson => "application/geo+json; charset=utf-8",
         }
     }
 }
@@ -418,6 +422,7 @@ pub fn negotiate_with_plan(
                 })
             }
             "text/csv" | "text/*" => Some(MediaType::Csv),
+            "application/geo+json" => Some(MediaType::GeoJson),
             _ => None,
         };
         if let Some(m) = media {
@@ -543,6 +548,10 @@ mod tests {
         assert_eq!(
             negotiate(Some("Text/CSV; version=1")).unwrap(),
             MediaType::Csv
+        );
+        assert_eq!(
+            negotiate(Some("application/geo+json")).unwrap(),
+            MediaType::GeoJson
         );
         assert_eq!(
             negotiate(Some("text/unknowntype")).unwrap_err(),
