@@ -283,6 +283,7 @@ fn api_request(req: &Request<Incoming>) -> Result<ApiRequest, ApiError> {
         identity: None,
         plan: None,
         handler: None,
+        aggregate: None,
     })
 }
 
@@ -349,10 +350,19 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 .collect();
             api.handler = request::choose_handler(accept, &handlers).map(str::to_string);
             let only_handlers = !handlers.is_empty() && handlers.len() == overloads.len();
+            // Rows of a table type may be rendered by that table's handler aggregates.
+            let row_type = overloads.iter().find_map(|r| match &r.returns {
+                crate::schema::routines::Returns::Table { schema, name } => Some((schema, name)),
+                _ => None,
+            });
+            let aggregates = row_type
+                .map(|(s, n)| row_handlers(&cache, s, n, &api.query.select))
+                .unwrap_or_default();
             if api.handler.is_none() || !only_handlers {
-                match request::negotiate_with_plan(accept, state.config().flag("db-plan-enabled")) {
-                    Ok(negotiated) => {
-                        (api.media_type, api.plan) = negotiated;
+                let plan_enabled = state.config().flag("db-plan-enabled");
+                match request::negotiate_rows(accept, plan_enabled, &aggregates) {
+                    Ok((media_type, plan, aggregate)) => {
+                        (api.media_type, api.plan, api.aggregate) = (media_type, plan, aggregate);
                         if !only_handlers {
                             api.handler = None;
                         }
@@ -391,10 +401,15 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 return Err(ApiError::InvalidPreferences(api.prefs.invalid.clone()));
             }
             let name = name.clone();
-            (api.media_type, api.plan) = request::negotiate_with_plan(
-                header_str(req.headers(), "accept"),
-                state.config().flag("db-plan-enabled"),
-            )?;
+            let accept = header_str(req.headers(), "accept");
+            let plan_enabled = state.config().flag("db-plan-enabled");
+            if matches!(method, Method::Get | Method::Head) {
+                let handlers = row_handlers(&cache, &schema, &name, &api.query.select);
+                (api.media_type, api.plan, api.aggregate) =
+                    request::negotiate_rows(accept, plan_enabled, &handlers)?;
+            } else {
+                (api.media_type, api.plan) = request::negotiate_with_plan(accept, plan_enabled)?;
+            }
             match method {
                 Method::Options => {
                     let methods = cache
@@ -738,6 +753,55 @@ async fn root(
     Ok(r)
 }
 
+/// The handler aggregates that may render rows of `schema.name`: its own, offered only
+/// while the select is the default (their argument is the table's row type), and the
+/// `anyelement` ones.
+fn row_handlers<'c>(
+    cache: &'c SchemaCache,
+    schema: &str,
+    name: &str,
+    select: &[request::query::SelectItem],
+) -> Vec<&'c crate::schema::routines::AggHandler> {
+    let default_select = select.is_empty() || matches!(select, [request::query::SelectItem::Star]);
+    cache
+        .aggregates
+        .iter()
+        .filter(|h| match &h.relation {
+            Some((s, n)) => default_select && s == schema && n == name,
+            None => true,
+        })
+        .collect()
+}
+
+/// The response for rendered rows: the body as the statement gave it with the media
+/// type's Content-Type, or a handler aggregate's output (bytes back from hex) with its own.
+fn rows_response(
+    status: u16,
+    body: String,
+    head: bool,
+    media_type: MediaType,
+    aggregate: Option<&crate::schema::routines::AggHandler>,
+) -> Resp {
+    let Some(agg) = aggregate else {
+        let mut r = body_response(status, body, head);
+        set(&mut r, "Content-Type", media_type.content_type());
+        return r;
+    };
+    let bytes = match (head, agg.bytes) {
+        (true, _) => Bytes::new(),
+        (false, true) => Bytes::from(hex_decode(&body)),
+        (false, false) => Bytes::from(body),
+    };
+    let mut r = Response::new(Full::new(bytes));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    set(
+        &mut r,
+        "Content-Type",
+        &request::handler_content_type(&agg.media_type),
+    );
+    r
+}
+
 fn body_response(status: u16, body: String, head: bool) -> Resp {
     let body = if head {
         Bytes::new()
@@ -890,12 +954,11 @@ async fn call(
         } else {
             Bytes::from(body)
         }));
-        let content_type = match media.media_type.as_str() {
-            "*/*" => "application/octet-stream".to_string(),
-            m if m.starts_with("text/") => format!("{m}; charset=utf-8"),
-            m => m.to_string(),
-        };
-        set(&mut r, "Content-Type", &content_type);
+        set(
+            &mut r,
+            "Content-Type",
+            &request::handler_content_type(&media.media_type),
+        );
         return finish_response(
             r,
             None,
@@ -906,8 +969,8 @@ async fn call(
     let offset = plan.read.as_ref().map_or(0, |r| r.root.offset);
     let total = api.prefs.count.and(out.total.or(Some(out.page_total)));
     let (status, content_range) = page_status(offset, out.page_total, total)?;
-    let mut r = body_response(status, out.body, plan.head);
-    set(&mut r, "Content-Type", api.media_type.content_type());
+    let aggregate = plan.read.as_ref().and_then(|r| r.aggregate.as_ref());
+    let mut r = rows_response(status, out.body, plan.head, api.media_type, aggregate);
     set(&mut r, "Content-Range", &content_range);
     set(&mut r, "Vary", VARY);
     finish_response(
@@ -1025,8 +1088,13 @@ async fn read(
         return Err(ApiError::Singularity(out.page_total));
     }
     let (status, content_range) = page_status(plan.root.offset, out.page_total, total)?;
-    let mut r = body_response(status, out.body, plan.head);
-    set(&mut r, "Content-Type", plan.media_type.content_type());
+    let mut r = rows_response(
+        status,
+        out.body,
+        plan.head,
+        plan.media_type,
+        plan.aggregate.as_ref(),
+    );
     set(&mut r, "Content-Range", &content_range);
     let location = if api.query.canonical.is_empty() {
         format!("/{name}")

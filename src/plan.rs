@@ -18,6 +18,8 @@ pub struct ReadPlan<'a> {
     pub paged: bool,
     pub count: Option<CountPref>,
     pub media_type: MediaType,
+    /// Renders the rows instead of `media_type`, when a handler aggregate was chosen.
+    pub aggregate: Option<crate::schema::routines::AggHandler>,
     pub head: bool,
     pub max_rows: Option<i64>,
 }
@@ -487,6 +489,7 @@ pub fn read_plan_on<'a>(
         paged: root_paged || ranged || max_rows.is_some(),
         count: req.prefs.count,
         media_type: req.media_type,
+        aggregate: req.aggregate.clone(),
         head: req.method == Method::Head,
         max_rows,
     })
@@ -513,6 +516,7 @@ mod tests {
             identity: None,
             plan: None,
             handler: None,
+            aggregate: None,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::request::query::{
 };
 use crate::request::MediaType;
 use crate::schema::Table;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
@@ -687,11 +688,31 @@ fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
 }
 
 /// The body expression over the page rows `_postgrest_t`.
-fn body_expr(plan: &ReadPlan) -> &'static str {
+fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
     if plan.head {
-        return "''";
+        return "''".into();
     }
-    match plan.media_type {
+    if let Some(agg) = &plan.aggregate {
+        // A table's handler takes that table's row type (the select is then the default,
+        // so the columns match); an `anyelement` one takes the rows as they are. Bytes
+        // travel as hex; no row at all answers an empty body.
+        let row = match &agg.relation {
+            Some((schema, name)) => format!(
+                "_postgrest_t::{}.{}",
+                quote_ident(schema),
+                quote_ident(name)
+            ),
+            None => "_postgrest_t".to_string(),
+        };
+        let call = format!("{}({row})", agg.qualified());
+        return if agg.bytes {
+            format!("coalesce(encode({call}::bytea, 'hex'), '')")
+        } else {
+            format!("coalesce({call}::text, '')")
+        }
+        .into();
+    }
+    let builtin = match plan.media_type {
         MediaType::Json => "coalesce(json_agg(_postgrest_t), '[]')",
         MediaType::SingleObject => "coalesce(json_agg(_postgrest_t)->0, 'null')",
         MediaType::StrippedArray => "coalesce(json_strip_nulls(json_agg(_postgrest_t)), '[]')",
@@ -708,7 +729,8 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
         MediaType::Csv => {
             "(SELECT coalesce(string_agg(k.key, ','), '') FROM json_object_keys(json_agg(_postgrest_t)->0) AS k(key)) || E'\\n' || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), E'\\n'), '')"
         }
-    }
+    };
+    builtin.into()
 }
 
 /// The read statement: columns total_result_set (int8, NULL unless counted exactly),
@@ -716,7 +738,7 @@ fn body_expr(plan: &ReadPlan) -> &'static str {
 pub fn read_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
     b.push("WITH ");
-    read_ctes(&mut b, plan, None, body_expr(plan));
+    read_ctes(&mut b, plan, None, &body_expr(plan));
     b.finish()
 }
 
@@ -839,14 +861,17 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
     ));
     match &plan.read {
         Some(read) => {
-            let body = if routine.returns_set || plan.media_type != MediaType::Json {
+            let body = if routine.returns_set
+                || plan.media_type != MediaType::Json
+                || read.aggregate.is_some()
+            {
                 body_expr(read)
             } else if plan.head {
-                "''"
+                "''".into()
             } else {
-                "coalesce(json_agg(_postgrest_t)->0, 'null')"
+                "coalesce(json_agg(_postgrest_t)->0, 'null')".into()
             };
-            read_ctes(&mut b, read, Some("pgrst_call"), body);
+            read_ctes(&mut b, read, Some("pgrst_call"), &body);
         }
         None => {
             let body = match (plan.head, routine.returns_set) {
@@ -1165,7 +1190,7 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     let body = if plan.representation || plan.location {
         body_expr(&plan.read)
     } else {
-        "''"
+        "''".into()
     };
     b.push(&format!(
         " SELECT NULL::int8, pg_catalog.count(*)::int8, ({body})::text, \
@@ -1260,6 +1285,7 @@ mod tests {
             identity: None,
             plan: None,
             handler: None,
+            aggregate: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! GeoJSON output with PostGIS (scripts/test-deps.sh installs postgresql-15-postgis-3).
+//! GeoJSON output with PostGIS (scripts/test-deps.sh installs postgresql-15-postgis-3) and
+//! media type handler aggregates.
 
 mod common;
 
@@ -28,9 +29,55 @@ fn geo() -> Server {
              CREATE FUNCTION test_api.places_named(prefix text) RETURNS SETOF test_api.places
                STABLE LANGUAGE sql AS $$ SELECT * FROM test_api.places WHERE name LIKE prefix || '%' $$;",
         );
+        sql_exec(HANDLERS);
     });
     server_with(&[("PGRST_APP_SETTINGS_geo", "on")])
 }
+
+/// Handler aggregates: a table's own (TSV, a CSV override with a header, `*/*`), an
+/// `anyelement` one (record text), one over bytes, one whose final function fails.
+const HANDLERS: &str = r#"
+SET search_path = test_api, public;
+CREATE DOMAIN "text/tab-separated-values" AS text;
+CREATE FUNCTION tsv_step(state "text/tab-separated-values", next places)
+  RETURNS "text/tab-separated-values" LANGUAGE sql AS
+  $$ SELECT (state || next.id || E'\t' || next.name || E'\n')::"text/tab-separated-values" $$;
+CREATE AGGREGATE tsv_agg(places) (INITCOND = '', STYPE = "text/tab-separated-values", SFUNC = tsv_step);
+
+CREATE DOMAIN "pg/outfunc" AS text;
+CREATE FUNCTION outfunc_step(state "pg/outfunc", next anyelement) RETURNS "pg/outfunc"
+  LANGUAGE sql AS $$ SELECT (state || next::text || E'\n')::"pg/outfunc" $$;
+CREATE AGGREGATE outfunc_agg(anyelement) (INITCOND = '', STYPE = "pg/outfunc", SFUNC = outfunc_step);
+
+CREATE DOMAIN "application/vnd.test.ids" AS bytea;
+CREATE FUNCTION ids_step(state "application/vnd.test.ids", next places)
+  RETURNS "application/vnd.test.ids" LANGUAGE sql AS
+  $$ SELECT (state || set_byte('\x00'::bytea, 0, next.id))::"application/vnd.test.ids" $$;
+CREATE AGGREGATE ids_agg(places) (INITCOND = '', STYPE = "application/vnd.test.ids", SFUNC = ids_step);
+
+CREATE DOMAIN "text/csv" AS text;
+CREATE FUNCTION csv_step(state "text/csv", next places) RETURNS "text/csv"
+  LANGUAGE sql AS $$ SELECT (state || next.name || E'\n')::"text/csv" $$;
+CREATE FUNCTION csv_final(data "text/csv") RETURNS "text/csv" LANGUAGE sql AS $$
+  SELECT set_config('response.headers',
+    '[{"Content-Disposition": "attachment; filename=\"places.csv\""}]', true);
+  SELECT ('name' || E'\n' || data)::"text/csv" $$;
+CREATE AGGREGATE csv_agg(places) (INITCOND = '', STYPE = "text/csv", SFUNC = csv_step, FINALFUNC = csv_final);
+
+CREATE DOMAIN "application/vnd.test.fails" AS text;
+CREATE FUNCTION fails_step(state "application/vnd.test.fails", next places)
+  RETURNS "application/vnd.test.fails" LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'the handler ran'; END $$;
+CREATE AGGREGATE fails_agg(places) (STYPE = "application/vnd.test.fails", SFUNC = fails_step);
+
+CREATE TABLE blobs (id integer PRIMARY KEY);
+INSERT INTO blobs VALUES (7);
+GRANT SELECT ON blobs TO test_anon;
+-- "*/*" (bytea) is the fixture's.
+CREATE FUNCTION any_step(state "*/*", next blobs) RETURNS "*/*" LANGUAGE sql AS
+  $$ SELECT (state || convert_to('blob ' || next.id, 'UTF8'))::"*/*" $$;
+CREATE AGGREGATE any_agg(blobs) (INITCOND = '', STYPE = "*/*", SFUNC = any_step);
+"#;
 
 fn feature(id: i64, name: &str, geometry: serde_json::Value) -> serde_json::Value {
     json!({"type": "Feature", "geometry": geometry, "properties": {"id": id, "name": name}})
@@ -109,4 +156,95 @@ fn write_representations_and_function_results_too() {
             feature(1, "harbour", json!({"type": "Point", "coordinates": [-71.1, 42.37]})),
         ]}),
     );
+}
+
+#[test]
+fn a_table_handler_renders_its_rows_when_the_select_is_the_default() {
+    let s = geo();
+    let tsv = ("Accept", "text/tab-separated-values");
+    let r = s.get_with("/places?id=lt.3&order=id", &[tsv]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "1\tharbour\n2\tnowhere\n");
+    assert_eq!(r.header("content-type"), Some("text/tab-separated-values"));
+    // An explicit select (even of every column) makes the table's handlers unavailable.
+    let r = s.get_with("/places?select=id,name,spot", &[tsv]);
+    assert_eq!(r.status, 406, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST107");
+    // Preference order is kept: JSON first here.
+    let r = s.get_with(
+        "/places?id=eq.1&select=id",
+        &[("Accept", "application/json, text/tab-separated-values")],
+    );
+    assert_json(&r, 200, json!([{"id": 1}]));
+    // A function returning the table's rows uses them too.
+    let r = s.get_with("/rpc/places_named?prefix=har", &[tsv]);
+    assert_eq!((r.status, r.body.as_str()), (200, "1\tharbour\n"));
+}
+
+#[test]
+fn anyelement_handlers_take_any_select_and_bytes_travel_as_bytes() {
+    let s = geo();
+    let r = s.get_with(
+        "/places?select=name,id&id=lt.3&order=id",
+        &[("Accept", "pg/outfunc")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "(harbour,1)\n(nowhere,2)\n");
+    assert_eq!(r.header("content-type"), Some("pg/outfunc"));
+    let r = s.get_with(
+        "/places?id=lt.3&order=id",
+        &[("Accept", "application/vnd.test.ids")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body.as_bytes(), &[1u8, 2]);
+    assert_eq!(r.header("content-type"), Some("application/vnd.test.ids"));
+}
+
+#[test]
+fn a_table_handler_overrides_a_builtin_and_sets_headers() {
+    let s = geo();
+    let r = s.get_with("/places?id=lt.3&order=id", &[("Accept", "text/csv")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "name\nharbour\nnowhere\n");
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"places.csv\"")
+    );
+    // Other tables keep the builtin CSV.
+    let r = s.get_with("/kinds?select=id&id=eq.1", &[("Accept", "text/csv")]);
+    assert_eq!((r.status, r.body.as_str()), (200, "id\n1"));
+    // PostgREST's own vendor types cannot be overridden.
+    let r = s.get_with(
+        "/places?select=id&id=eq.1",
+        &[("Accept", "application/vnd.pgrst.object+json")],
+    );
+    assert_json(&r, 200, json!({"id": 1}));
+}
+
+#[test]
+fn a_catch_all_handler_answers_any_accept() {
+    let s = geo();
+    for accept in [None, Some("application/x-anything"), Some("*/*")] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let r = s.get_with("/blobs", &headers);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "blob 7"),
+            "Accept {accept:?}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    }
+}
+
+#[test]
+fn head_never_runs_the_handler() {
+    let s = geo();
+    let fails = ("Accept", "application/vnd.test.fails");
+    let r = s.request("HEAD", "/places", &[fails]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/vnd.test.fails"));
+    let r = s.get_with("/places", &[fails]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["message"], "the handler ran");
 }

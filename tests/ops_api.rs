@@ -230,8 +230,9 @@ fn serves_on_a_unix_socket_with_its_mode() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("server-unix-socket-mode"));
     let mut child = spawn("640");
     common::reap_with_tests(&child);
-    wait_for("the socket", || {
+    wait_for("the sockets", || {
         std::os::unix::net::UnixStream::connect(&path).is_ok()
+            && std::os::unix::net::UnixStream::connect(&admin).is_ok()
     });
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);

@@ -8,6 +8,7 @@ pub mod query;
 pub use prefer::Preferences;
 
 use crate::error::ApiError;
+use crate::schema::routines::AggHandler;
 use query::{
     parse_field, parse_filter_value, parse_logic, parse_order, parse_select, split_key, LogicTree,
     OrderTerm, SelectItem,
@@ -127,6 +128,8 @@ pub struct ApiRequest {
     pub plan: Option<PlanRequest>,
     /// The custom media type (a function's return domain) chosen for an RPC call.
     pub handler: Option<String>,
+    /// The handler aggregate chosen to render the rows (a custom media type).
+    pub aggregate: Option<crate::schema::routines::AggHandler>,
 }
 
 pub fn parse_method(m: &str) -> Result<Method, ApiError> {
@@ -431,6 +434,92 @@ pub fn negotiate_with_plan(
     }
     let listed: Vec<&str> = accept.split(',').map(str::trim).collect();
     Err(ApiError::NotAcceptable(listed.join(", ")))
+}
+
+/// The items of an Accept header (no header: `*/*`), most preferred first (q, then
+/// position), without those refused with q=0: (lower-cased name, the item as sent).
+fn accept_items(accept: Option<&str>) -> Vec<(String, &str)> {
+    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
+    let mut items: Vec<(f32, usize, String, &str)> = accept
+        .split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            let mut parts = item.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse().ok())
+                .unwrap_or(1.0);
+            (q, i, name, item)
+        })
+        .filter(|(q, ..)| *q > 0.0)
+        .collect();
+    items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    items
+        .into_iter()
+        .map(|(_, _, name, item)| (name, item))
+        .collect()
+}
+
+/// Accept negotiation for rows that handler aggregates may render (`handlers`: those of
+/// the relation, offered only when the select is the default, then the `anyelement`
+/// ones). For each acceptable type in order of preference: PostgREST's vendor types stay
+/// builtin; then the relation's `*/*` handler, the relation's handler for that type, an
+/// `anyelement` handler for it, and the builtin handlers. `Some` aggregate when one wins.
+pub fn negotiate_rows(
+    accept: Option<&str>,
+    plan_enabled: bool,
+    handlers: &[&AggHandler],
+) -> Result<(MediaType, Option<PlanRequest>, Option<AggHandler>), ApiError> {
+    if handlers.is_empty() {
+        return negotiate_with_plan(accept, plan_enabled).map(|(m, p)| (m, p, None));
+    }
+    let for_relation = |media: &str| {
+        handlers
+            .iter()
+            .find(|h| h.relation.is_some() && h.media_type.eq_ignore_ascii_case(media))
+    };
+    for (name, item) in accept_items(accept) {
+        let builtin = || negotiate_with_plan(Some(item), plan_enabled).ok();
+        if name.starts_with("application/vnd.pgrst.") {
+            if let Some((m, p)) = builtin() {
+                return Ok((m, p, None));
+            }
+            continue;
+        }
+        let chosen = for_relation("*/*")
+            .or_else(|| for_relation(&name))
+            .or_else(|| {
+                handlers
+                    .iter()
+                    .find(|h| h.relation.is_none() && h.media_type.eq_ignore_ascii_case(&name))
+            });
+        if let Some(h) = chosen {
+            return Ok((MediaType::Json, None, Some((*h).clone())));
+        }
+        if let Some((m, p)) = builtin() {
+            return Ok((m, p, None));
+        }
+    }
+    negotiate_with_plan(accept, plan_enabled).map(|(m, p)| (m, p, None))
+}
+
+/// The Content-Type of a custom media type: PostgREST's known textual types carry the
+/// charset, others (and octet-stream) are sent as named; `*/*` is octet-stream.
+pub fn handler_content_type(media: &str) -> String {
+    match media.to_ascii_lowercase().as_str() {
+        "*/*" => "application/octet-stream".to_string(),
+        "application/json"
+        | "application/geo+json"
+        | "text/csv"
+        | "text/plain"
+        | "text/xml"
+        | "application/openapi+json"
+        | "application/x-www-form-urlencoded" => {
+            format!("{media}; charset=utf-8")
+        }
+        _ => media.to_string(),
+    }
 }
 
 /// The media type a function answering custom media types (`handlers`, the names of

@@ -195,6 +195,9 @@ pub struct SchemaCache {
     /// Functions by (schema, name); several when overloaded.
     #[serde(skip)]
     pub routines: HashMap<(String, String), Vec<routines::Routine>>,
+    /// Media type handler aggregates (custom renderings of rows).
+    #[serde(skip)]
+    pub aggregates: Vec<routines::AggHandler>,
     /// Comments on the exposed schemas (the OpenAPI document's title and description).
     pub schema_descriptions: HashMap<String, String>,
     #[serde(skip)]
@@ -471,6 +474,7 @@ impl SchemaCache {
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
         lap("computed fields");
         let routines = routines::load(&tx, schemas).await?;
+        let aggregates = routines::load_aggregates(&tx, schemas).await?;
         lap("routines");
         let mut role_settings: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for r in tx.query(ROLE_SETTINGS_SQL, &[]).await? {
@@ -490,6 +494,7 @@ impl SchemaCache {
             schemas: schemas.to_vec(),
             relationships,
             routines,
+            aggregates,
             role_settings,
             tables,
             schema_descriptions,

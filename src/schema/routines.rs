@@ -39,6 +39,66 @@ pub struct MediaHandler {
     pub bytes: bool,
 }
 
+/// A user-defined aggregate whose result type is a domain named like a media type: it
+/// renders a table's rows (or any relation's, when it takes `anyelement`) as that type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AggHandler {
+    pub schema: String,
+    pub name: String,
+    pub media_type: String,
+    /// Based on bytea: the body is the bytes themselves.
+    pub bytes: bool,
+    /// (schema, name) of the table whose row type it takes; `None` for `anyelement`.
+    pub relation: Option<(String, String)>,
+}
+
+impl AggHandler {
+    pub fn qualified(&self) -> String {
+        format!(
+            "{}.{}",
+            crate::sql::quote_ident(&self.schema),
+            crate::sql::quote_ident(&self.name)
+        )
+    }
+}
+
+const AGGREGATES_SQL: &str = r#"
+SELECT n.nspname::text, p.proname::text, rt.typname::text,
+  coalesce(bt.typname::text, '') = 'bytea', an.nspname::text, ac.relname::text
+FROM pg_aggregate a
+JOIN pg_proc p ON p.oid = a.aggfnoid
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type rt ON rt.oid = p.prorettype AND rt.typtype = 'd' AND rt.typname LIKE '%/%'
+LEFT JOIN pg_type bt ON bt.oid = rt.typbasetype
+JOIN pg_type at ON at.oid = p.proargtypes[0]
+LEFT JOIN pg_class ac ON at.typrelid <> 0 AND ac.oid = at.typrelid
+LEFT JOIN pg_namespace an ON an.oid = ac.relnamespace
+WHERE p.pronargs = 1 AND n.nspname = ANY($1)
+  AND (at.typname = 'anyelement' OR ac.oid IS NOT NULL)
+ORDER BY p.oid
+"#;
+
+/// The media type handler aggregates of the exposed schemas.
+pub(super) async fn load_aggregates(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<Vec<AggHandler>, tokio_postgres::Error> {
+    Ok(tx
+        .query(AGGREGATES_SQL, &[&schemas])
+        .await?
+        .iter()
+        .map(|r| AggHandler {
+            schema: r.get(0),
+            name: r.get(1),
+            media_type: r.get(2),
+            bytes: r.get(3),
+            relation: r
+                .get::<_, Option<String>>(4)
+                .zip(r.get::<_, Option<String>>(5)),
+        })
+        .collect())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Routine {
     pub schema: String,
