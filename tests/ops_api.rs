@@ -21,10 +21,14 @@ fn notify_reloads_the_schema_cache() {
     sql_exec(
         "CREATE TABLE test_api.reload_probe (id integer); \
          INSERT INTO test_api.reload_probe VALUES (7); \
-         GRANT SELECT ON test_api.reload_probe TO test_anon; \
-         NOTIFY pgrst, 'reload schema';",
+         GRANT SELECT ON test_api.reload_probe TO test_anon;",
     );
-    wait_for("the new table", || s.get("/reload_probe").status == 200);
+    // Notified again while waiting: the server's listener may still be connecting when
+    // the test starts, and a notification sent before its LISTEN is not delivered.
+    wait_for("the new table", || {
+        sql_exec("NOTIFY pgrst, 'reload schema'");
+        s.get("/reload_probe").status == 200
+    });
     assert_eq!(s.get("/reload_probe").body, "[{\"id\":7}]");
 }
 
