@@ -695,7 +695,8 @@ fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
     if let Some(agg) = &plan.aggregate {
         // A table's handler takes that table's row type (the select is then the default,
         // so the columns match); an `anyelement` one takes the rows as they are. Bytes
-        // travel as hex; no row at all answers an empty body.
+        // travel as hex, text through the type's output function; no row at all answers
+        // an empty body.
         let row = match &agg.relation {
             Some((schema, name)) => format!(
                 "_postgrest_t::{}.{}",
@@ -708,7 +709,7 @@ fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
         return if agg.bytes {
             format!("coalesce(encode({call}::bytea, 'hex'), '')")
         } else {
-            format!("coalesce({call}::text, '')")
+            format!("coalesce(format('%s', {call}), '')")
         }
         .into();
     }
@@ -774,7 +775,7 @@ fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, body: &str)
         Some(_) => "pg_catalog.count(*)".to_string(),
     };
     b.push(&format!(
-        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body})::text, \
+        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body}), \
          nullif(current_setting('response.headers', true), ''), \
          nullif(current_setting('response.status', true), '') \
          FROM (SELECT * FROM pgrst_source) _postgrest_t"
@@ -881,13 +882,16 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
                     "coalesce(string_agg(encode(_postgrest_t.pgrst_scalar::bytea, 'hex'), ''), '')"
                 }
                 (false, _) if plan.media.is_some() => {
-                    "coalesce(string_agg(_postgrest_t.pgrst_scalar::text, ''), '')"
+                    // format() renders with the type's output function, as PostgREST's
+                    // result decoding sees it (xml drops its first newline; a ::text
+                    // cast would keep the stored text).
+                    "coalesce(string_agg(format('%s', _postgrest_t.pgrst_scalar), ''), '')"
                 }
                 (false, true) => "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')",
                 (false, false) => "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')",
             };
             b.push(&format!(
-                "pgrst_source AS (SELECT * FROM pgrst_call) SELECT NULL::int8, pg_catalog.count(*)::int8, ({body})::text, \
+                "pgrst_source AS (SELECT * FROM pgrst_call) SELECT NULL::int8, pg_catalog.count(*)::int8, ({body}), \
                  nullif(current_setting('response.headers', true), ''), \
                  nullif(current_setting('response.status', true), '') \
                  FROM (SELECT * FROM pgrst_source) _postgrest_t"
@@ -1193,7 +1197,7 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
         "''".into()
     };
     b.push(&format!(
-        " SELECT NULL::int8, pg_catalog.count(*)::int8, ({body})::text, \
+        " SELECT NULL::int8, pg_catalog.count(*)::int8, ({body}), \
          nullif(current_setting('response.headers', true), ''), \
          nullif(current_setting('response.status', true), ''), \
          {inserted}::int8 FROM ({rows}) _postgrest_t"
@@ -1311,7 +1315,7 @@ mod tests {
         let s = render("select=id,x:data->a->>b&id=in.(1,2)&body=like.*a*&or=(id.eq.1,id.not.is.null)&doc=fts(english).cat&body=fts.dog&order=data->n.desc.nullslast", None);
         assert_eq!(
             s.sql,
-            "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
+            "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
         );
         assert_eq!(
             s.params,
@@ -1443,7 +1447,7 @@ mod tests {
         read_statement(&plan).sql
     }
 
-    const TAIL: &str = " SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]'))::text, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t";
+    const TAIL: &str = " SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t";
 
     #[test]
     fn many_to_one_is_one_lateral_join_in_one_statement() {
