@@ -208,6 +208,9 @@ pub struct Envelope {
     pub role_settings: Vec<(String, String)>,
     /// Quoted, qualified function name for db-pre-request.
     pub pre_request: Option<String>,
+    /// db-prepared-statements: off sends every statement unnamed (nothing stays prepared
+    /// on the connection; for poolers in transaction mode).
+    pub prepared: bool,
 }
 
 impl Envelope {
@@ -372,6 +375,10 @@ async fn run_transaction_inner(
     end: End,
 ) -> Result<(Pooled, Vec<Vec<tokio_postgres::Row>>), ApiError> {
     let mut conn = pool.get().await.map_err(pool_error)?;
+    if !env.prepared {
+        let results = run_unprepared(&mut conn, env, steps, end).await?;
+        return Ok((conn, results));
+    }
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
     let settings = conn.prepare(&settings_sql).await.map_err(|e| fail(&e))?;
@@ -462,6 +469,78 @@ async fn run_transaction_inner(
                 conn.in_transaction = false;
             }
             Ok((conn, results.into_iter().skip(pre_count).collect()))
+        }
+        Err(e) => {
+            if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                conn.in_transaction = false;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `run_transaction_inner` with db-prepared-statements off: each statement goes as an
+/// unnamed one (Parse, Bind, Execute; its parameters of type unknown, so PostgreSQL infers
+/// them as it does for prepared ones), all pipelined in one round trip.
+async fn run_unprepared(
+    conn: &mut Conn,
+    env: &Envelope,
+    steps: &[Step<'_>],
+    end: End,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
+    let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
+    let (settings_sql, settings_params) = env.settings_statement();
+    let pre_sql = env.pre_request.as_ref().map(|f| format!("select {f}()"));
+    let mut all: Vec<(&str, &[String])> = Vec::new();
+    all.push((&settings_sql, &settings_params));
+    if let Some(sql) = &pre_sql {
+        all.push((sql, &[]));
+    }
+    let skip = all.len();
+    all.extend(steps.iter().map(|s| (s.sql, s.params)));
+    for (sql, _) in &all {
+        crate::timing::record_query(sql);
+    }
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL {} {}",
+        env.isolation(),
+        if env.read_only {
+            "READ ONLY"
+        } else {
+            "READ WRITE"
+        }
+    );
+    conn.in_transaction = true;
+    let client = &conn.client;
+    let calls = all.iter().map(|(sql, params)| async move {
+        let p = params_of(params);
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = p
+            .iter()
+            .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+            .collect();
+        client.query_typed(sql, &typed).await
+    });
+    let (begun, results, committed) = tokio::join!(
+        biased;
+        client.batch_execute(&begin),
+        futures_util::future::join_all(calls),
+        async {
+            match end {
+                End::Commit => client.batch_execute("COMMIT").await,
+                End::Open => Ok(()),
+            }
+        },
+    );
+    let outcome = begun
+        .map_err(|e| fail(&e))
+        .and_then(|_| collect(results, &fail))
+        .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)));
+    match outcome {
+        Ok(results) => {
+            if end == End::Commit {
+                conn.in_transaction = false;
+            }
+            Ok(results.into_iter().skip(skip).collect())
         }
         Err(e) => {
             if conn.client.batch_execute("ROLLBACK").await.is_ok() {

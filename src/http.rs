@@ -875,6 +875,7 @@ fn envelope(
             .db_pre_request
             .as_deref()
             .map(sql::quote_qualified),
+        prepared: state.config().flag("db-prepared-statements"),
     })
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_json, server, sql_rows};
+use common::{assert_json, server, server_with, sql_exec, sql_rows};
 use serde_json::json;
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -237,4 +237,29 @@ fn function_settings_for_isolation_and_timeouts_cover_the_transaction() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     // The cancelled transaction left nothing behind on the connection.
     assert_json(&s.get("/rpc/add_them?a=1&b=1"), 200, json!(2));
+}
+
+#[test]
+fn db_prepared_statements_off_leaves_nothing_prepared() {
+    sql_exec(
+        "CREATE OR REPLACE FUNCTION test_api.prepared_here() RETURNS bigint STABLE \
+         LANGUAGE sql AS $$ SELECT count(*) FROM pg_catalog.pg_prepared_statements $$; \
+         GRANT EXECUTE ON FUNCTION test_api.prepared_here() TO test_anon;",
+    );
+    // One pool connection, so every call sees the same session.
+    let count = |prepared: &str| {
+        let s = server_with(&[
+            ("PGRST_DB_POOL", "1"),
+            ("PGRST_DB_PREPARED_STATEMENTS", prepared),
+        ]);
+        let mut last = serde_json::Value::Null;
+        for _ in 0..3 {
+            let r = s.get("/rpc/prepared_here");
+            assert_eq!(r.status, 200, "{}", r.body);
+            last = r.json();
+        }
+        last.as_i64().expect("a count")
+    };
+    assert_eq!(count("false"), 0);
+    assert!(count("true") > 0);
 }
