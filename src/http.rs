@@ -1013,7 +1013,11 @@ async fn explain_response(
     set(
         &mut r,
         "Content-Type",
-        &explain.content_type(api.media_type),
+        &explain.content_type(
+            api.aggregate
+                .as_ref()
+                .map_or(api.media_type.name(), |a| a.media_type.as_str()),
+        ),
     );
     Ok(r)
 }

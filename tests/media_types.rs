@@ -248,3 +248,26 @@ fn head_never_runs_the_handler() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["message"], "the handler ran");
 }
+
+#[test]
+fn the_plan_of_a_handler_rendering() {
+    geo();
+    let s = server_with(&[
+        ("PGRST_APP_SETTINGS_geo", "on"),
+        ("PGRST_DB_PLAN_ENABLED", "true"),
+    ]);
+    let r = s.get_with(
+        "/places",
+        &[(
+            "Accept",
+            "application/vnd.pgrst.plan+json; for=\"text/tab-separated-values\"; options=verbose",
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.pgrst.plan+json; for=\"text/tab-separated-values\"; options=verbose; charset=utf-8")
+    );
+    let output = r.json()[0]["Plan"]["Output"].to_string();
+    assert!(output.contains("tsv_agg("), "{output}");
+}

@@ -312,7 +312,8 @@ impl PlanRequest {
         format!("EXPLAIN ({}) ", parts.join(", "))
     }
 
-    pub fn content_type(&self, inner: MediaType) -> String {
+    /// The plan's Content-Type; `inner` names the media type the plan is for.
+    pub fn content_type(&self, inner: &str) -> String {
         let options: Vec<&str> = self.chosen().collect();
         let options = if options.is_empty() {
             String::new()
@@ -322,7 +323,7 @@ impl PlanRequest {
         format!(
             "application/vnd.pgrst.plan+{}; for=\"{}\"{options}; charset=utf-8",
             if self.text { "text" } else { "json" },
-            inner.name()
+            inner
         )
     }
 }
@@ -481,6 +482,28 @@ pub fn negotiate_rows(
     };
     for (name, item) in accept_items(accept) {
         let builtin = || negotiate_with_plan(Some(item), plan_enabled).ok();
+        if name.starts_with("application/vnd.pgrst.plan") {
+            // The plan of a handler's rendering: `for="<handler type>"`.
+            let (other, for_param): (Vec<&str>, Vec<&str>) = item
+                .split(';')
+                .partition(|p| !p.trim().to_ascii_lowercase().starts_with("for="));
+            let target = for_param
+                .first()
+                .and_then(|p| p.split_once('='))
+                .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
+            let handler = target.and_then(|t| {
+                handlers
+                    .iter()
+                    .find(|h| h.media_type.eq_ignore_ascii_case(&t))
+            });
+            if let Some(h) = handler {
+                if let Ok((_, Some(plan))) =
+                    negotiate_with_plan(Some(&other.join(";")), plan_enabled)
+                {
+                    return Ok((MediaType::Json, Some(plan), Some((*h).clone())));
+                }
+            }
+        }
         if name.starts_with("application/vnd.pgrst.") {
             if let Some((m, p)) = builtin() {
                 return Ok((m, p, None));
