@@ -70,6 +70,13 @@ CREATE FUNCTION fails_step(state "application/vnd.test.fails", next places)
   $$ BEGIN RAISE EXCEPTION 'the handler ran'; END $$;
 CREATE AGGREGATE fails_agg(places) (STYPE = "application/vnd.test.fails", SFUNC = fails_step);
 
+-- A handler named like PostgREST's own type, which must never be used.
+CREATE DOMAIN "application/vnd.pgrst.object" AS text;
+CREATE FUNCTION vendor_step(state "application/vnd.pgrst.object", next anyelement)
+  RETURNS "application/vnd.pgrst.object" LANGUAGE sql AS
+  $$ SELECT 'overridden'::"application/vnd.pgrst.object" $$;
+CREATE AGGREGATE vendor_agg(anyelement) (STYPE = "application/vnd.pgrst.object", SFUNC = vendor_step);
+
 CREATE TABLE blobs (id integer PRIMARY KEY);
 INSERT INTO blobs VALUES (7);
 GRANT SELECT ON blobs TO test_anon;
@@ -215,11 +222,13 @@ fn a_table_handler_overrides_a_builtin_and_sets_headers() {
     let r = s.get_with("/kinds?select=id&id=eq.1", &[("Accept", "text/csv")]);
     assert_eq!((r.status, r.body.as_str()), (200, "id\n1"));
     // PostgREST's own vendor types cannot be overridden.
-    let r = s.get_with(
-        "/places?select=id&id=eq.1",
-        &[("Accept", "application/vnd.pgrst.object+json")],
-    );
-    assert_json(&r, 200, json!({"id": 1}));
+    for accept in [
+        "application/vnd.pgrst.object",
+        "application/vnd.pgrst.object+json",
+    ] {
+        let r = s.get_with("/places?select=id&id=eq.1", &[("Accept", accept)]);
+        assert_json(&r, 200, json!({"id": 1}));
+    }
 }
 
 #[test]
@@ -270,4 +279,18 @@ fn the_plan_of_a_handler_rendering() {
     );
     let output = r.json()[0]["Plan"]["Output"].to_string();
     assert!(output.contains("tsv_agg("), "{output}");
+    // Not for PostgREST's own types, whatever handler is named like them.
+    let r = s.get_with(
+        "/places?id=eq.1",
+        &[(
+            "Accept",
+            "application/vnd.pgrst.plan+json; for=\"application/vnd.pgrst.object\"; options=verbose",
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let output = r.json()[0]["Plan"]["Output"].to_string();
+    assert!(
+        output.contains("json_agg") && !output.contains("vendor_agg"),
+        "{output}"
+    );
 }

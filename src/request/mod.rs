@@ -491,6 +491,8 @@ pub fn negotiate_rows(
                 .first()
                 .and_then(|p| p.split_once('='))
                 .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
+            // PostgREST's own types are never a handler's.
+            let target = target.filter(|t| !t.starts_with("application/vnd.pgrst."));
             let handler = target.and_then(|t| {
                 handlers
                     .iter()
