@@ -230,6 +230,21 @@ impl Envelope {
         }
     }
 
+    /// BEGIN with the isolation level and access mode.
+    fn begin_sql(&self) -> String {
+        let mode = if self.read_only {
+            "READ ONLY"
+        } else {
+            "READ WRITE"
+        };
+        format!("BEGIN ISOLATION LEVEL {} {mode}", self.isolation())
+    }
+
+    /// The db-pre-request call, when configured.
+    fn pre_request_sql(&self) -> Option<String> {
+        self.pre_request.as_ref().map(|f| format!("select {f}()"))
+    }
+
     fn settings_statement(&self) -> (String, Vec<String>) {
         let mut sql = String::from("select set_config('search_path', $1, true)");
         let mut params = vec![self.search_path.clone()];
@@ -382,20 +397,12 @@ async fn run_transaction_inner(
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
     let settings = conn.prepare(&settings_sql).await.map_err(|e| fail(&e))?;
-    let begin = format!(
-        "BEGIN ISOLATION LEVEL {} {}",
-        env.isolation(),
-        if env.read_only {
-            "READ ONLY"
-        } else {
-            "READ WRITE"
-        }
-    );
+    let begin = env.begin_sql();
     // BEGIN and COMMIT are prepared too: Bind/Execute of a prepared utility statement costs
     // PostgreSQL less than parsing a Query message each time.
     let begin = conn.prepare(&begin).await.map_err(|e| fail(&e))?;
     let commit = conn.prepare("COMMIT").await.map_err(|e| fail(&e))?;
-    let pre_sql = env.pre_request.as_ref().map(|f| format!("select {f}()"));
+    let pre_sql = env.pre_request_sql();
     let mut all: Vec<Step> = Vec::new();
     if let Some(sql) = &pre_sql {
         all.push(Step { sql, params: &[] });
@@ -490,7 +497,7 @@ async fn run_unprepared(
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
-    let pre_sql = env.pre_request.as_ref().map(|f| format!("select {f}()"));
+    let pre_sql = env.pre_request_sql();
     let mut all: Vec<(&str, &[String])> = Vec::new();
     all.push((&settings_sql, &settings_params));
     if let Some(sql) = &pre_sql {
@@ -501,15 +508,7 @@ async fn run_unprepared(
     for (sql, _) in &all {
         crate::timing::record_query(sql);
     }
-    let begin = format!(
-        "BEGIN ISOLATION LEVEL {} {}",
-        env.isolation(),
-        if env.read_only {
-            "READ ONLY"
-        } else {
-            "READ WRITE"
-        }
-    );
+    let begin = env.begin_sql();
     conn.in_transaction = true;
     let client = &conn.client;
     let calls = all.iter().map(|(sql, params)| async move {

@@ -600,12 +600,7 @@ async fn write(
         db::run_committed(&state.pool, &env, &statement).await?
     } else {
         db::run_write(&state.pool, &env, &statement, |o| {
-            if singular && o.page_total != 1 {
-                return Err(ApiError::Singularity(o.page_total));
-            }
-            if strict_max.is_some_and(|max| o.page_total > max) {
-                return Err(ApiError::MaxAffected(o.page_total));
-            }
+            refuse_count(o.page_total, singular, strict_max)?;
             if is_put && o.page_total == 0 {
                 return Err(ApiError::PutMismatch);
             }
@@ -751,6 +746,18 @@ async fn root(
     let mut r = body_response(200, body, api.method == Method::Head);
     set(&mut r, "Content-Type", &content_type);
     Ok(r)
+}
+
+/// Refuses a write's or call's outcome by its row count: not exactly one row for a
+/// singular Accept, more than `max-affected` with handling=strict.
+fn refuse_count(rows: i64, singular: bool, strict_max: Option<i64>) -> Result<(), ApiError> {
+    if singular && rows != 1 {
+        return Err(ApiError::Singularity(rows));
+    }
+    if strict_max.is_some_and(|max| rows > max) {
+        return Err(ApiError::MaxAffected(rows));
+    }
+    Ok(())
 }
 
 /// The handler aggregates that may render rows of `schema.name`: its own, offered only
@@ -925,12 +932,7 @@ async fn call(
         db::run_committed(&state.pool, &env, &statement).await?
     } else {
         db::run_write(&state.pool, &env, &statement, |o| {
-            if singular && o.page_total != 1 {
-                return Err(ApiError::Singularity(o.page_total));
-            }
-            if strict_max.is_some_and(|max| o.page_total > max) {
-                return Err(ApiError::MaxAffected(o.page_total));
-            }
+            refuse_count(o.page_total, singular, strict_max)?;
             Ok(commit)
         })
         .await?
