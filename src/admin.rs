@@ -90,6 +90,21 @@ pub async fn reload_on_signal(state: Arc<AppState>, pg: tokio_postgres::Config) 
     }
 }
 
+/// The database connection was lost. With db-pool-automatic-recovery off, pgrest exits
+/// (status 1, after a moment so that the response in flight still goes out) and leaves
+/// restarting to its supervisor; otherwise the pool and the listener recover by
+/// themselves.
+pub fn connection_lost(state: &AppState) {
+    if state.config().flag("db-pool-automatic-recovery") {
+        return;
+    }
+    tracing::error!("lost the database connection and db-pool-automatic-recovery is off: exiting");
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::process::exit(1);
+    });
+}
+
 /// LISTENs on db-channel and reloads on `reload schema` (or an empty payload). The
 /// connection is re-established with capped exponential backoff, and the cache reloaded
 /// after each reconnection since the schema may have changed meanwhile.
@@ -141,6 +156,7 @@ pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: S
                             reload_schema(&state, &pg).await;
                         }
                     }
+                    connection_lost(&state);
                     tracing::error!("lost the {channel} listener connection; reconnecting");
                 }
                 driver.abort();

@@ -149,7 +149,12 @@ async fn handle(
                 }
                 r
             }
-            Err(e) => error_response(&e, state.config().minimal_errors),
+            Err(e) => {
+                if matches!(e, ApiError::Connection(_) | ApiError::Client(_)) {
+                    crate::admin::connection_lost(state);
+                }
+                error_response(&e, state.config().minimal_errors)
+            }
         }
     };
     if let Some((name, value)) = trace_header {

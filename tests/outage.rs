@@ -32,7 +32,30 @@ fn requests_fail_fast_while_the_database_is_down_and_service_resumes() {
     assert_eq!(s.get("/numbers?limit=1").status, 200);
     assert_eq!(admin("/ready").0, 200);
     let loads_before = loads();
+    // Another server with db-pool-automatic-recovery off: it exits when the database goes.
+    let mut no_recovery = common::pgrest_command();
+    no_recovery.env("PGRST_DB_POOL_AUTOMATIC_RECOVERY", "false");
+    let (quitter, mut quitter_child) = common::spawn_server(no_recovery);
+    assert_eq!(quitter.get("/numbers?limit=1").status, 200);
     h.cluster.pause().unwrap();
+    let exited = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = quitter_child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            // A request meets the lost connection (the listener may see it first).
+            let _ = ureq::get(&format!("http://127.0.0.1:{}/numbers", quitter.port()))
+                .timeout(Duration::from_secs(2))
+                .call();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let status = exited.expect("pgrest kept running without automatic recovery");
+    assert_eq!(status.code(), Some(1));
     for _ in 0..3 {
         let started = Instant::now();
         let r = s.get("/numbers?limit=1");
