@@ -342,3 +342,23 @@ fn the_docs_page_renders_in_a_browser() {
     assert!(dom.contains("<h1 id=\"title\">Fixture API</h1>"), "{dom}");
     assert!(!dom.contains("/private_notes"), "follow-privileges: {dom}");
 }
+
+#[test]
+fn a_role_without_usage_of_the_schema_sees_an_empty_document() {
+    sql_exec(
+        "DO $$ BEGIN CREATE ROLE openapi_outsider NOLOGIN; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         GRANT openapi_outsider TO authenticator;",
+    );
+    let s = server_with(&[("PGRST_DB_ANON_ROLE", "openapi_outsider")]);
+    let doc = document(&s, SWAGGER, &[]);
+    let paths: Vec<&String> = doc["paths"].as_object().expect("paths").keys().collect();
+    assert_eq!(paths, vec!["/"], "only the root path");
+    assert!(
+        doc["definitions"].as_object().is_none_or(|d| d.is_empty()),
+        "{}",
+        doc["definitions"]
+    );
+    // The anonymous role of the other tests does see the tables.
+    assert!(document(&server(), SWAGGER, &[])["paths"]["/kinds"].is_object());
+}
