@@ -284,3 +284,48 @@ fn roles_and_privileges() {
         json!({"code": "PGRST300", "details": null, "hint": null, "message": "Server lacks JWT secret"}),
     );
 }
+
+#[test]
+fn ps256_es256_and_eddsa_keys() {
+    let key = |file: &str| -> Value { serde_json::from_str(file).unwrap() };
+    let rsa: Value = key(include_str!("fixtures/test_rsa_public.jwk.json"));
+    let ec: Value = key(include_str!("fixtures/test_ec_public.jwk.json"));
+    let ed: Value = key(include_str!("fixtures/test_ed25519_public.jwk.json"));
+    let jwks = json!({"keys": [rsa, ec, ed]}).to_string();
+    let s = server_with(&[("PGRST_JWT_SECRET", &jwks)]);
+    let claims = json!({"role": "test_user"});
+    let signed = |alg: Algorithm, kid: &str, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        encode(&header, &claims, key).unwrap()
+    };
+    let rsa_key =
+        EncodingKey::from_rsa_pem(include_bytes!("fixtures/test_rsa_private.pem")).unwrap();
+    let ec_key = EncodingKey::from_ec_pem(include_bytes!("fixtures/test_ec_private.pem")).unwrap();
+    let ed_key =
+        EncodingKey::from_ed_pem(include_bytes!("fixtures/test_ed25519_private.pem")).unwrap();
+    for (alg, kid, key) in [
+        (Algorithm::PS256, "test-key", &rsa_key),
+        (Algorithm::PS512, "test-key", &rsa_key),
+        (Algorithm::ES256, "ec-key", &ec_key),
+        (Algorithm::EdDSA, "ed-key", &ed_key),
+    ] {
+        assert_json(
+            &get_as(&s, "/request_info?select=role", &signed(alg, kid, key)),
+            200,
+            json!([{"role": "test_user"}]),
+        );
+    }
+    // A signature by another key of the right type is refused.
+    let other = signed(Algorithm::ES256, "ec-key", &ec_key);
+    let mut parts: Vec<String> = other.split('.').map(str::to_string).collect();
+    let forged = signed(Algorithm::EdDSA, "ed-key", &ed_key);
+    parts[2] = forged.rsplit('.').next().unwrap().to_string();
+    let r = get_as(&s, "/kinds", &parts.join("."));
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST301");
+    // An EC key does not take an EdDSA token, whatever the kid says.
+    let wrong = signed(Algorithm::EdDSA, "ec-key", &ed_key);
+    let r = get_as(&s, "/kinds", &wrong);
+    assert_eq!(r.status, 401, "{}", r.body);
+}
