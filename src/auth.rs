@@ -1,12 +1,12 @@
 //! JWT authentication: verify the token, check its time and audience claims, find the
 //! role claim. The database role switch itself happens in the request transaction.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
+use sieve_cache::SieveCache;
 
 use crate::error::ApiError;
 
@@ -53,30 +53,20 @@ pub struct Authenticator {
     cache: Mutex<Cache>,
 }
 
-/// Verified claims by token, bounded; oldest entries leave first. Time claims are still
-/// checked on every use.
-struct Cache {
-    max: usize,
-    map: HashMap<String, Value>,
-    order: VecDeque<String>,
-}
+/// Verified claims by token, bounded, with PostgREST's SIEVE eviction (a token used again
+/// since the hand last passed it survives a sweep). Time claims are still checked on
+/// every use. `None` when jwt-cache-max-entries is 0.
+struct Cache(Option<SieveCache<String, Arc<Value>>>);
 
 impl Cache {
-    fn get(&self, token: &str) -> Option<Value> {
-        self.map.get(token).cloned()
+    fn get(&mut self, token: &str) -> Option<Arc<Value>> {
+        self.0.as_mut()?.get(token).cloned()
     }
 
-    fn put(&mut self, token: &str, claims: &Value) {
-        if self.max == 0 || self.map.contains_key(token) {
-            return;
+    fn put(&mut self, token: &str, claims: Arc<Value>) {
+        if let Some(cache) = self.0.as_mut() {
+            cache.insert(token.to_string(), claims);
         }
-        if self.map.len() >= self.max {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-        self.map.insert(token.to_string(), claims.clone());
-        self.order.push_back(token.to_string());
     }
 }
 
@@ -227,17 +217,13 @@ impl Authenticator {
             keys,
             role_path,
             audience: audience.map(str::to_string),
-            cache: Mutex::new(Cache {
-                max: cache_entries,
-                map: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            cache: Mutex::new(Cache(SieveCache::new(cache_entries).ok())),
         }))
     }
 
     /// Signature-verified claims of `token` (from the cache when seen before).
-    fn verified_claims(&self, token: &str) -> Result<Value, ApiError> {
-        if let Some(claims) = self.cache.lock().ok().and_then(|c| c.get(token)) {
+    fn verified_claims(&self, token: &str) -> Result<Arc<Value>, ApiError> {
+        if let Some(claims) = self.cache.lock().ok().and_then(|mut c| c.get(token)) {
             return Ok(claims);
         }
         let parts = token.split('.').count();
@@ -295,10 +281,11 @@ impl Authenticator {
                     if !data.claims.is_object() {
                         return Err(bad_claims("Parsing claims failed"));
                     }
+                    let claims = Arc::new(data.claims);
                     if let Ok(mut cache) = self.cache.lock() {
-                        cache.put(token, &data.claims);
+                        cache.put(token, Arc::clone(&claims));
                     }
-                    return Ok(data.claims);
+                    return Ok(claims);
                 }
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind::*;
