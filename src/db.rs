@@ -192,7 +192,7 @@ pub fn pg_error(e: &tokio_postgres::Error, anonymous: bool) -> ApiError {
             hint: db.hint().map(str::to_string),
             anonymous,
         },
-        None if e.is_closed() => ApiError::Client(describe(e)),
+        // No answer from PostgreSQL: the connection broke (closed, I/O, protocol).
         None => ApiError::Client(describe(e)),
     }
 }
@@ -403,19 +403,7 @@ async fn run_transaction_inner(
     let begin = conn.prepare(&begin).await.map_err(|e| fail(&e))?;
     let commit = conn.prepare("COMMIT").await.map_err(|e| fail(&e))?;
     let pre_sql = env.pre_request_sql();
-    let mut all: Vec<Step> = Vec::new();
-    if let Some(sql) = &pre_sql {
-        all.push(Step { sql, params: &[] });
-    }
-    let pre_count = all.len();
-    all.extend(steps.iter().map(|s| Step {
-        sql: s.sql,
-        params: s.params,
-    }));
-    crate::timing::record_query(&settings_sql);
-    for s in &all {
-        crate::timing::record_query(s.sql);
-    }
+    let all = after_settings(&settings_sql, &pre_sql, steps);
     let sp = params_of(&settings_params);
     let sp = as_dyn(&sp);
     // Until the transaction is closed, a dropped request must not hand the connection
@@ -470,12 +458,47 @@ async fn run_transaction_inner(
         }
         outcome
     };
+    let skip = usize::from(pre_sql.is_some());
+    let results = settle(&mut conn, outcome, end, skip).await?;
+    Ok((conn, results))
+}
+
+/// The statements sent after the settings statement: db-pre-request's call, then the
+/// steps; all of them (the settings first) recorded for log-query.
+fn after_settings<'a>(
+    settings_sql: &str,
+    pre_sql: &'a Option<String>,
+    steps: &[Step<'a>],
+) -> Vec<Step<'a>> {
+    crate::timing::record_query(settings_sql);
+    let pre = pre_sql.as_deref().map(|sql| Step { sql, params: &[] });
+    let all: Vec<Step> = pre
+        .into_iter()
+        .chain(steps.iter().map(|s| Step {
+            sql: s.sql,
+            params: s.params,
+        }))
+        .collect();
+    for s in &all {
+        crate::timing::record_query(s.sql);
+    }
+    all
+}
+
+/// After the statements: the connection is out of its transaction when COMMIT went with
+/// them; a failure rolls it back. Returns each step's rows but the first `skip`.
+async fn settle(
+    conn: &mut Conn,
+    outcome: Result<Vec<Vec<tokio_postgres::Row>>, ApiError>,
+    end: End,
+    skip: usize,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
     match outcome {
         Ok(results) => {
             if end == End::Commit {
                 conn.in_transaction = false;
             }
-            Ok((conn, results.into_iter().skip(pre_count).collect()))
+            Ok(results.into_iter().skip(skip).collect())
         }
         Err(e) => {
             if conn.client.batch_execute("ROLLBACK").await.is_ok() {
@@ -498,26 +521,23 @@ async fn run_unprepared(
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
     let pre_sql = env.pre_request_sql();
-    let mut all: Vec<(&str, &[String])> = Vec::new();
-    all.push((&settings_sql, &settings_params));
-    if let Some(sql) = &pre_sql {
-        all.push((sql, &[]));
-    }
-    let skip = all.len();
-    all.extend(steps.iter().map(|s| (s.sql, s.params)));
-    for (sql, _) in &all {
-        crate::timing::record_query(sql);
-    }
+    let settings = Step {
+        sql: &settings_sql,
+        params: &settings_params,
+    };
+    let all: Vec<Step> = std::iter::once(settings)
+        .chain(after_settings(&settings_sql, &pre_sql, steps))
+        .collect();
     let begin = env.begin_sql();
     conn.in_transaction = true;
     let client = &conn.client;
-    let calls = all.iter().map(|(sql, params)| async move {
-        let p = params_of(params);
+    let calls = all.iter().map(|s| async move {
+        let p = params_of(s.params);
         let typed: Vec<(&(dyn ToSql + Sync), Type)> = p
             .iter()
             .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
             .collect();
-        client.query_typed(sql, &typed).await
+        client.query_typed(s.sql, &typed).await
     });
     let (begun, results, committed) = tokio::join!(
         biased;
@@ -534,20 +554,8 @@ async fn run_unprepared(
         .map_err(|e| fail(&e))
         .and_then(|_| collect(results, &fail))
         .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)));
-    match outcome {
-        Ok(results) => {
-            if end == End::Commit {
-                conn.in_transaction = false;
-            }
-            Ok(results.into_iter().skip(skip).collect())
-        }
-        Err(e) => {
-            if conn.client.batch_execute("ROLLBACK").await.is_ok() {
-                conn.in_transaction = false;
-            }
-            Err(e)
-        }
-    }
+    let skip = 1 + usize::from(pre_sql.is_some());
+    settle(conn, outcome, end, skip).await
 }
 
 /// Ends a transaction left open by a write: COMMIT, or ROLLBACK after checking deferred

@@ -794,22 +794,30 @@ fn rows_response(
     media_type: MediaType,
     aggregate: Option<&crate::schema::routines::AggHandler>,
 ) -> Resp {
-    let Some(agg) = aggregate else {
-        let mut r = body_response(status, body, head);
-        set(&mut r, "Content-Type", media_type.content_type());
-        return r;
-    };
-    let bytes = match (head, agg.bytes) {
+    match aggregate {
+        Some(agg) => handler_response(status, body, head, &agg.media_type, agg.bytes),
+        None => {
+            let mut r = body_response(status, body, head);
+            set(&mut r, "Content-Type", media_type.content_type());
+            r
+        }
+    }
+}
+
+/// A custom media type's response (a handler function's or aggregate's output): bytea
+/// outputs travel as hex and go out as the bytes, text as it is.
+fn handler_response(status: u16, body: String, head: bool, media_type: &str, bytes: bool) -> Resp {
+    let body = match (head, bytes) {
         (true, _) => Bytes::new(),
         (false, true) => Bytes::from(hex_decode(&body)),
         (false, false) => Bytes::from(body),
     };
-    let mut r = Response::new(Full::new(bytes));
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     set(
         &mut r,
         "Content-Type",
-        &request::handler_content_type(&agg.media_type),
+        &request::handler_content_type(media_type),
     );
     r
 }
@@ -952,21 +960,7 @@ async fn call(
         return Ok(r);
     }
     if let Some(media) = plan.media {
-        let body = if media.bytes {
-            hex_decode(&out.body)
-        } else {
-            out.body.into_bytes()
-        };
-        let mut r = Response::new(Full::new(if plan.head {
-            Bytes::new()
-        } else {
-            Bytes::from(body)
-        }));
-        set(
-            &mut r,
-            "Content-Type",
-            &request::handler_content_type(&media.media_type),
-        );
+        let r = handler_response(200, out.body, plan.head, &media.media_type, media.bytes);
         return finish_response(
             r,
             None,

@@ -272,12 +272,109 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
     Ok(params)
 }
 
-/// One media range of an Accept header.
+/// One media range of an Accept header: its lower-cased name and parameters (keys
+/// lower-cased, values unquoted; q left out).
 struct AcceptItem {
-    q: f32,
-    index: usize,
     name: String,
     params: Vec<(String, String)>,
+}
+
+impl AcceptItem {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The media ranges of an Accept header (none or empty: `*/*`), most preferred first (q,
+/// then header order), without those refused with q=0.
+fn accept_items(accept: Option<&str>) -> Vec<AcceptItem> {
+    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
+    let mut items: Vec<(f32, usize, AcceptItem)> = Vec::new();
+    for (index, item) in accept.split(',').enumerate() {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut q = 1.0;
+        let mut params = Vec::new();
+        for p in parts {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim().trim_matches('"').to_string();
+            if k == "q" {
+                q = v.parse().unwrap_or(1.0);
+            } else {
+                params.push((k, v));
+            }
+        }
+        if q > 0.0 {
+            items.push((q, index, AcceptItem { name, params }));
+        }
+    }
+    items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    items.into_iter().map(|(_, _, item)| item).collect()
+}
+
+/// The plan asked for by a `vnd.pgrst.plan` media range, when plans are enabled and its
+/// options are known; `None` for any other range.
+fn plan_request(item: &AcceptItem, plan_enabled: bool) -> Option<PlanRequest> {
+    let plan_type = matches!(
+        item.name.as_str(),
+        "application/vnd.pgrst.plan"
+            | "application/vnd.pgrst.plan+json"
+            | "application/vnd.pgrst.plan+text"
+    );
+    if !plan_enabled || !plan_type {
+        return None;
+    }
+    let mut options = 0u8;
+    for o in item
+        .param("options")
+        .unwrap_or("")
+        .split('|')
+        .filter(|o| !o.is_empty())
+    {
+        options |= 1 << PLAN_OPTIONS.iter().position(|p| *p == o)?;
+    }
+    Some(PlanRequest {
+        text: !item.name.ends_with("+json"),
+        options,
+    })
+}
+
+/// What the builtin handlers make of one media range: its media type, and the plan
+/// request when it asks for the plan of that type's statement.
+fn builtin(item: &AcceptItem, plan_enabled: bool) -> Option<(MediaType, Option<PlanRequest>)> {
+    if let Some(plan) = plan_request(item, plan_enabled) {
+        let inner = match item.param("for") {
+            Some(f) => builtin(accept_items(Some(f)).first()?, false)?.0,
+            None => MediaType::Json,
+        };
+        return Some((inner, Some(plan)));
+    }
+    let stripped_nulls = item.param("nulls") == Some("stripped");
+    let media = match item.name.as_str() {
+        "*/*" | "application/*" | "application/json" => MediaType::Json,
+        "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+            if stripped_nulls {
+                MediaType::StrippedArray
+            } else {
+                MediaType::Json
+            }
+        }
+        "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
+            if stripped_nulls {
+                MediaType::StrippedObject
+            } else {
+                MediaType::SingleObject
+            }
+        }
+        "text/csv" | "text/*" => MediaType::Csv,
+        "application/geo+json" => MediaType::GeoJson,
+        _ => return None,
+    };
+    Some((media, None))
 }
 
 /// Accept negotiation: highest q first, then header order; the first type we can produce.
@@ -338,128 +435,15 @@ pub fn negotiate_with_plan(
     accept: Option<&str>,
     plan_enabled: bool,
 ) -> Result<(MediaType, Option<PlanRequest>), ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
-        return Ok((MediaType::Json, None));
-    };
-    let mut candidates: Vec<AcceptItem> = Vec::new();
-    for (index, item) in accept.split(',').enumerate() {
-        let mut parts = item.split(';').map(str::trim);
-        let name = parts.next().unwrap_or("").to_ascii_lowercase();
-        let mut q = 1.0;
-        let mut params = Vec::new();
-        for p in parts {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim().trim_matches('"').to_string();
-            if k == "q" {
-                q = v.parse().unwrap_or(1.0);
-            } else {
-                params.push((k, v));
-            }
-        }
-        candidates.push(AcceptItem {
-            q,
-            index,
-            name,
-            params,
-        });
-    }
-    candidates.sort_by(|a, b| b.q.total_cmp(&a.q).then(a.index.cmp(&b.index)));
-    for AcceptItem {
-        q, name, params, ..
-    } in &candidates
-    {
-        if *q <= 0.0 {
-            continue;
-        }
-        let param = |key: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        if plan_enabled
-            && matches!(
-                name.as_str(),
-                "application/vnd.pgrst.plan"
-                    | "application/vnd.pgrst.plan+json"
-                    | "application/vnd.pgrst.plan+text"
-            )
-        {
-            let inner = match param("for") {
-                Some(f) => negotiate(Some(f)).ok(),
-                None => Some(MediaType::Json),
-            };
-            let mut options = 0u8;
-            let mut known = true;
-            for o in param("options")
-                .unwrap_or("")
-                .split('|')
-                .filter(|o| !o.is_empty())
-            {
-                match PLAN_OPTIONS.iter().position(|p| *p == o) {
-                    Some(i) => options |= 1 << i,
-                    None => known = false,
-                }
-            }
-            if let (Some(inner), true) = (inner, known) {
-                let text = !name.ends_with("+json");
-                return Ok((inner, Some(PlanRequest { text, options })));
-            }
-            continue;
-        }
-        let stripped_nulls = param("nulls") == Some("stripped");
-        let media = match name.as_str() {
-            "*/*" | "application/*" | "application/json" => Some(MediaType::Json),
-            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
-                Some(if stripped_nulls {
-                    MediaType::StrippedArray
-                } else {
-                    MediaType::Json
-                })
-            }
-            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
-                Some(if stripped_nulls {
-                    MediaType::StrippedObject
-                } else {
-                    MediaType::SingleObject
-                })
-            }
-            "text/csv" | "text/*" => Some(MediaType::Csv),
-            "application/geo+json" => Some(MediaType::GeoJson),
-            _ => None,
-        };
-        if let Some(m) = media {
-            return Ok((m, None));
-        }
-    }
-    let listed: Vec<&str> = accept.split(',').map(str::trim).collect();
-    Err(ApiError::NotAcceptable(listed.join(", ")))
+    accept_items(accept)
+        .iter()
+        .find_map(|item| builtin(item, plan_enabled))
+        .ok_or_else(|| not_acceptable(accept))
 }
 
-/// The items of an Accept header (no header: `*/*`), most preferred first (q, then
-/// position), without those refused with q=0: (lower-cased name, the item as sent).
-fn accept_items(accept: Option<&str>) -> Vec<(String, &str)> {
-    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
-    let mut items: Vec<(f32, usize, String, &str)> = accept
-        .split(',')
-        .enumerate()
-        .map(|(i, item)| {
-            let mut parts = item.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("").to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q="))
-                .find_map(|q| q.parse().ok())
-                .unwrap_or(1.0);
-            (q, i, name, item)
-        })
-        .filter(|(q, ..)| *q > 0.0)
-        .collect();
-    items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    items
-        .into_iter()
-        .map(|(_, _, name, item)| (name, item))
-        .collect()
+fn not_acceptable(accept: Option<&str>) -> ApiError {
+    let listed: Vec<&str> = accept.unwrap_or("").split(',').map(str::trim).collect();
+    ApiError::NotAcceptable(listed.join(", "))
 }
 
 /// Accept negotiation for rows that handler aggregates may render (`handlers`: those of
@@ -480,53 +464,42 @@ pub fn negotiate_rows(
             .iter()
             .find(|h| h.relation.is_some() && h.media_type.eq_ignore_ascii_case(media))
     };
-    for (name, item) in accept_items(accept) {
-        let builtin = || negotiate_with_plan(Some(item), plan_enabled).ok();
-        if name.starts_with("application/vnd.pgrst.plan") {
-            // The plan of a handler's rendering: `for="<handler type>"`.
-            let (other, for_param): (Vec<&str>, Vec<&str>) = item
-                .split(';')
-                .partition(|p| !p.trim().to_ascii_lowercase().starts_with("for="));
-            let target = for_param
-                .first()
-                .and_then(|p| p.split_once('='))
-                .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
-            // PostgREST's own types are never a handler's.
-            let target = target.filter(|t| !t.starts_with("application/vnd.pgrst."));
-            let handler = target.and_then(|t| {
-                handlers
-                    .iter()
-                    .find(|h| h.media_type.eq_ignore_ascii_case(&t))
-            });
-            if let Some(h) = handler {
-                if let Ok((_, Some(plan))) =
-                    negotiate_with_plan(Some(&other.join(";")), plan_enabled)
-                {
-                    return Ok((MediaType::Json, Some(plan), Some((*h).clone())));
-                }
-            }
-        }
+    for item in accept_items(accept) {
+        let name = item.name.as_str();
         if name.starts_with("application/vnd.pgrst.") {
-            if let Some((m, p)) = builtin() {
+            // The plan of a handler's rendering: `for="<handler type>"` (never one of
+            // PostgREST's own types, whatever a handler is named).
+            let handler = item
+                .param("for")
+                .filter(|t| !t.to_ascii_lowercase().starts_with("application/vnd.pgrst."))
+                .and_then(|t| {
+                    handlers
+                        .iter()
+                        .find(|h| h.media_type.eq_ignore_ascii_case(t))
+                });
+            if let (Some(plan), Some(h)) = (plan_request(&item, plan_enabled), handler) {
+                return Ok((MediaType::Json, Some(plan), Some((*h).clone())));
+            }
+            if let Some((m, p)) = builtin(&item, plan_enabled) {
                 return Ok((m, p, None));
             }
             continue;
         }
         let chosen = for_relation("*/*")
-            .or_else(|| for_relation(&name))
+            .or_else(|| for_relation(name))
             .or_else(|| {
                 handlers
                     .iter()
-                    .find(|h| h.relation.is_none() && h.media_type.eq_ignore_ascii_case(&name))
+                    .find(|h| h.relation.is_none() && h.media_type.eq_ignore_ascii_case(name))
             });
         if let Some(h) = chosen {
             return Ok((MediaType::Json, None, Some((*h).clone())));
         }
-        if let Some((m, p)) = builtin() {
+        if let Some((m, p)) = builtin(&item, plan_enabled) {
             return Ok((m, p, None));
         }
     }
-    negotiate_with_plan(accept, plan_enabled).map(|(m, p)| (m, p, None))
+    Err(not_acceptable(accept))
 }
 
 /// The Content-Type of a custom media type: PostgREST's known textual types carry the
@@ -551,26 +524,8 @@ pub fn handler_content_type(media: &str) -> String {
 /// its return domains) gives for this Accept: an exact match first, `*/*` takes the
 /// first, and a `*/*` handler takes anything.
 pub fn choose_handler<'h>(accept: Option<&str>, handlers: &[&'h str]) -> Option<&'h str> {
-    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
-    let mut items: Vec<(f32, usize, String)> = accept
-        .split(',')
-        .enumerate()
-        .map(|(i, item)| {
-            let mut parts = item.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("").to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q="))
-                .find_map(|q| q.parse().ok())
-                .unwrap_or(1.0);
-            (q, i, name)
-        })
-        .collect();
-    items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (q, _, name) in &items {
-        if *q <= 0.0 {
-            continue;
-        }
-        if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+    for AcceptItem { name, .. } in accept_items(accept) {
+        if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(&name)) {
             return Some(h);
         }
         if name == "*/*" {
