@@ -18,6 +18,7 @@ use crate::db::{self, Envelope};
 use crate::error::ApiError;
 use crate::plan;
 use crate::request::{self, ApiRequest, CountPref, MediaType, Method, Target};
+use crate::schema::routines::{AggHandler, MediaHandler};
 use crate::schema::SchemaCache;
 use crate::sql;
 
@@ -773,7 +774,7 @@ fn row_handlers<'c>(
     schema: &str,
     name: &str,
     select: &[request::query::SelectItem],
-) -> Vec<&'c crate::schema::routines::AggHandler> {
+) -> Vec<&'c AggHandler> {
     let default_select = select.is_empty() || matches!(select, [request::query::SelectItem::Star]);
     cache
         .aggregates
@@ -792,10 +793,10 @@ fn rows_response(
     body: String,
     head: bool,
     media_type: MediaType,
-    aggregate: Option<&crate::schema::routines::AggHandler>,
+    aggregate: Option<&AggHandler>,
 ) -> Resp {
     match aggregate {
-        Some(agg) => handler_response(status, body, head, &agg.media_type, agg.bytes),
+        Some(agg) => handler_response(status, body, head, &agg.media),
         None => {
             let mut r = body_response(status, body, head);
             set(&mut r, "Content-Type", media_type.content_type());
@@ -806,8 +807,8 @@ fn rows_response(
 
 /// A custom media type's response (a handler function's or aggregate's output): bytea
 /// outputs travel as hex and go out as the bytes, text as it is.
-fn handler_response(status: u16, body: String, head: bool, media_type: &str, bytes: bool) -> Resp {
-    let body = match (head, bytes) {
+fn handler_response(status: u16, body: String, head: bool, media: &MediaHandler) -> Resp {
+    let body = match (head, media.bytes) {
         (true, _) => Bytes::new(),
         (false, true) => Bytes::from(hex_decode(&body)),
         (false, false) => Bytes::from(body),
@@ -817,7 +818,7 @@ fn handler_response(status: u16, body: String, head: bool, media_type: &str, byt
     set(
         &mut r,
         "Content-Type",
-        &request::handler_content_type(media_type),
+        &request::handler_content_type(&media.media_type),
     );
     r
 }
@@ -960,7 +961,7 @@ async fn call(
         return Ok(r);
     }
     if let Some(media) = plan.media {
-        let r = handler_response(200, out.body, plan.head, &media.media_type, media.bytes);
+        let r = handler_response(200, out.body, plan.head, media);
         return finish_response(
             r,
             None,
@@ -1017,7 +1018,7 @@ async fn explain_response(
         &explain.content_type(
             api.aggregate
                 .as_ref()
-                .map_or(api.media_type.name(), |a| a.media_type.as_str()),
+                .map_or(api.media_type.name(), |a| a.media.media_type.as_str()),
         ),
     );
     Ok(r)

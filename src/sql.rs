@@ -706,7 +706,7 @@ fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
             None => "_postgrest_t".to_string(),
         };
         let call = format!("{}({row})", agg.qualified());
-        return if agg.bytes {
+        return if agg.media.bytes {
             format!("coalesce(encode({call}::bytea, 'hex'), '')")
         } else {
             format!("coalesce(format('%s', {call}), '')")

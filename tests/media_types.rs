@@ -70,6 +70,12 @@ CREATE FUNCTION fails_step(state "application/vnd.test.fails", next places)
   $$ BEGIN RAISE EXCEPTION 'the handler ran'; END $$;
 CREATE AGGREGATE fails_agg(places) (STYPE = "application/vnd.test.fails", SFUNC = fails_step);
 
+CREATE DOMAIN "application/vnd.test.private" AS text;
+CREATE FUNCTION private_step(state "application/vnd.test.private", next places)
+  RETURNS "application/vnd.test.private" LANGUAGE sql AS $$ SELECT 'secret'::"application/vnd.test.private" $$;
+CREATE AGGREGATE private_agg(places) (STYPE = "application/vnd.test.private", SFUNC = private_step);
+REVOKE EXECUTE ON FUNCTION private_agg(places) FROM PUBLIC;
+
 -- A handler named like PostgREST's own type, which must never be used.
 CREATE DOMAIN "application/vnd.pgrst.object" AS text;
 CREATE FUNCTION vendor_step(state "application/vnd.pgrst.object", next anyelement)
@@ -293,4 +299,20 @@ fn the_plan_of_a_handler_rendering() {
         output.contains("json_agg") && !output.contains("vendor_agg"),
         "{output}"
     );
+}
+
+#[test]
+fn no_rows_give_an_empty_body_and_a_handler_needs_execute() {
+    let s = geo();
+    // fails_agg has no initial state: over no rows it is NULL, sent as an empty body.
+    let r = s.get_with(
+        "/places?id=eq.99",
+        &[("Accept", "application/vnd.test.fails")],
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    assert_eq!(r.header("content-type"), Some("application/vnd.test.fails"));
+    // Without EXECUTE on the aggregate the anonymous role gets PostgreSQL's refusal.
+    let r = s.get_with("/places", &[("Accept", "application/vnd.test.private")]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["code"], "42501");
 }

@@ -462,7 +462,7 @@ pub fn negotiate_rows(
     let for_relation = |media: &str| {
         handlers
             .iter()
-            .find(|h| h.relation.is_some() && h.media_type.eq_ignore_ascii_case(media))
+            .find(|h| h.relation.is_some() && h.media.media_type.eq_ignore_ascii_case(media))
     };
     for item in accept_items(accept) {
         let name = item.name.as_str();
@@ -475,7 +475,7 @@ pub fn negotiate_rows(
                 .and_then(|t| {
                     handlers
                         .iter()
-                        .find(|h| h.media_type.eq_ignore_ascii_case(t))
+                        .find(|h| h.media.media_type.eq_ignore_ascii_case(t))
                 });
             if let (Some(plan), Some(h)) = (plan_request(&item, plan_enabled), handler) {
                 return Ok((MediaType::Json, Some(plan), Some((*h).clone())));
@@ -490,7 +490,7 @@ pub fn negotiate_rows(
             .or_else(|| {
                 handlers
                     .iter()
-                    .find(|h| h.relation.is_none() && h.media_type.eq_ignore_ascii_case(name))
+                    .find(|h| h.relation.is_none() && h.media.media_type.eq_ignore_ascii_case(name))
             });
         if let Some(h) = chosen {
             return Ok((MediaType::Json, None, Some((*h).clone())));

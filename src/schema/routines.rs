@@ -31,7 +31,7 @@ pub enum Returns {
     Composite,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediaHandler {
     /// The domain's name: `text/plain`, `image/png`, or `*/*` for any.
     pub media_type: String,
@@ -45,9 +45,7 @@ pub struct MediaHandler {
 pub struct AggHandler {
     pub schema: String,
     pub name: String,
-    pub media_type: String,
-    /// Based on bytea: the body is the bytes themselves.
-    pub bytes: bool,
+    pub media: MediaHandler,
     /// (schema, name) of the table whose row type it takes; `None` for `anyelement`.
     pub relation: Option<(String, String)>,
 }
@@ -90,8 +88,10 @@ pub(super) async fn load_aggregates(
         .map(|r| AggHandler {
             schema: r.get(0),
             name: r.get(1),
-            media_type: r.get(2),
-            bytes: r.get(3),
+            media: MediaHandler {
+                media_type: r.get(2),
+                bytes: r.get(3),
+            },
             relation: r
                 .get::<_, Option<String>>(4)
                 .zip(r.get::<_, Option<String>>(5)),
