@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 
 use deadpool::managed;
@@ -55,6 +55,24 @@ impl<'a> postgres_types::FromSql<'a> for RawText {
             Ok(text) => text.to_owned(),
             Err(_) => String::from_utf8_lossy(raw).into_owned(),
         }))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
+/// A column's value as PostgreSQL's binary format gives it: text-like types as their
+/// UTF-8 text, bytea as its bytes, jsonb with its version byte (custom media type
+/// handlers send their output this way, as PostgREST does).
+struct RawBytes(Bytes);
+
+impl<'a> postgres_types::FromSql<'a> for RawBytes {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawBytes(Bytes::copy_from_slice(raw)))
     }
 
     fn accepts(_ty: &Type) -> bool {
@@ -272,7 +290,8 @@ pub struct Outcome {
     /// The exact count, when the statement computed one.
     pub total: Option<i64>,
     pub page_total: i64,
-    pub body: String,
+    /// The body column's bytes (JSON, CSV or text as UTF-8; a handler's output as is).
+    pub body: Bytes,
     pub response_headers: Option<String>,
     pub response_status: Option<String>,
     /// Rows an upsert inserted (rather than updated), when tracked.
@@ -619,7 +638,9 @@ pub async fn run_read(
     Ok(outcome)
 }
 
-/// The one row of the main statement (the first step).
+/// The one row of the main statement (the first step): total, page_total, body,
+/// response_headers, response_status; a write's row carries the count of rows an upsert
+/// inserted at index 2, ahead of the body (where PostgREST's carries its Location).
 fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<Outcome, ApiError> {
     let row = results
         .first()
@@ -631,14 +652,20 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<Outcome, ApiError>
             .map_err(internal)?
             .map(|t| t.0))
     };
+    let write = row.len() > 5;
+    let at = |i: usize| if write { i + 1 } else { i };
     Ok(Outcome {
         total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
         page_total: row.try_get::<_, i64>(1).map_err(internal)?,
-        body: text(2)?.unwrap_or_default(),
-        response_headers: text(3)?,
-        response_status: text(4)?,
-        inserted: if row.len() > 5 {
-            row.try_get::<_, Option<i64>>(5).map_err(internal)?
+        body: row
+            .try_get::<_, Option<RawBytes>>(at(2))
+            .map_err(internal)?
+            .map(|b| b.0)
+            .unwrap_or_default(),
+        response_headers: text(at(3))?,
+        response_status: text(at(4))?,
+        inserted: if write {
+            row.try_get::<_, Option<i64>>(2).map_err(internal)?
         } else {
             None
         },

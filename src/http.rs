@@ -354,7 +354,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 .iter()
                 .filter_map(|r| r.media.as_ref().map(|m| m.media_type.as_str()))
                 .collect();
-            api.handler = request::choose_handler(accept, &handlers).map(str::to_string);
+            let plan_enabled = state.config().flag("db-plan-enabled");
+            if let Some((h, plan)) = request::choose_handler(accept, &handlers, plan_enabled) {
+                (api.handler, api.plan) = (Some(h.to_string()), plan);
+            }
             let only_handlers = !handlers.is_empty() && handlers.len() == overloads.len();
             // Rows of a table type may be rendered by that table's handler aggregates.
             let row_type = overloads.iter().find_map(|r| match &r.returns {
@@ -365,7 +368,6 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 .map(|(s, n)| row_handlers(&cache, s, n, &api.query.select))
                 .unwrap_or_default();
             if api.handler.is_none() || !only_handlers {
-                let plan_enabled = state.config().flag("db-plan-enabled");
                 match request::negotiate_rows(accept, plan_enabled, &aggregates) {
                     Ok((media_type, plan, aggregate)) => {
                         (api.media_type, api.plan, api.aggregate) = (media_type, plan, aggregate);
@@ -537,8 +539,9 @@ fn preference_applied(api: &ApiRequest, resolution: bool, tx_overridable: bool) 
 }
 
 /// `Location: /table?pk=eq.value` from the one written row's key.
-fn location(table: &str, body: &str) -> Option<String> {
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(body).ok()?;
+fn location(table: &str, body: &[u8]) -> Option<String> {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(body).ok()?;
     let [row] = rows.as_slice() else {
         return None;
     };
@@ -630,7 +633,7 @@ async fn write(
     let body = if plan.representation {
         out.body.clone()
     } else {
-        String::new()
+        Bytes::new()
     };
     let mut r = body_response(status, body, false);
     if plan.representation {
@@ -711,7 +714,7 @@ async fn root(
     schema: &str,
     accept: Option<&str>,
 ) -> Result<Resp, ApiError> {
-    let media = request::choose_handler(accept, &ROOT_MEDIA)
+    let (media, _) = request::choose_handler(accept, &ROOT_MEDIA, false)
         .ok_or_else(|| ApiError::NotAcceptable(accept.unwrap_or_default().to_string()))?;
     let content_type = format!("{media}; charset=utf-8");
     let config = state.config();
@@ -736,7 +739,7 @@ async fn root(
             let env = envelope(state, api, schema, true)?;
             let stmt = sql::openapi_privileges(schema);
             let out = db::run_read(&state.pool, &env, &stmt, None).await?;
-            crate::openapi::Visible::from_privileges(&out.body)
+            crate::openapi::Visible::from_privileges(&String::from_utf8_lossy(&out.body))
         }
     };
     let cache = state.schema.load();
@@ -787,10 +790,10 @@ fn row_handlers<'c>(
 }
 
 /// The response for rendered rows: the body as the statement gave it with the media
-/// type's Content-Type, or a handler aggregate's output (bytes back from hex) with its own.
+/// type's Content-Type, or a handler aggregate's output with its own.
 fn rows_response(
     status: u16,
-    body: String,
+    body: Bytes,
     head: bool,
     media_type: MediaType,
     aggregate: Option<&AggHandler>,
@@ -805,16 +808,10 @@ fn rows_response(
     }
 }
 
-/// A custom media type's response (a handler function's or aggregate's output): bytea
-/// outputs travel as hex and go out as the bytes, text as it is.
-fn handler_response(status: u16, body: String, head: bool, media: &MediaHandler) -> Resp {
-    let body = match (head, media.bytes) {
-        (true, _) => Bytes::new(),
-        (false, true) => Bytes::from(hex_decode(&body)),
-        (false, false) => Bytes::from(body),
-    };
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+/// A custom media type's response (a handler function's or aggregate's output, as the
+/// statement gave it).
+fn handler_response(status: u16, body: Bytes, head: bool, media: &MediaHandler) -> Resp {
+    let mut r = body_response(status, body, head);
     set(
         &mut r,
         "Content-Type",
@@ -823,12 +820,8 @@ fn handler_response(status: u16, body: String, head: bool, media: &MediaHandler)
     r
 }
 
-fn body_response(status: u16, body: String, head: bool) -> Resp {
-    let body = if head {
-        Bytes::new()
-    } else {
-        Bytes::from(body)
-    };
+fn body_response(status: u16, body: impl Into<Bytes>, head: bool) -> Resp {
+    let body = if head { Bytes::new() } else { body.into() };
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     r
@@ -984,17 +977,6 @@ async fn call(
     )
 }
 
-/// Hex text (from `encode(bytes, 'hex')`) back to bytes.
-fn hex_decode(hex: &str) -> Vec<u8> {
-    hex.as_bytes()
-        .chunks(2)
-        .filter_map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
-}
-
 /// `application/vnd.pgrst.plan`: the EXPLAIN of exactly the statement the request would run.
 async fn explain_response(
     state: &AppState,
@@ -1015,11 +997,11 @@ async fn explain_response(
     set(
         &mut r,
         "Content-Type",
-        &explain.content_type(
-            api.aggregate
-                .as_ref()
-                .map_or(api.media_type.name(), |a| a.media.media_type.as_str()),
-        ),
+        &explain.content_type(match (&api.aggregate, &api.handler) {
+            (Some(a), _) => a.media.media_type.as_str(),
+            (None, Some(h)) => h.as_str(),
+            (None, None) => api.media_type.name(),
+        }),
     );
     Ok(r)
 }

@@ -724,6 +724,9 @@ pub enum CallArgs<'a> {
     },
     /// The whole body as the single unnamed parameter.
     Single { value: String, param: &'a Param },
+    /// Arguments from the query string, each bound as a parameter cast to its type (a
+    /// VARIADIC one as an array literal): what a GET sends, cheaper to plan than JSON.
+    Direct(Vec<(&'a Param, String)>),
 }
 
 #[derive(Debug)]
@@ -859,6 +862,31 @@ fn routine_args(routine: &Routine, pairs: &[(String, String)]) -> String {
         }
     }
     serde_json::Value::Object(map).to_string()
+}
+
+/// Query-string arguments bound directly: repeated keys make the array of a VARIADIC
+/// parameter (an array literal, each element quoted); for other parameters the last
+/// value wins.
+fn direct_args<'a>(routine: &'a Routine, pairs: &[(String, String)]) -> CallArgs<'a> {
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let values = routine
+        .params
+        .iter()
+        .filter_map(|p| {
+            let mut given = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v);
+            let value = if p.variadic {
+                let items: Vec<String> = given.map(|v| quote(v)).collect();
+                if items.is_empty() {
+                    return None;
+                }
+                format!("{{{}}}", items.join(","))
+            } else {
+                given.next_back()?.clone()
+            };
+            Some((p, value))
+        })
+        .collect();
+    CallArgs::Direct(values)
 }
 
 fn accepts_keys(r: &Routine, keys: &[String], raw_media: bool) -> bool {
@@ -1001,10 +1029,13 @@ pub fn call_plan<'a>(
         }
     };
     let (routine, single) = chosen;
-    // Arguments from the query string or a form: repeated keys make the array of a
-    // VARIADIC parameter; for other parameters the last value wins.
+    if body.is_none() {
+        let args = direct_args(routine, &req.query.rpc_args);
+        return call_plan_for(req, cache, routine, args, is_post, config);
+    }
+    // Arguments from a form: repeated keys make the array of a VARIADIC parameter; for
+    // other parameters the last value wins.
     let json = match body.map(|b| b.content_type) {
-        None => routine_args(routine, &req.query.rpc_args),
         Some(ct)
             if crate::request::payload::media_type_of(ct)
                 == "application/x-www-form-urlencoded" =>
@@ -1015,7 +1046,7 @@ pub fn call_plan<'a>(
                     .collect();
             routine_args(routine, &pairs)
         }
-        Some(_) => json,
+        _ => json,
     };
     let args = if single {
         CallArgs::Single {
@@ -1032,6 +1063,18 @@ pub fn call_plan<'a>(
                 .collect(),
         }
     };
+    call_plan_for(req, cache, routine, args, is_post, config)
+}
+
+/// The plan of a call of the chosen overload with its arguments.
+fn call_plan_for<'a>(
+    req: &ApiRequest,
+    cache: &'a SchemaCache,
+    routine: &'a Routine,
+    args: CallArgs<'a>,
+    is_post: bool,
+    config: &PlanConfig,
+) -> Result<CallPlan<'a>, ApiError> {
     let result_table = match &routine.returns {
         Returns::Table { schema, name } => cache.table(schema, name),
         Returns::Composite => routine.result_table.as_ref(),

@@ -687,6 +687,16 @@ fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
     format!(" {join} (SELECT json_agg({sub})::jsonb AS {j} FROM ({inner}) AS {sub}) AS {j} ON {on}")
 }
 
+/// A custom media type's body: the value itself when its binary form is the body,
+/// else its text output (format() applies the type's output function).
+fn handler_output(media: &crate::schema::routines::MediaHandler, value: &str) -> String {
+    if media.raw {
+        value.to_string()
+    } else {
+        format!("format('%s', {value})")
+    }
+}
+
 /// The body expression over the page rows `_postgrest_t`.
 fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
     if plan.head {
@@ -694,9 +704,9 @@ fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
     }
     if let Some(agg) = &plan.aggregate {
         // A table's handler takes that table's row type (the select is then the default,
-        // so the columns match); an `anyelement` one takes the rows as they are. Bytes
-        // travel as hex, text through the type's output function; no row at all answers
-        // an empty body.
+        // so the columns match); an `anyelement` one takes the rows as they are. The
+        // output goes out as PostgreSQL sends it (see MediaHandler::raw); no row at all
+        // answers an empty body.
         let row = match &agg.relation {
             Some((schema, name)) => format!(
                 "_postgrest_t::{}.{}",
@@ -705,13 +715,7 @@ fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
             ),
             None => "_postgrest_t".to_string(),
         };
-        let call = format!("{}({row})", agg.qualified());
-        return if agg.media.bytes {
-            format!("coalesce(encode({call}::bytea, 'hex'), '')")
-        } else {
-            format!("coalesce(format('%s', {call}), '')")
-        }
-        .into();
+        return handler_output(&agg.media, &format!("{}({row})", agg.qualified())).into();
     }
     let builtin = match plan.media_type {
         MediaType::Json => "coalesce(json_agg(_postgrest_t), '[]')",
@@ -813,14 +817,9 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
         (true, true) => String::new(),
         (false, _) => "(pgrst_scalar)".to_string(),
     };
-    let call = match &plan.args {
-        CallArgs::Named { params, .. } if params.is_empty() => {
-            if in_select_list {
-                format!("FROM (SELECT {function}() AS pgrst_scalar) AS pgrst_call")
-            } else {
-                format!("FROM {function}() AS pgrst_call{columns}")
-            }
-        }
+    // The arguments, and what the FROM list needs before the call to provide them.
+    let (source, args) = match &plan.args {
+        CallArgs::Named { params, .. } if params.is_empty() => (String::new(), String::new()),
         CallArgs::Named { json, params } => {
             let p = b.param(json.clone());
             let defs: Vec<String> = params
@@ -835,27 +834,35 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
                     format!("{variadic}{n} := pgrst_body.{n}")
                 })
                 .collect();
-            if in_select_list {
+            (
                 format!(
-                    "FROM json_to_record({p}::json) AS pgrst_body({}), LATERAL (SELECT {function}({}) AS pgrst_scalar) AS pgrst_call",
-                    defs.join(", "),
-                    args.join(", ")
-                )
-            } else {
-                format!(
-                    "FROM json_to_record({p}::json) AS pgrst_body({}), LATERAL {function}({}) AS pgrst_call{columns}",
-                    defs.join(", "),
-                    args.join(", ")
-                )
-            }
+                    "json_to_record({p}::json) AS pgrst_body({}), LATERAL ",
+                    defs.join(", ")
+                ),
+                args.join(", "),
+            )
+        }
+        CallArgs::Direct(values) => {
+            let args: Vec<String> = values
+                .iter()
+                .map(|(a, value)| {
+                    let variadic = if a.variadic { "VARIADIC " } else { "" };
+                    let p = b.param(value.clone());
+                    let n = quote_ident(&a.name);
+                    format!("{variadic}{n} := {p}::{}", varying(&a.type_name))
+                })
+                .collect();
+            (String::new(), args.join(", "))
         }
         CallArgs::Single { value, param } => {
             let p = b.param(value.clone());
-            format!(
-                "FROM {function}({p}::{}) AS pgrst_call{columns}",
-                param.type_name
-            )
+            (String::new(), format!("{p}::{}", param.type_name))
         }
+    };
+    let call = if in_select_list {
+        format!("FROM {source}(SELECT {function}({args}) AS pgrst_scalar) AS pgrst_call")
+    } else {
+        format!("FROM {source}{function}({args}) AS pgrst_call{columns}")
     };
     b.push(&format!(
         "WITH pgrst_call AS (SELECT pgrst_call.* {call}), "
@@ -875,23 +882,26 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
             read_ctes(&mut b, read, Some("pgrst_call"), &body);
         }
         None => {
-            let body = match (plan.head, routine.returns_set) {
-                (true, _) => "''",
-                // A custom media type: the raw value (bytes travel as hex).
-                (false, _) if plan.media.is_some_and(|m| m.bytes) => {
-                    "coalesce(string_agg(encode(_postgrest_t.pgrst_scalar::bytea, 'hex'), ''), '')"
-                }
-                (false, _) if plan.media.is_some() => {
-                    // format() renders with the type's output function, as PostgREST's
-                    // result decoding sees it (xml drops its first newline; a ::text
-                    // cast would keep the stored text).
-                    "coalesce(string_agg(format('%s', _postgrest_t.pgrst_scalar), ''), '')"
-                }
-                (false, true) => "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')",
-                (false, false) => "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')",
+            // A handler function returns one value (SETOF ones are not handlers): it is
+            // the body, no aggregate over it.
+            let (page_total, body) = match (plan.head, routine.returns_set, plan.media) {
+                (true, _, _) => ("pg_catalog.count(*)::int8", "''".to_string()),
+                (false, _, Some(media)) => (
+                    "1::int8",
+                    handler_output(media, "_postgrest_t.pgrst_scalar"),
+                ),
+                (false, true, None) => (
+                    "pg_catalog.count(*)::int8",
+                    "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')".to_string(),
+                ),
+                (false, false, None) => (
+                    "pg_catalog.count(*)::int8",
+                    "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')".to_string(),
+                ),
             };
+            let alias = quote_ident(&routine.name);
             b.push(&format!(
-                "pgrst_source AS (SELECT * FROM pgrst_call) SELECT NULL::int8, pg_catalog.count(*)::int8, ({body}), \
+                "pgrst_source AS (SELECT * FROM pgrst_call AS {alias}) SELECT NULL::int8, {page_total}, ({body}), \
                  nullif(current_setting('response.headers', true), ''), \
                  nullif(current_setting('response.status', true), '') \
                  FROM (SELECT * FROM pgrst_source) _postgrest_t"
@@ -1135,7 +1145,7 @@ fn filter_node<'a>(plan: &MutatePlan<'a>) -> ReadNode<'a> {
 }
 
 /// A write and its representation in one statement: columns total (NULL), page_total,
-/// body, response_headers, response_status, inserted (upserts only).
+/// inserted (upserts only), body, response_headers, response_status.
 pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     let mut b = Builder::default();
     let target = table_ref(plan.table);
@@ -1197,10 +1207,10 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
         "''".into()
     };
     b.push(&format!(
-        " SELECT NULL::int8, pg_catalog.count(*)::int8, ({body}), \
+        " SELECT NULL::int8, pg_catalog.count(*)::int8, {inserted}::int8, ({body}), \
          nullif(current_setting('response.headers', true), ''), \
-         nullif(current_setting('response.status', true), ''), \
-         {inserted}::int8 FROM ({rows}) _postgrest_t"
+         nullif(current_setting('response.status', true), '') \
+         FROM ({rows}) _postgrest_t"
     ));
     b.finish()
 }

@@ -103,6 +103,29 @@ fn variadic_arguments() {
 }
 
 #[test]
+fn query_string_arguments_bind_as_typed_parameters() {
+    let s = server();
+    // Variadic elements keep quotes, backslashes, commas and braces.
+    let r = s.get("/rpc/join_words?words=a%22b&words=c%5Cd&words=e%2Cf&words=%7B%7D");
+    assert_json(&r, 200, json!(r#"a"b|c\d|e,f|{}"#));
+    // A character parameter takes the whole value; a repeated one keeps the last.
+    let r = s.get("/rpc/padded?c=abc&n=1&n=2.5");
+    assert_json(&r, 200, json!("[abc]2.5"));
+    let r = s.get("/rpc/padded?c=x");
+    assert_json(&r, 200, json!("[x]1"));
+    // A value the type refuses is the client's error, for plain and variadic ones.
+    for path in ["/rpc/padded?c=x&n=many", "/rpc/total?nums=1&nums=x"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(r.json()["code"], "22P02", "{path}");
+    }
+    // Values stay data: nothing they hold reaches the SQL text.
+    let r = s.get("/rpc/join_words?words=%27);%20DROP%20TABLE%20canary;--");
+    assert_json(&r, 200, json!("'); DROP TABLE canary;--"));
+    assert_json(&s.get("/canary"), 200, json!([{"id": 1}]));
+}
+
+#[test]
 fn overloads_are_chosen_by_argument_names() {
     let s = server();
     assert_json(&s.get("/rpc/pick?a=1"), 200, json!("int"));
@@ -222,6 +245,31 @@ fn functions_returning_media_type_domains_answer_raw() {
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes).unwrap();
     assert_eq!(bytes, vec![0x00, 0xff, 0x10]);
+    // jsonb goes out as PostgreSQL's binary form, version byte first (as PostgREST sends
+    // it); a type that is not text-like goes out as its text output.
+    let r = s.get_with("/rpc/doc", &[("Accept", "application/vnd.test.doc")]);
+    assert_eq!((r.status, r.body.as_str()), (200, "\u{1}{\"a\": 1}"));
+    let r = s.get_with("/rpc/answer", &[("Accept", "application/vnd.test.count")]);
+    assert_eq!((r.status, r.body.as_str()), (200, "42"));
+}
+
+#[test]
+fn the_plan_of_a_call_answering_a_custom_media_type() {
+    let s = server_with(&[("PGRST_DB_PLAN_ENABLED", "true")]);
+    let accept = "application/vnd.pgrst.plan+json; for=\"text/plain\"; options=verbose";
+    let r = s.get_with("/rpc/motd", &[("Accept", accept)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.pgrst.plan+json; for=\"text/plain\"; options=verbose; charset=utf-8")
+    );
+    // The value itself is the body: nothing aggregates it into JSON.
+    let output = r.json()[0]["Plan"]["Output"].to_string();
+    assert!(!output.contains("json_agg"), "{output}");
+    // A type the function does not return has no plan either.
+    let accept = "application/vnd.pgrst.plan+json; for=\"text/xml\"";
+    let r = s.get_with("/rpc/motd", &[("Accept", accept)]);
+    assert_eq!(r.status, 406, "{}", r.body);
 }
 
 #[test]

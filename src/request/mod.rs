@@ -522,17 +522,30 @@ pub fn handler_content_type(media: &str) -> String {
 
 /// The media type a function answering custom media types (`handlers`, the names of
 /// its return domains) gives for this Accept: an exact match first, `*/*` takes the
-/// first, and a `*/*` handler takes anything.
-pub fn choose_handler<'h>(accept: Option<&str>, handlers: &[&'h str]) -> Option<&'h str> {
-    for AcceptItem { name, .. } in accept_items(accept) {
+/// first, and a `*/*` handler takes anything; a plan range (db-plan-enabled) `for` one
+/// of them asks for the plan of that call.
+pub fn choose_handler<'h>(
+    accept: Option<&str>,
+    handlers: &[&'h str],
+    plan_enabled: bool,
+) -> Option<(&'h str, Option<PlanRequest>)> {
+    for item in accept_items(accept) {
+        if let Some(plan) = plan_request(&item, plan_enabled) {
+            let target = item.param("for").unwrap_or("");
+            if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(target)) {
+                return Some((h, Some(plan)));
+            }
+            continue;
+        }
+        let name = item.name;
         if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(&name)) {
-            return Some(h);
+            return Some((h, None));
         }
         if name == "*/*" {
-            return handlers.first().copied();
+            return handlers.first().map(|h| (*h, None));
         }
         if let Some(any) = handlers.iter().find(|h| **h == "*/*") {
-            return Some(any);
+            return Some((any, None));
         }
     }
     None

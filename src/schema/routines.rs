@@ -35,8 +35,20 @@ pub enum Returns {
 pub struct MediaHandler {
     /// The domain's name: `text/plain`, `image/png`, or `*/*` for any.
     pub media_type: String,
-    /// Based on bytea: the body is the bytes themselves.
-    pub bytes: bool,
+    /// The base type's binary form is the body (bytea's bytes, the text of text-like
+    /// types, json, and jsonb with its version byte, as PostgREST sends them); other base
+    /// types are sent as their text output.
+    pub raw: bool,
+}
+
+impl MediaHandler {
+    pub fn new(media_type: String, base_type: &str) -> Self {
+        let raw = matches!(
+            base_type,
+            "bytea" | "text" | "varchar" | "bpchar" | "xml" | "json" | "jsonb" | "citext" | "name"
+        );
+        MediaHandler { media_type, raw }
+    }
 }
 
 /// A user-defined aggregate whose result type is a domain named like a media type: it
@@ -62,7 +74,7 @@ impl AggHandler {
 
 const AGGREGATES_SQL: &str = r#"
 SELECT n.nspname::text, p.proname::text, rt.typname::text,
-  coalesce(bt.typname::text, '') = 'bytea', an.nspname::text, ac.relname::text
+  coalesce(bt.typname::text, ''), an.nspname::text, ac.relname::text
 FROM pg_aggregate a
 JOIN pg_proc p ON p.oid = a.aggfnoid
 JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -88,10 +100,7 @@ pub(super) async fn load_aggregates(
         .map(|r| AggHandler {
             schema: r.get(0),
             name: r.get(1),
-            media: MediaHandler {
-                media_type: r.get(2),
-                bytes: r.get(3),
-            },
+            media: MediaHandler::new(r.get(2), r.get::<_, &str>(3)),
             relation: r
                 .get::<_, Option<String>>(4)
                 .zip(r.get::<_, Option<String>>(5)),
@@ -257,10 +266,7 @@ pub(super) async fn load(
                     .filter_map(|kv| kv.split_once('='))
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                media: media.map(|m| MediaHandler {
-                    media_type: m,
-                    bytes: r.get::<_, String>(13) == "bytea",
-                }),
+                media: media.map(|m| MediaHandler::new(m, r.get::<_, &str>(13))),
             });
     }
     Ok(out)
