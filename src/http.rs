@@ -411,12 +411,17 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             let name = name.clone();
             let accept = header_str(req.headers(), "accept");
             let plan_enabled = state.config().flag("db-plan-enabled");
-            if matches!(method, Method::Get | Method::Head) {
+            // Rows read, or written and returned, may be rendered by handler aggregates (a
+            // write returning nothing accepts their types too, and runs none).
+            if method != Method::Options {
                 let handlers = row_handlers(&cache, &schema, &name, &api.query.select);
                 (api.media_type, api.plan, api.aggregate) =
                     request::negotiate_rows(accept, plan_enabled, &handlers)?;
-            } else {
-                (api.media_type, api.plan) = request::negotiate_with_plan(accept, plan_enabled)?;
+                let returns_rows =
+                    api.prefs.return_ == Some(request::prefer::ReturnPref::Representation);
+                if !matches!(method, Method::Get | Method::Head) && !returns_rows {
+                    api.aggregate = None;
+                }
             }
             match method {
                 Method::Options => {
@@ -630,15 +635,12 @@ async fn write(
         _ if plan.representation => 200,
         _ => 204,
     };
-    let body = if plan.representation {
-        out.body.clone()
+    let mut r = if plan.representation {
+        let aggregate = api.aggregate.as_ref();
+        rows_response(status, out.body.clone(), false, api.media_type, aggregate)
     } else {
-        Bytes::new()
+        body_response(status, Bytes::new(), false)
     };
-    let mut r = body_response(status, body, false);
-    if plan.representation {
-        set(&mut r, "Content-Type", api.media_type.content_type());
-    }
     match api.method {
         Method::Patch if n > 0 => set(&mut r, "Content-Range", &format!("0-{}/{total}", n - 1)),
         Method::Put => {}

@@ -316,3 +316,36 @@ fn no_rows_give_an_empty_body_and_a_handler_needs_execute() {
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(r.json()["code"], "42501");
 }
+
+#[test]
+fn written_rows_returned_through_a_handler() {
+    let s = geo();
+    let tsv = ("Accept", "text/tab-separated-values");
+    let body = r#"{"id": 30, "name": "lighthouse"}"#;
+    let r = s.send(
+        "POST",
+        "/places",
+        &[
+            ("Content-Type", "application/json"),
+            ("Prefer", "return=representation"),
+            tsv,
+        ],
+        Some(body),
+    );
+    assert_eq!((r.status, r.body.as_str()), (201, "30\tlighthouse\n"));
+    assert_eq!(r.header("content-type"), Some("text/tab-separated-values"));
+    // Returning nothing, the handler's type is acceptable and no handler runs.
+    let r = s.send(
+        "POST",
+        "/places",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/vnd.test.fails"),
+        ],
+        Some(r#"{"id": 31, "name": "quay"}"#),
+    );
+    assert_eq!((r.status, r.body.as_str()), (201, ""));
+    assert_eq!(r.header("content-type"), None);
+    let r = s.get("/places?id=in.(30,31)&select=id&order=id");
+    assert_json(&r, 200, json!([{"id": 30}, {"id": 31}]));
+}
