@@ -777,6 +777,35 @@ fn execution_plans_when_enabled() {
 }
 
 #[test]
+fn execution_plan_options_reach_explain() {
+    let s = server_with(&[("PGRST_DB_PLAN_ENABLED", "true")]);
+    let plan = |options: &str| {
+        let accept = format!("application/vnd.pgrst.plan+json; options={options}");
+        let r = s.get_with("/kinds", &[("Accept", &accept)]);
+        assert_eq!(r.status, 200, "{options}: {}", r.body);
+        r.json()[0].clone()
+    };
+    // settings: the request's search_path is among the settings shown.
+    let p = plan("settings");
+    assert!(p["Settings"]["search_path"].is_string(), "{p}");
+    // buffers and wal (with analyze) add their counters.
+    let p = plan("analyze|buffers|wal");
+    assert!(p["Plan"]["Shared Hit Blocks"].is_number(), "{p}");
+    assert_eq!(p["Plan"]["WAL Records"], 0, "{p}");
+    assert!(p["Execution Time"].is_number(), "{p}");
+    // verbose: the output columns.
+    let p = plan("verbose");
+    assert!(p["Plan"]["Output"].is_array(), "{p}");
+    // An option EXPLAIN does not have is not a plan we can give.
+    let r = s.get_with(
+        "/kinds",
+        &[("Accept", "application/vnd.pgrst.plan+json; options=costly")],
+    );
+    assert_eq!(r.status, 406, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST107");
+}
+
+#[test]
 fn extreme_paging_values_do_not_break_the_server() {
     let s = server();
     let max = i64::MAX;
