@@ -312,8 +312,12 @@ fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -> Vec<OutCo
         } else if e.is_empty() {
             continue;
         } else if e.is_to_one() {
+            // The columns the parent orders by are not part of the embedded object.
+            let hidden: String = order_refs(node, e)
+                .map(|(i, _)| format!(" - '{}'", order_column(i)))
+                .collect();
             out.push(OutColumn {
-                expr: format!("row_to_json({j}.*)::jsonb"),
+                expr: format!("row_to_json({j}.*)::jsonb{hidden}"),
                 name: e.name.clone(),
                 aggregate: false,
             });
@@ -520,6 +524,31 @@ fn where_clause(b: &mut Builder, node: &ReadNode, join_conditions: Vec<String>) 
     format!(" WHERE {}", parts.join(" AND "))
 }
 
+/// The parent's order terms on a to-one embed's columns, with their index.
+fn order_refs<'n>(
+    parent: &'n ReadNode,
+    e: &'n Embed,
+) -> impl Iterator<Item = (usize, &'n crate::request::query::OrderTerm)> + 'n {
+    parent.order.iter().enumerate().filter(move |(_, t)| {
+        e.is_to_one()
+            && t.relation.as_deref() == Some(e.name.as_str())
+            && !has_output(&e.node, &t.field)
+    })
+}
+
+/// Whether a node's output has a column of this name: ordering by it refers to that
+/// output (an alias included, as in PostgREST), and stays valid when the parent groups by
+/// it.
+fn has_output(node: &ReadNode, field: &crate::request::query::Field) -> bool {
+    output_names(node).contains(&field.name)
+}
+
+/// The name under which a to-one embed's subquery gives the column that order term `i`
+/// of its parent sorts by (whether or not the embed selects that column, or renames it).
+fn order_column(i: usize) -> String {
+    format!("pgrst_order_{i}")
+}
+
 fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
     if node.order.is_empty() {
         return String::new();
@@ -528,9 +557,17 @@ fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
     let terms: Vec<String> = node
         .order
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let mut s = match t.relation.as_ref().and_then(|r| node.embed(r)) {
-                Some(e) => field_expr(b, e.node.table, &quote_ident(&e.join_alias), &t.field),
+                Some(e) if has_output(&e.node, &t.field) => {
+                    field_expr(b, e.node.table, &quote_ident(&e.join_alias), &t.field)
+                }
+                Some(e) => format!(
+                    "{}.{}",
+                    quote_ident(&e.join_alias),
+                    quote_ident(&order_column(i))
+                ),
                 None => field_expr(b, node.table, &row_ref, &t.field),
             };
             match t.direction {
@@ -634,7 +671,11 @@ fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
             }
         }
     }
-    let (select, group_by) = select_list(b, child, !e.spread);
+    let (mut select, group_by) = select_list(b, child, !e.spread);
+    for (i, t) in order_refs(parent, e) {
+        let column = field_expr(b, child.table, &child_ref, &t.field);
+        select.push_str(&format!(", {column} AS {}", quote_ident(&order_column(i))));
+    }
     let mut inner = format!("SELECT {select}");
     // A computed relationship calls its function with the parent's whole row, cast to
     // the parent's type: that picks the overload and works over a write's RETURNING rows.
@@ -1487,6 +1528,50 @@ mod tests {
         assert_eq!(
             sql,
             format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", COALESCE(\"films_actors_1\".\"films_actors_1\", '[]') AS \"actors\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT json_agg(\"films_actors_1_rows\")::jsonb AS \"films_actors_1\" FROM (SELECT \"actors_1\".\"id\" AS \"id\" FROM \"api\".\"actors\" AS \"actors_1\", \"api\".\"roles\" AS \"films_actors_1_j\" WHERE \"films_actors_1_j\".\"film_id\" = \"api\".\"films\".\"id\" AND \"films_actors_1_j\".\"actor_id\" = \"actors_1\".\"id\") AS \"films_actors_1_rows\") AS \"films_actors_1\" ON TRUE){TAIL}")
+        );
+    }
+
+    /// shipments -> orders on a two-column key (M2O), and the reverse (O2M).
+    fn composite_cache() -> SchemaCache {
+        let mut cache = SchemaCache::default();
+        for t in [
+            simple_table("orders", &["id", "region", "num"]),
+            simple_table("shipments", &["id", "order_region", "order_num"]),
+        ] {
+            cache
+                .tables
+                .entry("api".into())
+                .or_default()
+                .insert(t.name.clone(), t);
+        }
+        let key = [("order_region", "region"), ("order_num", "num")];
+        cache.relationships.insert(
+            ("api".into(), "shipments".into()),
+            vec![rel("shipments", "orders", Cardinality::ManyToOne, &key)],
+        );
+        cache
+    }
+
+    #[test]
+    fn composite_keys_join_on_every_column_pair() {
+        let sql = render_on(&composite_cache(), "shipments", "select=id,orders(id)");
+        assert_eq!(
+            sql,
+            format!("WITH pgrst_source AS (SELECT \"api\".\"shipments\".\"id\" AS \"id\", row_to_json(\"shipments_orders_1\".*)::jsonb AS \"orders\" FROM \"api\".\"shipments\" LEFT JOIN LATERAL (SELECT \"orders_1\".\"id\" AS \"id\" FROM \"api\".\"orders\" AS \"orders_1\" WHERE \"orders_1\".\"region\" = \"api\".\"shipments\".\"order_region\" AND \"orders_1\".\"num\" = \"api\".\"shipments\".\"order_num\") AS \"shipments_orders_1\" ON TRUE){TAIL}")
+        );
+    }
+
+    #[test]
+    fn spreads_and_ordering_by_a_to_one_embed_stay_one_statement() {
+        let sql = render_on(
+            &film_cache(),
+            "films",
+            "select=id,...directors(director:id)&order=directors(id).desc",
+        );
+        // The embed's subquery also gives the column the parent sorts by, under its own name.
+        assert_eq!(
+            sql,
+            format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", \"films_directors_1\".\"director\" AS \"director\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT \"directors_1\".\"id\" AS \"director\", \"directors_1\".\"id\" AS \"pgrst_order_0\" FROM \"api\".\"directors\" AS \"directors_1\" WHERE \"directors_1\".\"id\" = \"api\".\"films\".\"director_id\") AS \"films_directors_1\" ON TRUE ORDER BY \"films_directors_1\".\"pgrst_order_0\" DESC){TAIL}")
         );
     }
 }

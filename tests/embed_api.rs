@@ -221,6 +221,26 @@ fn ordering_by_a_to_one_embed() {
             {"title": "Delta", "directors": null}
         ]),
     );
+    // The column ordered by need not be selected, nor keep its name; it stays out of the
+    // embedded object, spread or not.
+    check(
+        "/films?select=title,directors!director_id(who:name)&order=directors(id).desc.nullslast,id",
+        json!([
+            {"title": "Gamma", "directors": {"who": "Ben"}},
+            {"title": "Alpha", "directors": {"who": "Ava"}},
+            {"title": "Beta", "directors": {"who": "Ava"}},
+            {"title": "Delta", "directors": null}
+        ]),
+    );
+    check(
+        "/films?select=title,...directors!director_id(who:name)&order=directors(name).asc.nullsfirst,id",
+        json!([
+            {"title": "Delta", "who": null},
+            {"title": "Alpha", "who": "Ava"},
+            {"title": "Beta", "who": "Ava"},
+            {"title": "Gamma", "who": "Ben"}
+        ]),
+    );
     let r = server().get("/directors?select=name,films!director_id(title)&order=films(title)");
     assert_json(
         &r,
