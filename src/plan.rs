@@ -920,41 +920,40 @@ fn no_function(
     keys: &[String],
     unnamed: Option<&str>,
 ) -> ApiError {
-    let overloads = cache.routines.get(&(schema.to_string(), name.to_string()));
-    let hint = match overloads.map(Vec::as_slice) {
-        Some([only]) => {
-            let names: Vec<&str> = only.params.iter().map(|p| p.name.as_str()).collect();
-            Some(format!(
-                "Perhaps you meant to call the function {schema}.{name}({})",
-                names.join(", ")
-            ))
-        }
-        Some(list) => list
+    // Overloads taking named parameters: the one whose sorted parameter list is closest
+    // to the keys given. None (only unnamed ones, or no function of that name): the
+    // closest other function name.
+    let named: Vec<&Routine> = cache
+        .routines
+        .get(&(schema.to_string(), name.to_string()))
+        .map(|o| {
+            o.iter()
+                .filter(|r| r.params.iter().all(|p| !p.name.is_empty()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let param_list = |names: Vec<&str>| {
+        let mut names = names;
+        names.sort_unstable();
+        format!("({})", names.join(", "))
+    };
+    let hint = if named.is_empty() {
+        let names = cache
+            .routines
+            .keys()
+            .filter(|(s, n)| s == schema && n != name)
+            .map(|(_, n)| n.as_str());
+        crate::schema::closest(names, name, 0.5)
+            .map(|n| format!("Perhaps you meant to call the function {schema}.{n}"))
+    } else {
+        let given = param_list(keys.iter().map(String::as_str).collect());
+        let lists: Vec<String> = named
             .iter()
-            .map(|r| {
-                (
-                    r.params.iter().filter(|p| keys.contains(&p.name)).count(),
-                    r,
-                )
-            })
-            .filter(|(overlap, _)| *overlap > 0)
-            .max_by_key(|(overlap, _)| *overlap)
-            .map(|(_, r)| {
-                let names: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
-                format!(
-                    "Perhaps you meant to call the function {schema}.{name}({})",
-                    names.join(", ")
-                )
-            }),
-        None => {
-            let names = cache
-                .routines
-                .keys()
-                .filter(|(s, _)| s == schema)
-                .map(|(_, n)| n.as_str());
-            crate::schema::closest(names, name, 0.5)
-                .map(|n| format!("Perhaps you meant to call the function {schema}.{n}"))
-        }
+            .map(|r| param_list(r.params.iter().map(|p| p.name.as_str()).collect()))
+            .collect();
+        // Lists differ in punctuation-heavy ways, hence the lower bar than for names.
+        crate::schema::closest(lists.iter().map(String::as_str), &given, 0.35)
+            .map(|l| format!("Perhaps you meant to call the function {schema}.{name}{l}"))
     };
     let mut keys = keys.to_vec();
     keys.sort();

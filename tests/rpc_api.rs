@@ -152,6 +152,18 @@ fn overloads_are_chosen_by_argument_names() {
     let r = s.get("/rpc/no_such_function");
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], "PGRST202");
+    // Hints: the overload whose parameter list is closest, none when nothing is close,
+    // and the closest other name when the function takes no named parameters.
+    let hint = |path: &str| s.get(path).json()["hint"].clone();
+    assert_eq!(
+        hint("/rpc/pick?aa=1"),
+        json!("Perhaps you meant to call the function test_api.pick(a)")
+    );
+    assert_eq!(hint("/rpc/add_them?completely=1&unrelated=2"), json!(null));
+    assert_eq!(
+        hint("/rpc/shout?text=x"),
+        json!("Perhaps you meant to call the function test_api.shoot")
+    );
 }
 
 #[test]
