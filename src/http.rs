@@ -318,7 +318,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
         Some(p) => p.clone(),
         None => state.config().db_schemas[0].clone(),
     };
-    match (&api.target, api.method) {
+    let profiled = state.config().db_schemas.len() > 1
+        && matches!(api.target, Target::Relation(_) | Target::Rpc(_))
+        && api.method != Method::Options;
+    let response = match (&api.target, api.method) {
         (Target::Root, Method::Get | Method::Head) => {
             let accept = header_str(req.headers(), "accept").map(str::to_string);
             root(state, &api, &schema, accept.as_deref()).await
@@ -448,7 +451,14 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 }
             }
         }
-    }
+    };
+    // With several schemas, a response says which one it came from.
+    response.map(|mut r| {
+        if profiled {
+            set(&mut r, "Content-Profile", &schema);
+        }
+        r
+    })
 }
 
 /// The payload of a write: `columns=` takes a JSON body as is (PostgreSQL reads it);
@@ -1094,9 +1104,6 @@ async fn read(
     };
     set(&mut r, "Content-Location", &location);
     set(&mut r, "Vary", VARY);
-    if state.config().db_schemas.len() > 1 {
-        set(&mut r, "Content-Profile", schema);
-    }
     let (_, overridable) = commits(&state.config(), &api.prefs);
     finish_response(
         r,

@@ -105,13 +105,14 @@ pub fn pgrest_command() -> Command {
 /// A server with the base configuration plus `extra` PGRST_* variables.
 pub fn server_with(extra: &[(&str, &str)]) -> Server {
     let h = harness();
-    let mut env: Vec<(String, String)> = BASE_ENV
+    // The extra settings override the base ones (a map keeps the last value per key).
+    let env: Vec<(String, String)> = BASE_ENV
         .iter()
         .chain(extra.iter())
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
         .collect();
-    env.sort();
-    env.dedup_by(|a, b| a.0 == b.0);
     let mut servers = h.servers.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = servers.get(&env) {
         return s.clone();
