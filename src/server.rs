@@ -281,14 +281,14 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         schema: ArcSwap::from_pointee(cache),
     });
     tokio::spawn(crate::admin::reload_on_signal(state.clone(), pg.clone()));
-    if state.config().flag("db-channel-enabled") {
+    let notifications = state.config().flag("db-channel-enabled").then(|| {
         let channel = state
             .config()
             .value("db-channel")
             .unwrap_or("pgrst")
             .to_string();
-        tokio::spawn(crate::admin::listen(state.clone(), pg.clone(), channel));
-    }
+        tokio::spawn(crate::admin::listen(state.clone(), pg.clone(), channel))
+    });
     if let Some(listener) = admin_listener {
         tokio::spawn(crate::admin::serve_admin(state.clone(), listener));
     }
@@ -301,9 +301,17 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .value("admin-server-unix-socket")
         .map(str::to_string);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(http::serve(state, listener, async {
-        let _ = stopped.await;
-    }));
+    let done = tokio::spawn(async move {
+        http::serve(state, listener, async {
+            let _ = stopped.await;
+        })
+        .await;
+        // Stopped: the listener goes too, before anyone takes the database away from it
+        // (it would log a lost connection, or exit without automatic recovery).
+        if let Some(task) = notifications {
+            task.abort();
+        }
+    });
     Ok(Running {
         addr,
         socket,
