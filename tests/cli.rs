@@ -113,3 +113,78 @@ fn unreachable_database_is_one_line_and_a_failure() {
         stderr(&o)
     );
 }
+
+/// README's first command: with no db-uri, pgrest starts a throwaway PostgreSQL with the
+/// demo schema, prints the URL and three curl examples that work, and on SIGTERM stops
+/// cleanly (exit 0, no error logged) and removes the database.
+#[test]
+fn the_demo_answers_its_examples_and_cleans_up() {
+    use std::io::{BufRead, Read};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgrest"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pgrest");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let last = line.starts_with("Ctrl-C");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&format!("serving http://127.0.0.1:{port} (database ")),
+        "{text}"
+    );
+    let database_port: u16 = text
+        .split("(database ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').nth(2))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no database address in {text}"));
+    // Each example: `curl 'URL'` and optionally `-H 'Name: value'`.
+    let examples: Vec<&String> = lines.iter().filter(|l| l.starts_with("  curl ")).collect();
+    assert_eq!(examples.len(), 3, "{text}");
+    for example in examples {
+        let quoted: Vec<&str> = example.split('\'').skip(1).step_by(2).collect();
+        let mut request = ureq::get(quoted[0]);
+        if let Some((name, value)) = quoted.get(1).and_then(|h| h.split_once(": ")) {
+            request = request.set(name, value);
+        }
+        let response = request.call().unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert_eq!(response.status(), 200, "{example}");
+        let body = response.into_string().unwrap();
+        assert!(body.len() > 10, "{example}: {body}");
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", database_port)).is_err(),
+        "the demo's PostgreSQL still answers on {database_port}"
+    );
+}
