@@ -844,46 +844,60 @@ fn call_input(
     }
 }
 
-fn routine_args(routine: &Routine, pairs: &[(String, String)]) -> String {
-    let mut map = serde_json::Map::new();
-    for (k, v) in pairs {
-        let variadic = routine.params.iter().any(|p| p.variadic && p.name == *k);
-        let value = serde_json::Value::String(v.clone());
-        if variadic {
-            match map
-                .entry(k.clone())
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()))
-            {
-                serde_json::Value::Array(items) => items.push(value),
-                other => *other = serde_json::Value::Array(vec![value]),
-            }
-        } else {
-            map.insert(k.clone(), value);
-        }
-    }
-    serde_json::Value::Object(map).to_string()
-}
-
-/// Query-string arguments bound directly: repeated keys make the array of a VARIADIC
-/// parameter (an array literal, each element quoted); for other parameters the last
-/// value wins.
-fn direct_args<'a>(routine: &'a Routine, pairs: &[(String, String)]) -> CallArgs<'a> {
-    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
-    let values = routine
+/// Key/value arguments (a query string or a form) per parameter given: repeated keys make
+/// the values of a VARIADIC parameter; for other parameters the last value wins.
+fn given_args<'r, 'p>(
+    routine: &'r Routine,
+    pairs: &'p [(String, String)],
+) -> Vec<(&'r Param, Vec<&'p str>)> {
+    routine
         .params
         .iter()
         .filter_map(|p| {
-            let mut given = pairs.iter().filter(|(k, _)| *k == p.name).map(|(_, v)| v);
+            let mut given = pairs
+                .iter()
+                .filter(|(k, _)| *k == p.name)
+                .map(|(_, v)| v.as_str());
+            let values: Vec<&str> = if p.variadic {
+                given.collect()
+            } else {
+                given.next_back().into_iter().collect()
+            };
+            (!values.is_empty()).then_some((p, values))
+        })
+        .collect()
+}
+
+/// A form's arguments as the JSON object a POST call reads (strings, arrays of strings
+/// for a VARIADIC parameter), as PostgREST passes them.
+fn routine_args(routine: &Routine, pairs: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = given_args(routine, pairs)
+        .into_iter()
+        .map(|(p, values)| {
+            let value = match values.as_slice() {
+                [one] if !p.variadic => serde_json::Value::from(*one),
+                _ => serde_json::Value::from(values),
+            };
+            (p.name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Query-string arguments bound directly, each a parameter cast to its type; a VARIADIC
+/// parameter's values as an array literal, each element quoted.
+fn direct_args<'a>(routine: &'a Routine, pairs: &[(String, String)]) -> CallArgs<'a> {
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let values = given_args(routine, pairs)
+        .into_iter()
+        .map(|(p, values)| {
             let value = if p.variadic {
-                let items: Vec<String> = given.map(|v| quote(v)).collect();
-                if items.is_empty() {
-                    return None;
-                }
+                let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
                 format!("{{{}}}", items.join(","))
             } else {
-                given.next_back()?.clone()
+                values.concat()
             };
-            Some((p, value))
+            (p, value)
         })
         .collect();
     CallArgs::Direct(values)

@@ -925,20 +925,20 @@ pub fn call_statement(plan: &CallPlan) -> Statement {
         None => {
             // A handler function returns one value (SETOF ones are not handlers): it is
             // the body, no aggregate over it.
-            let (page_total, body) = match (plan.head, routine.returns_set, plan.media) {
-                (true, _, _) => ("pg_catalog.count(*)::int8", "''".to_string()),
-                (false, _, Some(media)) => (
-                    "1::int8",
-                    handler_output(media, "_postgrest_t.pgrst_scalar"),
-                ),
-                (false, true, None) => (
-                    "pg_catalog.count(*)::int8",
-                    "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')".to_string(),
-                ),
-                (false, false, None) => (
-                    "pg_catalog.count(*)::int8",
-                    "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')".to_string(),
-                ),
+            let body = match (plan.head, routine.returns_set, plan.media) {
+                (true, _, _) => "''".to_string(),
+                (false, _, Some(media)) => handler_output(media, "_postgrest_t.pgrst_scalar"),
+                (false, true, None) => {
+                    "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')".to_string()
+                }
+                (false, false, None) => {
+                    "coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')".to_string()
+                }
+            };
+            let page_total = if plan.media.is_some() && !plan.head {
+                "1::int8"
+            } else {
+                "pg_catalog.count(*)::int8"
             };
             let alias = quote_ident(&routine.name);
             b.push(&format!(
@@ -1531,7 +1531,7 @@ mod tests {
         );
     }
 
-    /// shipments -> orders on a two-column key (M2O), and the reverse (O2M).
+    /// shipments -> orders on a two-column key (M2O).
     fn composite_cache() -> SchemaCache {
         let mut cache = SchemaCache::default();
         for t in [

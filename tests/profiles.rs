@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_json, server_with, sql_rows, Server};
+use common::{assert_json, server, server_with, sql_rows, Server};
 use serde_json::json;
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -31,6 +31,11 @@ fn accept_profile_picks_the_schema_of_a_read() {
     assert_json(&r, 200, json!("v2 says hi"));
     let r = s.get_with("/rpc/motd", &[("Accept", "application/json")]);
     assert_json(&r, 200, json!("Have a nice day"));
+    // With one schema, responses do not name it.
+    let r = server().get("/kinds?select=id&id=eq.1");
+    assert_eq!((r.status, r.header("content-profile")), (200, None));
+    let r = server().get_with("/rpc/motd", &[("Accept", "application/json")]);
+    assert_eq!((r.status, r.header("content-profile")), (200, None));
     // A schema that is not exposed.
     let r = s.get_with("/kinds", &[("Accept-Profile", "extra")]);
     assert_json(

@@ -100,6 +100,12 @@ fn variadic_arguments() {
     assert_json(&r, 200, json!(6));
     assert_json(&s.get("/rpc/total?nums=1&nums=2"), 200, json!(3));
     assert_json(&s.get("/rpc/total?nums=5"), 200, json!(5));
+    // A form repeats the key too; a value the type refuses is the client's error.
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let r = s.send("POST", "/rpc/total", &[form], Some("nums=4&nums=5"));
+    assert_json(&r, 200, json!(9));
+    let r = s.send("POST", "/rpc/total", &[form], Some("nums=4&nums=x"));
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("22P02")));
 }
 
 #[test]
