@@ -187,8 +187,10 @@ async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Res
             let text = state.metrics.render(state.pool.status());
             return admin_body(text, "text/plain; version=0.0.4");
         }
-        "/config" => {
-            return admin_body(state.config().dump(), "text/plain; charset=utf-8");
+        // Off unless admin-server-config-enabled, and secrets masked even then (PostgREST
+        // dropped /config in v13 because it printed them).
+        "/config" if state.config().flag("admin-server-config-enabled") => {
+            return admin_body(state.config().dump_redacted(), "text/plain; charset=utf-8");
         }
         "/schema_cache" => {
             let json = serde_json::to_string(&*state.schema.load_full()).unwrap_or_default();
@@ -210,41 +212,34 @@ fn admin_body(text: String, content_type: &'static str) -> Response<Full<Bytes>>
     r
 }
 
+/// Open admin connections at once: health checks and scrapes, kept apart from the API's
+/// cap so that a saturated API still answers /live and /ready.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Serves /live, /ready, /metrics, /config and /schema_cache on the admin listener (TCP
 /// or admin-server-unix-socket).
 pub async fn serve_admin(state: Arc<AppState>, listener: crate::http::Listener) {
-    use crate::http::Listener;
-    loop {
-        match &listener {
-            Listener::Tcp(l) => match l.accept().await {
-                Ok((stream, _)) => spawn_admin(state.clone(), stream),
-                Err(e) => accept_failed(e).await,
-            },
-            Listener::Unix(l) => match l.accept().await {
-                Ok((stream, _)) => spawn_admin(state.clone(), stream),
-                Err(e) => accept_failed(e).await,
-            },
-        }
-    }
+    let forever = std::future::pending::<()>();
+    crate::http::accept::accept_loop(
+        "admin server",
+        &listener,
+        ADMIN_MAX_CONNECTIONS,
+        forever,
+        |a| spawn_admin(state.clone(), a),
+    )
+    .await;
 }
 
-/// Out of file descriptors and the like: say so and back off instead of spinning.
-async fn accept_failed(e: std::io::Error) {
-    tracing::error!("admin server accept failed: {e}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-fn spawn_admin<S>(state: Arc<AppState>, stream: S)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+fn spawn_admin(state: Arc<AppState>, accepted: crate::http::accept::Accepted) {
+    let builder = crate::http::accept::http1_builder(state.limits.header_read_timeout);
     tokio::spawn(async move {
         let service = hyper::service::service_fn(move |req| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(admin(state, req).await) }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service)
+        let _ = builder
+            .serve_connection(TokioIo::new(accepted.stream), service)
             .await;
+        drop(accepted.permit);
     });
 }

@@ -373,11 +373,24 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Refuses a role claim a request must never run as. `set_config('role', 'none', true)`
+/// is RESET ROLE, and so is switching to the authenticator (the session user): either
+/// would run the request with the authenticator's own rights. An empty name or one with
+/// NUL cannot name a role at all.
+fn usable_role(role: String, authenticator: &str) -> Result<String, ApiError> {
+    if role.is_empty() || role == "none" || role == authenticator || role.contains('\0') {
+        return Err(ApiError::ForbiddenRole(role));
+    }
+    Ok(role)
+}
+
 /// The identity of a request from its Authorization header value (if any).
+/// `authenticator` is the session user pgrest connects as.
 pub fn identify(
     auth: Option<&Authenticator>,
     authorization: Option<&str>,
     anon_role: Option<&str>,
+    authenticator: &str,
 ) -> Result<Identity, ApiError> {
     let anonymous = |claims: serde_json::Map<String, Value>| -> Result<Identity, ApiError> {
         let role = anon_role.ok_or(ApiError::NoAnonRole)?.to_string();
@@ -406,7 +419,7 @@ pub fn identify(
     auth.check_claims(&claims, now())?;
     match auth.role_of(&claims) {
         Some(role) => Ok(Identity {
-            role,
+            role: usable_role(role, authenticator)?,
             anonymous: false,
             claims: claims.to_string(),
         }),

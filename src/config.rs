@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 /// Every key PostgREST knows, with its default ("" = unset) and whether --dump-config
 /// prints it bare (numbers, booleans) rather than quoted.
 const KEYS: &[(&str, &str, bool)] = &[
-    ("admin-server-host", "", false),
+    // pgrest extension: the admin server's /config is off unless enabled.
+    ("admin-server-config-enabled", "false", true),
+    // pgrest: loopback by default, where PostgREST follows server-host.
+    ("admin-server-host", "127.0.0.1", false),
     ("admin-server-port", "", true),
     ("admin-server-unix-socket", "", false),
     ("admin-server-unix-socket-mode", "660", false),
@@ -49,6 +52,10 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("openapi-security-active", "false", true),
     ("openapi-server-proxy-uri", "", false),
     ("server-cors-allowed-origins", "", false),
+    // pgrest extensions: bounds on what one client can take (README, "Limits").
+    ("server-header-read-timeout", "30", true),
+    ("server-max-body-size", "104857600", true),
+    ("server-max-connections", "0", true),
     ("server-host", "!4", false),
     ("server-port", "3000", true),
     ("server-reuseport", "false", true),
@@ -138,6 +145,12 @@ pub struct Config {
     pub unix_socket_mode: u32,
     /// admin-server-unix-socket-mode, octal 600..=777.
     pub admin_unix_socket_mode: u32,
+    /// server-header-read-timeout, seconds (at least 1).
+    pub server_header_read_timeout: u64,
+    /// server-max-body-size, bytes.
+    pub server_max_body_size: u64,
+    /// server-max-connections; 0 = as many as the open-file limit allows.
+    pub server_max_connections: usize,
 }
 
 fn canonical_key(key: &str) -> &str {
@@ -406,6 +419,16 @@ impl Config {
             minimal_errors,
             unix_socket_mode,
             admin_unix_socket_mode,
+            server_header_read_timeout: parse_num::<u64>(
+                "server-header-read-timeout",
+                get("server-header-read-timeout"),
+            )?
+            .max(1),
+            server_max_body_size: parse_num("server-max-body-size", get("server-max-body-size"))?,
+            server_max_connections: parse_num(
+                "server-max-connections",
+                get("server-max-connections"),
+            )?,
             db_schemas,
             raw,
         })
@@ -441,25 +464,125 @@ impl Config {
             .unwrap_or(false)
     }
 
-    /// The effective configuration in file syntax.
+    /// The effective configuration in file syntax (`--dump-config`, run by whoever holds
+    /// the configuration anyway).
     pub fn dump(&self) -> String {
+        self.dump_with(|_, v| v.to_string())
+    }
+
+    /// The effective configuration with its secrets masked, for the admin server's
+    /// /config: jwt-secret, the password in db-uri, and app.settings whose names say
+    /// they hold one.
+    pub fn dump_redacted(&self) -> String {
+        self.dump_with(|key, v| match key {
+            _ if v.is_empty() => String::new(),
+            "jwt-secret" => REDACTED.to_string(),
+            "db-uri" => redact_uri_password(v),
+            _ if key.starts_with("app.settings.") && secret_name(key) => REDACTED.to_string(),
+            _ => v.to_string(),
+        })
+    }
+
+    fn dump_with(&self, shown: impl Fn(&str, &str) -> String) -> String {
         let mut out = String::new();
         for (key, _, bare) in KEYS {
             if *key == "app.settings" {
                 continue;
             }
-            let v = self.raw.get(*key).map(String::as_str).unwrap_or("");
+            let v = shown(key, self.raw.get(*key).map(String::as_str).unwrap_or(""));
             if *bare && !v.is_empty() {
                 let _ = writeln!(out, "{key} = {v}");
             } else {
-                let _ = writeln!(out, "{key} = \"{}\"", escape(v));
+                let _ = writeln!(out, "{key} = \"{}\"", escape(&v));
             }
         }
         for (k, v) in &self.app_settings {
-            let _ = writeln!(out, "app.settings.{k} = \"{}\"", escape(v));
+            let v = shown(&format!("app.settings.{k}"), v);
+            let _ = writeln!(out, "app.settings.{k} = \"{}\"", escape(&v));
         }
         out
     }
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// Whether a setting's name says it holds a secret.
+fn secret_name(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "passwd", "token", "key"]
+        .iter()
+        .any(|w| key.contains(w))
+}
+
+/// A connection string with its password masked: `postgres://user:pw@host` (and a
+/// `password=` query parameter) or libpq's `key=value` form.
+pub fn redact_uri_password(uri: &str) -> String {
+    if let Some((scheme, rest)) = uri.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+                None => format!("{user_info}@{host}"),
+            },
+            None => authority.to_string(),
+        };
+        let tail = redact_password_pairs(tail, '&');
+        return format!("{scheme}://{authority}{tail}");
+    }
+    redact_password_pairs(uri, ' ')
+}
+
+/// `password=...` among `separator`-separated `key=value` pairs, masked (a quoted libpq
+/// value may hold the separator).
+fn redact_password_pairs(text: &str, separator: char) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_password_key(rest) {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let (key, value) = after.split_once('=').unwrap_or((after, ""));
+        out.push_str(key.trim_end());
+        out.push('=');
+        let value = value.trim_start();
+        let end = match value.strip_prefix('\'') {
+            Some(quoted) => quoted_end(quoted).map_or(value.len(), |e| e + 2),
+            None => value.find(separator).unwrap_or(value.len()),
+        };
+        out.push_str(REDACTED);
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the next `password` key (followed by `=`) starts.
+fn find_password_key(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("password") {
+        let at = from + i;
+        let starts_key = at == 0 || matches!(lower.as_bytes()[at - 1], b' ' | b'?' | b'&');
+        let after = lower[at + "password".len()..].trim_start();
+        if starts_key && after.starts_with('=') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The index of the closing quote of a libpq quoted value (`\'` escapes).
+fn quoted_end(quoted: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in quoted.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '\'' if !escaped => return Some(i),
+            _ => escaped = false,
+        }
+    }
+    None
 }
 
 fn escape(v: &str) -> String {
@@ -471,6 +594,28 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_string_passwords_are_masked() {
+        for (uri, masked) in [
+            (
+                "postgres://auth:s3cr%40t@db.example:5432/app?sslmode=require",
+                "postgres://auth:<redacted>@db.example:5432/app?sslmode=require",
+            ),
+            ("postgresql://auth@db/app", "postgresql://auth@db/app"),
+            (
+                "postgres:///app?user=a&password=hunter2&host=/tmp",
+                "postgres:///app?user=a&password=<redacted>&host=/tmp",
+            ),
+            (
+                "host=db user=auth password='a b\\' c' dbname=app",
+                "host=db user=auth password=<redacted> dbname=app",
+            ),
+            ("password = x dbname=app", "password=<redacted> dbname=app"),
+        ] {
+            assert_eq!(redact_uri_password(uri), masked, "{uri}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

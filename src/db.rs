@@ -367,8 +367,49 @@ async fn commit_if(
     end: End,
 ) -> Result<(), tokio_postgres::Error> {
     match end {
-        End::Commit => client.query(commit, &[]).await.map(|_| ()),
+        End::Commit => commit_prepared(client, commit).await,
         End::Open => Ok(()),
+    }
+}
+
+/// Runs the prepared COMMIT. Once PostgreSQL has sent its CommandComplete the
+/// transaction is durable, so an error after it (a backend terminated by a fast shutdown
+/// sends FATAL 57P01 before ReadyForQuery; the connection may just close) does not undo
+/// the commit and is not reported: answering 503 there made clients that retry on 503
+/// write the same rows twice.
+async fn commit_prepared(
+    client: &tokio_postgres::Client,
+    commit: &tokio_postgres::Statement,
+) -> Result<(), tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
+    let none: [&(dyn ToSql + Sync); 0] = [];
+    let rows = client.query_raw(commit, none).await?;
+    futures_util::pin_mut!(rows);
+    loop {
+        match rows.try_next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(_) if rows.rows_affected().is_some() => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// COMMIT as a simple query, with the same rule as [`commit_prepared`]: an error after
+/// its CommandComplete leaves it committed.
+async fn commit_simple(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
+    let messages = client.simple_query_raw("COMMIT").await?;
+    futures_util::pin_mut!(messages);
+    let mut completed = false;
+    loop {
+        match messages.try_next().await {
+            Ok(Some(tokio_postgres::SimpleQueryMessage::CommandComplete(_))) => completed = true,
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(_) if completed => return Ok(()),
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -390,12 +431,56 @@ enum End {
 
 type Pooled = managed::Object<PgManager>;
 
+/// A pooled connection while a request's transaction may be open on it. When the request
+/// is dropped midway (its client went away, so hyper dropped the handler), the statement
+/// still running is cancelled and the transaction rolled back before the connection goes
+/// back to the pool: otherwise a long query kept running and kept its connection until
+/// it ended on its own.
+pub struct InFlight(Option<Pooled>);
+
+impl std::ops::Deref for InFlight {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.0
+            .as_ref()
+            .expect("InFlight holds its connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for InFlight {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.0
+            .as_mut()
+            .expect("InFlight holds its connection until dropped")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take().filter(|c| c.in_transaction) {
+            tokio::spawn(abandon(conn));
+        }
+    }
+}
+
+/// Cancels whatever runs on `conn` and rolls its transaction back; the connection then
+/// returns to the pool. The cancel request is answered before ROLLBACK is sent, and a
+/// cancel reaching an idle backend is ignored, so it cannot hit a later request's
+/// statements.
+async fn abandon(mut conn: Pooled) {
+    let _ = conn.client.cancel_token().cancel_query(NoTls).await;
+    if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+        conn.in_transaction = false;
+    }
+}
+
 async fn run_transaction(
     pool: &Pool,
     env: &Envelope,
     steps: &[Step<'_>],
     end: End,
-) -> Result<(Pooled, Vec<Vec<tokio_postgres::Row>>), ApiError> {
+) -> Result<(InFlight, Vec<Vec<tokio_postgres::Row>>), ApiError> {
     let started = std::time::Instant::now();
     let result = run_transaction_inner(pool, env, steps, end).await;
     crate::timing::record(crate::timing::Stage::Transaction, started.elapsed());
@@ -407,8 +492,8 @@ async fn run_transaction_inner(
     env: &Envelope,
     steps: &[Step<'_>],
     end: End,
-) -> Result<(Pooled, Vec<Vec<tokio_postgres::Row>>), ApiError> {
-    let mut conn = pool.get().await.map_err(pool_error)?;
+) -> Result<(InFlight, Vec<Vec<tokio_postgres::Row>>), ApiError> {
+    let mut conn = InFlight(Some(pool.get().await.map_err(pool_error)?));
     if !env.prepared {
         let results = run_unprepared(&mut conn, env, steps, end).await?;
         return Ok((conn, results));
@@ -564,7 +649,7 @@ async fn run_unprepared(
         futures_util::future::join_all(calls),
         async {
             match end {
-                End::Commit => client.batch_execute("COMMIT").await,
+                End::Commit => commit_simple(client).await,
                 End::Open => Ok(()),
             }
         },
@@ -579,13 +664,14 @@ async fn run_unprepared(
 
 /// Ends a transaction left open by a write: COMMIT, or ROLLBACK after checking deferred
 /// constraints (so their violations still answer, as PostgREST does).
-async fn finish(conn: &mut Pooled, commit: bool, anonymous: bool) -> Result<(), ApiError> {
-    let sql = if commit {
-        "COMMIT"
+async fn finish(conn: &mut InFlight, commit: bool, anonymous: bool) -> Result<(), ApiError> {
+    let result = if commit {
+        commit_simple(&conn.client).await
     } else {
-        "SET CONSTRAINTS ALL IMMEDIATE"
+        conn.client
+            .batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+            .await
     };
-    let result = conn.client.batch_execute(sql).await;
     let closed = if commit && result.is_ok() {
         Ok(())
     } else {

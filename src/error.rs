@@ -13,11 +13,17 @@ pub struct AmbiguousCandidate {
     pub hint: String,
 }
 
+const FORBIDDEN_ROLE: &str = "JWT role claim names a role requests cannot run as";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
     /// PGRST100: the query string did not parse. `message` names the part, `details` the
     /// expectation.
     Parse { message: String, details: String },
+    /// PGRST100: a query parameter (name or value) holds a NUL character.
+    NulCharacter(String),
+    /// PGRST102 with 413: the body is larger than server-max-body-size (bytes).
+    BodyTooLarge(u64),
     /// PGRST101: PUT/PATCH/DELETE on /rpc.
     RpcMethod(String),
     /// PGRST102: a body that cannot be used.
@@ -138,6 +144,9 @@ pub enum ApiError {
     },
     /// PGRST303: the token's claims are not acceptable.
     InvalidJwtClaims(String),
+    /// PGRST303: the role claim names no role a request may run as (`none`, empty, the
+    /// authenticator itself).
+    ForbiddenRole(String),
     /// PGRSTX00
     Internal(String),
 }
@@ -154,6 +163,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             Parse { .. }
+            | NulCharacter(_)
             | NotEmbedded(_)
             | NotImplemented(_)
             | NoRelationship { .. }
@@ -184,7 +194,8 @@ impl ApiError {
             InvalidResponseHeaders | InvalidResponseStatus | InvalidRaise { .. } => 500,
             Custom { status, .. } => *status,
             PoolTimeout => 504,
-            NoAnonRole | InvalidJwt { .. } | InvalidJwtClaims(_) => 401,
+            NoAnonRole | InvalidJwt { .. } | InvalidJwtClaims(_) | ForbiddenRole(_) => 401,
+            BodyTooLarge(_) => 413,
             OpenApiDisabled => 404,
             NoJwtSecret => 500,
             Internal(_) => 500,
@@ -194,9 +205,9 @@ impl ApiError {
     pub fn code(&self) -> String {
         use ApiError::*;
         let code = match self {
-            Parse { .. } => "PGRST100",
+            Parse { .. } | NulCharacter(_) => "PGRST100",
             RpcMethod(_) => "PGRST101",
-            InvalidBody(_) => "PGRST102",
+            InvalidBody(_) | BodyTooLarge(_) => "PGRST102",
             InvalidRange { .. } => "PGRST103",
             InvalidPutFilters => "PGRST105",
             PutLimitNotAllowed => "PGRST114",
@@ -232,7 +243,7 @@ impl ApiError {
             OpenApiDisabled => "PGRST126",
             NoJwtSecret => "PGRST300",
             InvalidJwt { .. } => "PGRST301",
-            InvalidJwtClaims(_) => "PGRST303",
+            InvalidJwtClaims(_) | ForbiddenRole(_) => "PGRST303",
             Internal(_) => "PGRSTX00",
         };
         code.to_string()
@@ -243,6 +254,18 @@ impl ApiError {
         use ApiError::*;
         match self {
             Parse { message, details } => (message.clone(), Some(details.clone()), None),
+            NulCharacter(what) => (
+                format!("A {what} contains a NUL character"),
+                Some("PostgreSQL names and text values cannot contain NUL (\\u0000)".into()),
+                None,
+            ),
+            BodyTooLarge(limit) => (
+                "Request body too large".into(),
+                Some(format!(
+                    "The body is larger than server-max-body-size ({limit} bytes)"
+                )),
+                None,
+            ),
             RpcMethod(m) => (format!("Cannot use the {m} method on RPC"), None, None),
             InvalidRange { details, .. } => (
                 "Requested range not satisfiable".into(),
@@ -464,6 +487,11 @@ impl ApiError {
             NoJwtSecret => ("Server lacks JWT secret".into(), None, None),
             InvalidJwt { message, details } => (message.clone(), details.clone(), None),
             InvalidJwtClaims(message) => (message.clone(), None, None),
+            ForbiddenRole(role) => (
+                FORBIDDEN_ROLE.into(),
+                Some(format!("The role claim is {role:?}")),
+                Some("A token must name a role other than none and the authenticator".into()),
+            ),
             Internal(d) => ("Internal server error".into(), Some(d.clone()), None),
         }
     }
@@ -567,6 +595,10 @@ impl ApiError {
                     "WWW-Authenticate",
                     format!("Bearer error=\"invalid_token\", error_description=\"{message}\""),
                 )),
+            ApiError::ForbiddenRole(_) => headers.push((
+                "WWW-Authenticate",
+                format!("Bearer error=\"invalid_token\", error_description=\"{FORBIDDEN_ROLE}\""),
+            )),
             _ if self.status() == 401 => headers.push(("WWW-Authenticate", "Bearer".to_string())),
             _ => {}
         }

@@ -177,6 +177,39 @@ async fn load_schema_on(
         .map_err(|e| format!("cannot load the schema cache: {}", db::describe(&e)))
 }
 
+/// Descriptors kept out of the API's connection cap: the pool, the listener and
+/// start-up connections, the admin server's connections, files.
+const RESERVED_DESCRIPTORS: usize = 128;
+
+/// The bounds one client can reach. server-max-connections 0 takes what the open-file
+/// limit (raised to its hard limit) leaves after the pool and a reserve, so the accept
+/// loop waits at the cap instead of failing with EMFILE.
+fn limits(config: &Config) -> http::Limits {
+    let open_files = usize::try_from(http::accept::raise_open_file_limit()).unwrap_or(usize::MAX);
+    let automatic = open_files
+        .saturating_sub(config.db_pool + RESERVED_DESCRIPTORS)
+        .max(16);
+    let max_connections = match config.server_max_connections {
+        0 => automatic,
+        n => n,
+    };
+    tracing::info!("accepting at most {max_connections} connections at once");
+    http::Limits {
+        max_connections,
+        header_read_timeout: Duration::from_secs(config.server_header_read_timeout),
+        max_body_size: config.server_max_body_size,
+    }
+}
+
+/// The role pgrest's connections log in as.
+async fn session_user(client: &tokio_postgres::Client) -> Result<String, String> {
+    let row = client
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .map_err(|e| format!("cannot read the session user: {}", db::describe(&e)))?;
+    Ok(row.get(0))
+}
+
 /// A running server: its address and a handle to stop it.
 pub struct Running {
     /// The TCP address, `None` when serving on a Unix socket.
@@ -216,6 +249,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     let config = with_db_config(&mut client, config).await?;
     let auth = authenticator(&config)?;
     let cache = load_schema_on(&mut client, &config.db_schemas).await?;
+    let authenticator = session_user(&client).await?;
     drop(client);
     let _ = conn.await;
     tracing::info!(
@@ -270,6 +304,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         }
         (None, None) => None,
     };
+    let limits = limits(&config);
     let metrics = crate::metrics::Metrics::default();
     metrics.schema_load(Some(cache.load_time));
     let state = Arc::new(AppState {
@@ -279,6 +314,8 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         config_source: source,
         pool,
         schema: ArcSwap::from_pointee(cache),
+        authenticator,
+        limits,
     });
     tokio::spawn(crate::admin::reload_on_signal(state.clone(), pg.clone()));
     let notifications = state.config().flag("db-channel-enabled").then(|| {

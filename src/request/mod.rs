@@ -201,6 +201,16 @@ fn parse_column_list(key: &str, value: &str) -> Result<Vec<String>, ApiError> {
     Ok(names)
 }
 
+/// Refuses text holding a NUL character, which no PostgreSQL name or text value can
+/// contain: as a name it would otherwise reach the SQL text (which the protocol cannot
+/// carry), as a value PostgreSQL would refuse it anyway.
+pub fn refuse_nul(what: &str, text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') {
+        return Err(ApiError::NulCharacter(what.to_string()));
+    }
+    Ok(())
+}
+
 /// Parses a raw (still percent-encoded) query string.
 pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
     parse_query_for(raw, false)
@@ -222,6 +232,8 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
         let (k, v) = form_urlencoded::parse(piece.as_bytes())
             .next()
             .unwrap_or_default();
+        refuse_nul("query parameter", &k)?;
+        refuse_nul("query parameter value", &v)?;
         pairs.push((k.into_owned(), v.into_owned()));
     }
     for (key, value) in &pairs {
@@ -239,6 +251,14 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
             continue;
         }
         let (path, last) = split_key(key);
+        if path.len() > query::MAX_NESTING {
+            return Err(ApiError::parse(
+                "embedded resource path",
+                key,
+                1,
+                format!("more than {} levels (the limit)", query::MAX_NESTING),
+            ));
+        }
         let (path, last) = match (path.split_last(), last.as_str()) {
             (Some((not, rest)), "or" | "and") if not == "not" => {
                 (rest.to_vec(), format!("not.{last}"))

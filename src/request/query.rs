@@ -276,7 +276,15 @@ struct Cursor<'a> {
     offset: usize,
     /// Show the unexpected character as 'c' rather than "c" (PostgREST's order parser).
     char_style: bool,
+    /// How many embeds or logic trees enclose the position.
+    depth: usize,
 }
+
+/// The deepest nesting of embeds (spreads included) or of logic trees a request may
+/// use, and the longest JSON path. Real requests use a handful of levels; without a bound
+/// a 12 KB query string of `or=(or(or(...` drove the recursive parser, planner and SQL
+/// renderer through the stack (about 2,100 levels overflowed a 2 MiB worker stack).
+pub const MAX_NESTING: usize = 64;
 
 const FIELD_EXPECT: &str = "field name (* or [a..z0..9_$])";
 
@@ -289,7 +297,30 @@ impl<'a> Cursor<'a> {
             pos: 0,
             offset: 0,
             char_style: false,
+            depth: 0,
         }
+    }
+
+    /// Enters an embed or a logic tree, refusing to go deeper than [`MAX_NESTING`].
+    fn descend(&mut self, what: &str) -> Result<(), ApiError> {
+        if self.depth >= MAX_NESTING {
+            return Err(self.too_deep(what));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn ascend(&mut self) {
+        self.depth -= 1;
+    }
+
+    fn too_deep(&self, what: &str) -> ApiError {
+        ApiError::parse(
+            self.what,
+            self.input,
+            self.offset + self.pos + 1,
+            format!("{what} nested deeper than {MAX_NESTING} levels (the limit)"),
+        )
     }
 
     fn peek(&self) -> Option<char> {
@@ -420,6 +451,9 @@ impl<'a> Cursor<'a> {
             if path.last().is_some_and(|s: &JsonStep| s.as_text) {
                 self.pos -= if as_text { 3 } else { 2 };
                 return Err(self.error("end of json path"));
+            }
+            if path.len() >= MAX_NESTING {
+                return Err(self.too_deep("json path"));
             }
             let key = self.json_key()?;
             path.push(JsonStep { as_text, key });
@@ -589,6 +623,7 @@ fn embed(
         }
     }
     c.expect("(")?;
+    c.descend("embedded resources")?;
     c.skip_spaces();
     let items = if c.peek() == Some(')') {
         Vec::new()
@@ -597,6 +632,7 @@ fn embed(
     };
     c.skip_spaces();
     c.expect(")")?;
+    c.ascend();
     Ok(SelectItem::Embed {
         name,
         alias,
@@ -864,6 +900,7 @@ pub fn parse_logic(key: &str, input: &str) -> Result<LogicTree, ApiError> {
 
 fn logic_children(c: &mut Cursor) -> Result<Vec<LogicTree>, ApiError> {
     c.expect("(")?;
+    c.descend("logic trees")?;
     let mut children = Vec::new();
     loop {
         c.skip_spaces();
@@ -873,6 +910,7 @@ fn logic_children(c: &mut Cursor) -> Result<Vec<LogicTree>, ApiError> {
             continue;
         }
         c.expect(")")?;
+        c.ascend();
         return Ok(children);
     }
 }

@@ -108,7 +108,16 @@ pub fn closest<'a>(
 ) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     let mut tie = false;
+    let name_len = name.chars().count();
     for c in candidates {
+        // Similarity is at most shorter/longer length: skipping candidates that cannot
+        // reach the threshold changes no answer, and keeps a 400 KB name in a URL from
+        // costing O(length x candidates) of edit distance.
+        let c_len = c.chars().count();
+        let (short, long) = (c_len.min(name_len), c_len.max(name_len));
+        if long > 0 && (short as f64) < threshold * long as f64 {
+            continue;
+        }
         let score = strsim::normalized_levenshtein(c, name);
         match best {
             Some((b, other)) if (score - b).abs() < 1e-9 && other != c => tie = true,

@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::{self, Envelope};
@@ -31,6 +30,22 @@ pub struct AppState {
     pub pool: db::Pool,
     pub schema: ArcSwap<SchemaCache>,
     pub metrics: crate::metrics::Metrics,
+    /// The role pgrest connects as (session_user); no token may name it.
+    pub authenticator: String,
+    /// Bounds fixed at start-up.
+    pub limits: Limits,
+}
+
+/// What one client may take of the server, fixed at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open API connections at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head this long after it opened, or
+    /// after its previous response, is closed; a body that stalls this long is refused.
+    pub header_read_timeout: std::time::Duration,
+    /// The largest request body read, in bytes.
+    pub max_body_size: u64,
 }
 
 impl AppState {
@@ -43,11 +58,9 @@ type Resp = Response<Full<Bytes>>;
 
 const VARY: &str = "Accept, Prefer, Range";
 
-/// Where the API listens: TCP, or a Unix domain socket (server-unix-socket).
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(tokio::net::UnixListener),
-}
+pub mod accept;
+
+pub use accept::Listener;
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
@@ -55,27 +68,12 @@ pub async fn serve(
     listener: Listener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            a = async {
-                match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
-                        let _ = stream.set_nodelay(true);
-                        spawn_connection(state.clone(), stream, Some(peer), &graceful)
-                    }),
-                    Listener::Unix(l) => l.accept().await.map(|(stream, _)| {
-                        spawn_connection(state.clone(), stream, None, &graceful)
-                    }),
-                }
-            } => a,
-            _ = &mut shutdown => break,
-        };
-        if let Err(e) = accepted {
-            tracing::error!("accept failed: {e}");
-        }
-    }
+    let max_connections = state.limits.max_connections;
+    accept::accept_loop("API server", &listener, max_connections, shutdown, |a| {
+        spawn_connection(state.clone(), a, &graceful)
+    })
+    .await;
     // Stop accepting, let requests in flight finish (idle keep-alive connections close
     // at once), but do not wait forever on a stuck client.
     drop(listener);
@@ -87,25 +85,29 @@ pub async fn serve(
     }
 }
 
-fn spawn_connection<S>(
+fn spawn_connection(
     state: Arc<AppState>,
-    stream: S,
-    peer: Option<std::net::SocketAddr>,
+    accepted: accept::Accepted,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) {
+    let accept::Accepted {
+        stream,
+        peer,
+        permit,
+    } = accepted;
+    let builder = accept::http1_builder(state.limits.header_read_timeout);
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(
+    let conn = builder.serve_connection(
         TokioIo::new(crate::lenient::LenientStream::new(stream)),
         service,
     );
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         let _ = conn.await;
+        drop(permit);
     });
 }
 
@@ -303,6 +305,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 state.auth.load().as_deref(),
                 api.authorization.as_deref(),
                 state.config().db_anon_role.as_deref(),
+                &state.authenticator,
             )
         })?;
         crate::timing::record_role(&identity.role);
@@ -384,12 +387,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             }
             let content_type = header_str(req.headers(), "content-type").map(str::to_string);
             let body = if method == Method::Post {
-                Some(
-                    http_body_util::BodyExt::collect(req.into_body())
-                        .await
-                        .map_err(|e| ApiError::InvalidBody(format!("Cannot read the body: {e}")))?
-                        .to_bytes(),
-                )
+                Some(read_body(req, &state.limits).await?)
             } else {
                 None
             };
@@ -438,16 +436,13 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
                 _ => {
                     let content_type =
                         header_str(req.headers(), "content-type").map(str::to_string);
-                    let body = http_body_util::BodyExt::collect(req.into_body())
-                        .await
-                        .map_err(|e| ApiError::InvalidBody(format!("Cannot read the body: {e}")))?
-                        .to_bytes();
+                    let body = read_body(req, &state.limits).await?;
                     let target = WriteTarget {
                         cache: &cache,
                         schema: &schema,
                         name: &name,
                     };
-                    write(state, &api, target, content_type.as_deref(), &body).await
+                    write(state, &api, target, content_type.as_deref(), body).await
                 }
             }
         }
@@ -461,22 +456,55 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
     })
 }
 
+/// Reads a request body of at most `limits.max_body_size` bytes: a Content-Length over
+/// it is refused before anything is read, a body growing past it as soon as it does, and
+/// one that stalls for the header read timeout is refused too (a slow client would
+/// otherwise hold its connection and its memory indefinitely).
+async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let max = limits.max_body_size;
+    let declared = header_str(req.headers(), "content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::BodyTooLarge(max));
+    }
+    let mut body = req.into_body();
+    let capacity = declared.unwrap_or(0).min(max);
+    let mut out = bytes::BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    loop {
+        let frame = tokio::time::timeout(limits.header_read_timeout, body.frame())
+            .await
+            .map_err(|_| ApiError::InvalidBody("Timed out reading the body".into()))?;
+        let Some(frame) = frame else { break };
+        let frame =
+            frame.map_err(|e| ApiError::InvalidBody(format!("Cannot read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (out.len() + data.len()) as u64 > max {
+                return Err(ApiError::BodyTooLarge(max));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
 /// The payload of a write: `columns=` takes a JSON body as is (PostgreSQL reads it);
 /// otherwise the body is parsed by its Content-Type.
 fn write_payload(
     api: &ApiRequest,
     content_type: Option<&str>,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Option<request::payload::Payload>, ApiError> {
     if api.method == Method::Delete {
         return Ok(None);
     }
+    // The body's own buffer becomes the payload text (no copy when it is not shared).
+    let body = Vec::from(body);
     let is_json = request::payload::media_type_of(content_type) == "application/json";
     if let (Some(columns), true) = (&api.query.columns, is_json) {
-        let json = std::str::from_utf8(body)
+        let json = String::from_utf8(body)
             .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))?;
         return Ok(Some(request::payload::Payload {
-            json: json.to_string(),
+            json,
             keys: columns.clone(),
         }));
     }
@@ -590,7 +618,7 @@ async fn write(
     api: &ApiRequest,
     target: WriteTarget<'_>,
     content_type: Option<&str>,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Resp, ApiError> {
     let payload = write_payload(api, content_type, body)?;
     let config = plan::PlanConfig {
@@ -599,7 +627,7 @@ async fn write(
         aggregates: state.config().flag("db-aggregates-enabled"),
     };
     let started = std::time::Instant::now();
-    let plan = plan::mutate_plan(
+    let mut plan = plan::mutate_plan(
         api,
         target.cache,
         target.schema,
@@ -608,6 +636,9 @@ async fn write(
         &config,
     )?;
     let statement = sql::mutate_statement(&plan);
+    // The payload lives on as the statement's parameter: the plan's copy goes, so a big
+    // body is not held twice while PostgreSQL works.
+    plan.payload = String::new();
     crate::timing::record(crate::timing::Stage::Plan, started.elapsed());
     if let Some(explain) = api.plan {
         return explain_response(state, api, target.schema, explain, &statement, false).await;
@@ -717,7 +748,7 @@ const ROOT_MEDIA: [&str; 4] = [
     "text/html",
 ];
 
-const DOCS_PAGE: &str = include_str!("docs.html");
+const DOCS_PAGE: &str = include_str!("../docs.html");
 
 /// `GET /`: the OpenAPI document of the schema (or db-root-spec's answer).
 async fn root(
@@ -859,6 +890,7 @@ fn envelope(
             state.auth.load().as_deref(),
             api.authorization.as_deref(),
             state.config().db_anon_role.as_deref(),
+            &state.authenticator,
         )?,
     };
     let role = identity.role.clone();
