@@ -470,3 +470,89 @@ fn a_client_that_goes_away_cancels_its_query() {
     assert_alive(&s);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// User plus system CPU time of a process so far, from /proc/<pid>/stat.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn out_of_descriptors_the_server_backs_off_quietly_and_recovers() {
+    let log = std::env::temp_dir().join(format!("pgrest-emfile-{}.log", std::process::id()));
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n 64 && exec {}", env!("CARGO_BIN_EXE_pgrest")),
+    ])
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .env(
+        "PGRST_DB_URI",
+        common::harness()
+            .cluster
+            .uri_as("authenticator", common::DB),
+    )
+    .envs(common::BASE_ENV.iter().copied())
+    .env("PGRST_SERVER_HOST", "127.0.0.1")
+    .env("PGRST_SERVER_PORT", port.to_string())
+    .env("PGRST_DB_POOL", "2")
+    // Above what 64 descriptors allow, so that accepting runs out of them.
+    .env("PGRST_SERVER_MAX_CONNECTIONS", "1000")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    common::reap_with_tests(&child);
+    let s = Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "pgrest did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_alive(&s);
+    let held: Vec<TcpStream> = (0..150)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_time(s.pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_time(s.pid) - before;
+    assert!(
+        spent < Duration::from_millis(300),
+        "spun for {spent:?} in 2 s"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failures = text.matches("accept failed").count();
+    assert!(
+        (1..=3).contains(&failures),
+        "{failures} accept failure lines:\n{}",
+        &text[..text.len().min(2000)]
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = ureq::get(&format!("{}/numbers?n=eq.1", s.base))
+            .timeout(Duration::from_secs(2))
+            .call();
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the descriptors came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+}
