@@ -806,18 +806,8 @@ fn call_input(
             if let Some(cols) = &req.query.columns {
                 return Ok((trimmed.to_string(), cols.clone(), Some(raw.clone()), media));
             }
-            let value: serde_json::Value = serde_json::from_str(trimmed)
-                .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))?;
-            let object = match value {
-                serde_json::Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
-                serde_json::Value::Array(_) => serde_json::Value::Object(Default::default()),
-                other => other,
-            };
-            let keys = match &object {
-                serde_json::Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            Ok((object.to_string(), keys, Some(raw), media))
+            let (object, keys) = crate::request::payload::first_object(trimmed)?;
+            Ok((object, keys, Some(raw), media))
         }
         "application/x-www-form-urlencoded" => {
             let pairs: Vec<(String, String)> = form_urlencoded::parse(body.bytes)

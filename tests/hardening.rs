@@ -112,12 +112,15 @@ fn deep_nesting_is_a_400_and_the_server_lives() {
     let r = s.get(&format!("/numbers?or={}", encode_query(&ok[3..])));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json(), json!([{"n": 1}]));
-    let embeds = nested("manager:employees!manager_id(id,", "id", ")", 20);
+    let embeds = nested("manager:employees!manager_id(id,", "id", ")", 64);
     let r = s.get(&format!(
         "/employees?select=id,{}&limit=1",
         encode_query(&embeds)
     ));
     assert_eq!(r.status, 200, "{}", r.body);
+    let one_more = nested("manager:employees!manager_id(id,", "id", ")", 65);
+    let r = s.get(&format!("/employees?select=id,{}", encode_query(&one_more)));
+    assert_error(&r, 400, "PGRST100");
 }
 
 #[test]

@@ -94,6 +94,56 @@ fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
     false
 }
 
+/// A call's JSON body as the one object of arguments it stands for: the object itself,
+/// or the first element of an array (`{}` for an empty one), as text with its sorted
+/// keys; another value stands for itself, with no keys. Like [`parse_json`], nothing is
+/// built of the values.
+pub fn first_object(text: &str) -> Result<(String, Vec<String>), ApiError> {
+    if nesting_exceeds(text.as_bytes(), MAX_BODY_NESTING) {
+        return Err(invalid_json());
+    }
+    let first: Option<&serde_json::value::RawValue> = match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let first = serde::Deserializer::deserialize_seq(&mut de, FirstElement)
+                .and_then(|first| de.end().map(|_| first))
+                .map_err(|_| invalid_json())?;
+            match first {
+                Some(raw) => Some(raw),
+                None => return Ok(("{}".to_string(), Vec::new())),
+            }
+        }
+        _ => None,
+    };
+    let object = first.map_or(text, serde_json::value::RawValue::get);
+    let keys = match object.trim_start().as_bytes().first() {
+        Some(b'{') => json_keys(object)?,
+        _ => {
+            serde_json::from_str::<IgnoredAny>(object).map_err(|_| invalid_json())?;
+            Vec::new()
+        }
+    };
+    refuse_nul_keys(&keys)?;
+    Ok((object.to_string(), keys))
+}
+
+/// An array's first element as the text it was sent as; the rest are skipped.
+struct FirstElement;
+
+impl<'de> Visitor<'de> for FirstElement {
+    type Value = Option<&'de serde_json::value::RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let first = seq.next_element::<&'de serde_json::value::RawValue>()?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(first)
+    }
+}
+
 use std::borrow::Cow;
 use std::fmt;
 
@@ -387,6 +437,26 @@ mod tests {
             parse_json(br#"{"a\u0000":1}"#.to_vec()).unwrap_err(),
             ApiError::InvalidBody(m) if m.contains("NUL")
         ));
+    }
+
+    #[test]
+    fn a_call_body_is_its_first_object() {
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            first_object(r#" {"b":1, "a":[1,2]} "#).unwrap(),
+            (r#" {"b":1, "a":[1,2]} "#.to_string(), keys(&["a", "b"]))
+        );
+        assert_eq!(
+            first_object(r#"[{"x": 1.50}, {"y": 2}, 3]"#).unwrap(),
+            (r#"{"x": 1.50}"#.to_string(), keys(&["x"]))
+        );
+        assert_eq!(first_object("[]").unwrap(), ("{}".to_string(), keys(&[])));
+        assert_eq!(first_object("3").unwrap(), ("3".to_string(), keys(&[])));
+        assert_eq!(first_object("[3]").unwrap(), ("3".to_string(), keys(&[])));
+        for bad in ["[{", "{} x", "[1,", "nope", r#"{"a":}"#] {
+            assert_eq!(first_object(bad).unwrap_err(), invalid_json(), "{bad}");
+        }
+        assert!(first_object(r#"{"a\u0000":1}"#).is_err());
     }
 
     #[test]
