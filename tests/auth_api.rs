@@ -7,22 +7,13 @@ use common::{assert_json, server_with, sql_rows, Server};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const SECRET: &str = "a-secret-of-at-least-thirty-two-characters";
+use common::{hs256, JWT_SECRET as SECRET};
 
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn hs256(claims: Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 fn server() -> Server {

@@ -7,20 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{server_with, sql_exec, sql_rows, Server};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use common::{hs256, server_with, sql_exec, sql_rows, Server, JWT_SECRET as SECRET};
 use serde_json::{json, Value};
-
-const SECRET: &str = "a-secret-of-at-least-thirty-two-characters";
-
-fn hs256(claims: Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
 
 fn encode_query(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()

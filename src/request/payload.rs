@@ -55,7 +55,7 @@ fn json_keys(text: &str) -> Result<Vec<String>, ApiError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let keys = de
         .deserialize_any(BodyShape {
-            mismatch: &mismatch,
+            mismatch: Some(&mismatch),
         })
         .and_then(|keys| de.end().map(|_| keys))
         .map_err(|_| invalid_json())?;
@@ -151,74 +151,23 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 type KeySet<'de> = BTreeSet<Cow<'de, str>>;
 
-/// The top level of a body: an object (its keys), an array (its first object's keys,
-/// noting in `mismatch` any element that is not an object with the same keys), or
-/// anything else (`None`).
+/// What a JSON value says about the columns of a body: an object gives its keys;
+/// anything else gives `None`. At the top level (`mismatch` set) an array gives its first
+/// object's keys, noting in `mismatch` any element that is not an object with the same
+/// keys; an array inside one is just skipped.
 struct BodyShape<'m> {
-    mismatch: &'m std::cell::Cell<bool>,
+    mismatch: Option<&'m std::cell::Cell<bool>>,
 }
 
-impl<'de> Visitor<'de> for BodyShape<'_> {
-    type Value = Option<KeySet<'de>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object or array")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        ObjectKeys.visit_map(map).map(Some)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let Some(first) = seq.next_element_seed(ElementKeys)? else {
-            return Ok(Some(KeySet::new()));
-        };
-        let first = first.unwrap_or_else(|| {
-            self.mismatch.set(true);
-            KeySet::new()
-        });
-        while let Some(keys) = seq.next_element_seed(ElementKeys)? {
-            if keys.as_ref() != Some(&first) {
-                self.mismatch.set(true);
-            }
-        }
-        Ok(Some(first))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// One array element: its keys when it is an object, `None` for any other value.
-struct ElementKeys;
-
-impl<'de> DeserializeSeed<'de> for ElementKeys {
+impl<'de> DeserializeSeed<'de> for BodyShape<'_> {
     type Value = Option<KeySet<'de>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(ElementVisitor)
+        d.deserialize_any(self)
     }
 }
 
-struct ElementVisitor;
-
-impl<'de> Visitor<'de> for ElementVisitor {
+impl<'de> Visitor<'de> for BodyShape<'_> {
     type Value = Option<KeySet<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -230,8 +179,24 @@ impl<'de> Visitor<'de> for ElementVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+        let Some(mismatch) = self.mismatch else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        };
+        let element = || BodyShape { mismatch: None };
+        let Some(first) = seq.next_element_seed(element())? else {
+            return Ok(Some(KeySet::new()));
+        };
+        let first = first.unwrap_or_else(|| {
+            mismatch.set(true);
+            KeySet::new()
+        });
+        while let Some(keys) = seq.next_element_seed(element())? {
+            if keys.as_ref() != Some(&first) {
+                mismatch.set(true);
+            }
+        }
+        Ok(Some(first))
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {

@@ -46,6 +46,20 @@ impl Reply {
 
 pub const DB: &str = "fixture";
 
+/// The HMAC secret the JWT tests configure (PGRST_JWT_SECRET).
+pub const JWT_SECRET: &str = "a-secret-of-at-least-thirty-two-characters";
+
+/// A token with `claims`, signed HS256 with [`JWT_SECRET`].
+pub fn hs256(claims: serde_json::Value) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign a token")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
