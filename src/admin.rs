@@ -12,11 +12,12 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_postgres::AsyncMessage;
 
+use crate::db::tls::Connector;
 use crate::http::AppState;
 
 /// Loads a new schema cache and swaps it in; requests in flight keep the old snapshot.
 /// On failure the old cache stays and the reason is logged.
-pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
+pub async fn reload_schema(state: &AppState, pg: &Connector) {
     match crate::server::load_schema(pg, &state.config().db_schemas).await {
         Ok(cache) => {
             tracing::info!(
@@ -39,7 +40,7 @@ pub async fn reload_schema(state: &AppState, pg: &tokio_postgres::Config) {
 /// verifier. Keys fixed at start-up (db-uri, db-pool, server-host, server-port,
 /// admin-server-*) keep their effect. A failed reload keeps the previous configuration.
 /// Returns whether the schema cache was reloaded too (db-schemas changed).
-pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) -> bool {
+pub async fn reload_config(state: &AppState, pg: &Connector) -> bool {
     let loaded = async {
         let file_and_env = state.config_source.load()?;
         let (mut client, conn) = crate::server::connect_once(pg).await?;
@@ -71,7 +72,7 @@ pub async fn reload_config(state: &AppState, pg: &tokio_postgres::Config) -> boo
 }
 
 /// Reloads the schema cache on SIGUSR1 and the configuration on SIGUSR2.
-pub async fn reload_on_signal(state: Arc<AppState>, pg: tokio_postgres::Config) {
+pub async fn reload_on_signal(state: Arc<AppState>, pg: Connector) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut usr1), Ok(mut usr2)) = (
         signal(SignalKind::user_defined1()),
@@ -108,15 +109,16 @@ pub fn connection_lost(state: &AppState) {
 /// LISTENs on db-channel and reloads on `reload schema` (or an empty payload). The
 /// connection is re-established with capped exponential backoff, and the cache reloaded
 /// after each reconnection since the schema may have changed meanwhile.
-pub async fn listen(state: Arc<AppState>, pg: tokio_postgres::Config, channel: String) {
+pub async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
     // With several hosts in db-uri (a primary and replicas) the listener wants the
     // primary, where DDL and NOTIFY happen, whatever the pool connects to.
-    let mut listener_pg = pg.clone();
-    listener_pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    let listener_pg = pg.with_config(|c| {
+        c.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    });
     let mut delay = Duration::from_secs(1);
     let mut first = true;
     loop {
-        match listener_pg.connect(tokio_postgres::NoTls).await {
+        match listener_pg.connect().await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
                 let driver = tokio::spawn(async move {

@@ -117,8 +117,40 @@ impl TempCluster {
         )
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Writes a file into the data directory (certificates, pg_hba.conf), owned by the
+    /// user the server runs as, with permissions `mode`; `append` adds to it instead.
+    pub fn write_data_file(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+        append: bool,
+    ) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.data_dir().join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| format!("cannot write {path:?}: {e}"))?;
+        file.write_all(contents)
+            .map_err(|e| format!("cannot write {path:?}: {e}"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot chmod {path:?}: {e}"))?;
+        if self.as_postgres {
+            self.run(
+                Command::new("chown").arg("postgres:postgres").arg(&path),
+                false,
+            )?;
+        }
+        Ok(())
     }
 
     fn pg_command(&self, program: &str) -> Command {

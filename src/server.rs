@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, LogLevel};
 use crate::db;
+use crate::db::tls::Connector;
 use crate::http::{self, AppState};
 use crate::pgcluster::TempCluster;
 use crate::schema::SchemaCache;
@@ -63,9 +64,10 @@ fn bind_host(host: &str) -> &str {
 
 /// One short-lived connection for start-up and reload work, driven in the background.
 pub async fn connect_once(
-    pg: &tokio_postgres::Config,
+    connector: &Connector,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
-    let (client, connection) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+    let (client, connection) = connector.connect().await.map_err(|e| {
+        let pg = &connector.config;
         let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
         let hosts: Vec<String> = pg
             .get_hosts()
@@ -157,10 +159,7 @@ pub async fn with_db_config(
     config.with_db_settings(&settings)
 }
 
-pub async fn load_schema(
-    pg: &tokio_postgres::Config,
-    schemas: &[String],
-) -> Result<SchemaCache, String> {
+pub async fn load_schema(pg: &Connector, schemas: &[String]) -> Result<SchemaCache, String> {
     let (mut client, conn) = connect_once(pg).await?;
     let cache = load_schema_on(&mut client, schemas).await;
     drop(client);
@@ -243,7 +242,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .db_uri
         .clone()
         .ok_or_else(|| "db-uri is not set".to_string())?;
-    let pg: tokio_postgres::Config = uri.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+    let pg = Connector::from_uri(&uri)?;
     // One connection for the in-database configuration and the schema cache.
     let (mut client, conn) = connect_once(&pg).await?;
     let config = with_db_config(&mut client, config).await?;

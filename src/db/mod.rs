@@ -1,6 +1,8 @@
 //! Running a request's transaction: pool, envelope (BEGIN, request GUCs, pre-request, the
 //! main statement, COMMIT) pipelined into one round trip, and SQLSTATE -> ApiError.
 
+pub mod tls;
+
 use std::error::Error as _;
 use std::time::Duration;
 
@@ -9,7 +11,6 @@ use std::collections::HashMap;
 
 use deadpool::managed;
 use postgres_types::{Format, IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
 
 use crate::error::ApiError;
 use crate::sql::Statement;
@@ -86,13 +87,15 @@ const MAX_STATEMENTS: usize = 500;
 /// A pooled connection with the statements prepared on it, by SQL text.
 pub struct Conn {
     client: tokio_postgres::Client,
+    /// How it was opened: a cancel request goes the same way (TLS included).
+    connector: tls::Connector,
     statements: HashMap<String, tokio_postgres::Statement>,
     /// A transaction was begun and not yet seen closed.
     in_transaction: bool,
 }
 
 pub struct PgManager {
-    config: tokio_postgres::Config,
+    connector: tls::Connector,
     /// db-pool-max-lifetime: older connections are closed instead of reused.
     max_lifetime: Duration,
 }
@@ -102,10 +105,11 @@ impl managed::Manager for PgManager {
     type Error = tokio_postgres::Error;
 
     async fn create(&self) -> Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.connector.connect().await?;
         tokio::spawn(connection);
         Ok(Conn {
             client,
+            connector: self.connector.clone(),
             statements: HashMap::new(),
             in_transaction: false,
         })
@@ -142,16 +146,15 @@ pub struct PoolSettings {
     pub max_lifetime: Duration,
 }
 
-pub fn make_pool(
-    mut config: tokio_postgres::Config,
-    settings: &PoolSettings,
-) -> Result<Pool, String> {
-    if config.get_application_name().is_none() {
-        config.application_name(concat!("pgrest ", env!("CARGO_PKG_VERSION")));
-    }
+pub fn make_pool(connector: tls::Connector, settings: &PoolSettings) -> Result<Pool, String> {
+    let connector = connector.with_config(|c| {
+        if c.get_application_name().is_none() {
+            c.application_name(concat!("pgrest ", env!("CARGO_PKG_VERSION")));
+        }
+    });
     let (size, acquisition_timeout) = (settings.size, settings.acquisition_timeout);
     managed::Pool::builder(PgManager {
-        config,
+        connector,
         max_lifetime: settings.max_lifetime,
     })
     .max_size(size)
@@ -189,6 +192,9 @@ pub fn pool_error(e: managed::PoolError<tokio_postgres::Error>) -> ApiError {
 }
 
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(tls) = tls::describe_tls(e) {
+        return tls;
+    }
     if let Some(db) = e.as_db_error() {
         return format!("{} ({})", db.message(), db.code().code());
     }
@@ -469,7 +475,7 @@ impl Drop for InFlight {
 /// cancel reaching an idle backend is ignored, so it cannot hit a later request's
 /// statements.
 async fn abandon(mut conn: Pooled) {
-    let _ = conn.client.cancel_token().cancel_query(NoTls).await;
+    conn.connector.cancel(&conn.client).await;
     if conn.client.batch_execute("ROLLBACK").await.is_ok() {
         conn.in_transaction = false;
     }
