@@ -399,7 +399,9 @@ impl Config {
         }
         Ok(Config {
             app_settings,
-            db_uri: opt("db-uri"),
+            db_uri: opt("db-uri")
+                .map(|v| read_at_file("db-uri", v))
+                .transpose()?,
             db_anon_role: opt("db-anon-role"),
             db_pool,
             db_pool_acquisition_timeout: parse_num(
@@ -501,6 +503,16 @@ impl Config {
             let _ = writeln!(out, "app.settings.{k} = \"{}\"", escape(&v));
         }
         out
+    }
+}
+
+/// `@path` (PostgREST's form for db-uri): the file's contents, trimmed.
+fn read_at_file(key: &str, value: String) -> Result<String, String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| text.trim().to_string())
+            .map_err(|e| format!("cannot read {key} from {path}: {e}")),
+        None => Ok(value),
     }
 }
 

@@ -72,7 +72,10 @@ fn run(file: Option<String>, dump: bool, demo: bool) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    if demo || config.db_uri.is_none() {
+    // A user who sets PGHOST (or PGDATABASE, ...) means their database, not the demo.
+    let names_a_database = config.db_uri.is_some()
+        || pgrest::db::tls::libpq_env_names_a_database(|k| std::env::var(k).ok());
+    if demo || !names_a_database {
         runtime.block_on(server::run_demo(source))
     } else {
         runtime.block_on(server::run(source))

@@ -66,28 +66,53 @@ fn bind_host(host: &str) -> &str {
 pub async fn connect_once(
     connector: &Connector,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
-    let (client, connection) = connector.connect().await.map_err(|e| {
-        let pg = &connector.config;
-        let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
-        let hosts: Vec<String> = pg
-            .get_hosts()
-            .iter()
-            .zip(ports)
-            .map(|(h, p)| match h {
-                tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
-                tokio_postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
-            })
-            .collect();
-        format!(
-            "cannot connect to the database at {}: {}",
-            hosts.join(","),
-            db::describe(&e)
-        )
-    })?;
+    connect_typed(connector)
+        .await
+        .map_err(|e| connect_error(connector, &e))
+}
+
+async fn connect_typed(
+    connector: &Connector,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = connector.connect().await?;
     let conn = tokio::spawn(async move {
         let _ = connection.await;
     });
     Ok((client, conn))
+}
+
+/// "cannot connect to the database at host:port: why".
+fn connect_error(connector: &Connector, e: &tokio_postgres::Error) -> String {
+    let pg = &connector.config;
+    let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .zip(ports)
+        .map(|(h, p)| match h {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+            tokio_postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
+        })
+        .collect();
+    format!(
+        "cannot connect to the database at {}: {}",
+        hosts.join(","),
+        db::describe(e)
+    )
+}
+
+/// Whether waiting can cure a failed connection: no server answered (refused, timed
+/// out, reset), or it is starting up, shutting down or full. A server that answered no
+/// (authentication, a missing database, TLS certificates) or a configuration error will
+/// say the same next time.
+fn worth_retrying(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => matches!(db.code().code(), "57P03" | "57P01" | "57P02" | "53300"),
+        None => {
+            db::tls::describe_tls(e).is_none()
+                && !e.to_string().starts_with("invalid configuration")
+        }
+    }
 }
 
 /// Lays the in-database configuration over `config` when db-config is on: the
@@ -238,19 +263,23 @@ pub fn authenticator(config: &Config) -> Result<Option<crate::auth::Authenticato
 /// Connects, loads the schema cache and starts serving in the background.
 pub async fn start(source: crate::config::ConfigSource) -> Result<Running, String> {
     let config = source.load()?;
+    // Unset: PostgREST's default, which libpq's environment completes.
     let uri = config
         .db_uri
         .clone()
-        .ok_or_else(|| "db-uri is not set".to_string())?;
+        .unwrap_or_else(|| "postgresql://".to_string());
     let pg = Connector::from_uri(&uri)?;
-    // One connection for the in-database configuration and the schema cache.
-    let (mut client, conn) = connect_once(&pg).await?;
-    let config = with_db_config(&mut client, config).await?;
-    let auth = authenticator(&config)?;
-    let cache = load_schema_on(&mut client, &config.db_schemas).await?;
-    let authenticator = session_user(&client).await?;
-    drop(client);
-    let _ = conn.await;
+    let host = bind_host(&config.server_host).to_string();
+    let (listener, addr) = bind_api(&config, &host).await?;
+    let admin_listener = bind_admin(&config, &host).await?;
+    let (listener, admin_listener, ready) =
+        wait_for_database(&pg, config, listener, admin_listener).await?;
+    let Ready {
+        config,
+        auth,
+        cache,
+        authenticator,
+    } = ready;
     tracing::info!(
         "schema cache loaded in {:.1} ms: {} relations",
         cache.load_time.as_secs_f64() * 1000.0,
@@ -264,45 +293,6 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     };
     let pool = db::make_pool(pg.clone(), &pool_settings())?;
     tokio::spawn(db::retire_idle_connections(pool.clone(), pool_settings()));
-    let host = bind_host(&config.server_host).to_string();
-    let (listener, addr) = match config.value("server-unix-socket") {
-        Some(path) => (
-            http::Listener::Unix(bind_unix(path, config.unix_socket_mode)?),
-            None,
-        ),
-        None => {
-            let listener = TcpListener::bind((host.as_str(), config.server_port))
-                .await
-                .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!("listening on {addr}");
-            (http::Listener::Tcp(listener), Some(addr))
-        }
-    };
-    let admin_listener = match (
-        config.value("admin-server-unix-socket"),
-        config.value("admin-server-port"),
-    ) {
-        (Some(path), _) => Some(http::Listener::Unix(bind_unix(
-            path,
-            config.admin_unix_socket_mode,
-        )?)),
-        (None, Some(port)) => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
-            let admin_host = config
-                .value("admin-server-host")
-                .map(|h| bind_host(h).to_string())
-                .unwrap_or_else(|| host.clone());
-            Some(http::Listener::Tcp(
-                TcpListener::bind((admin_host.as_str(), port))
-                    .await
-                    .map_err(|e| format!("cannot listen on {admin_host}:{port}: {e}"))?,
-            ))
-        }
-        (None, None) => None,
-    };
     let limits = limits(&config);
     let metrics = crate::metrics::Metrics::default();
     metrics.schema_load(Some(cache.load_time));
@@ -355,6 +345,154 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         stop,
         done,
     })
+}
+
+/// The API's listener: server-unix-socket, or TCP on server-host:server-port.
+async fn bind_api(
+    config: &Config,
+    host: &str,
+) -> Result<(http::Listener, Option<SocketAddr>), String> {
+    if let Some(path) = config.value("server-unix-socket") {
+        let listener = bind_unix(path, config.unix_socket_mode)?;
+        return Ok((http::Listener::Unix(listener), None));
+    }
+    let reuseport = config.flag("server-reuseport");
+    let listener = bind_tcp(host, config.server_port, reuseport)
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("listening on {addr}");
+    Ok((http::Listener::Tcp(listener), Some(addr)))
+}
+
+/// The admin server's listener, when one is configured.
+async fn bind_admin(config: &Config, host: &str) -> Result<Option<http::Listener>, String> {
+    match (
+        config.value("admin-server-unix-socket"),
+        config.value("admin-server-port"),
+    ) {
+        (Some(path), _) => Ok(Some(http::Listener::Unix(bind_unix(
+            path,
+            config.admin_unix_socket_mode,
+        )?))),
+        (None, Some(port)) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
+            let admin_host = config
+                .value("admin-server-host")
+                .map(|h| bind_host(h).to_string())
+                .unwrap_or_else(|| host.to_string());
+            let listener = bind_tcp(&admin_host, port, false)
+                .await
+                .map_err(|e| format!("cannot listen on {admin_host}:{port}: {e}"))?;
+            Ok(Some(http::Listener::Tcp(listener)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// What start-up reads from the database before serving.
+struct Ready {
+    config: Config,
+    auth: Option<crate::auth::Authenticator>,
+    cache: SchemaCache,
+    authenticator: String,
+}
+
+enum NotReady {
+    /// The database may come up yet: try again later.
+    Retry(String),
+    /// Waiting will not help: exit.
+    Fatal(String),
+}
+
+/// Connects and reads the in-database configuration, the session user and the schema
+/// cache over one connection.
+async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady> {
+    let (mut client, conn) = connect_typed(pg).await.map_err(|e| {
+        let message = connect_error(pg, &e);
+        match worth_retrying(&e) {
+            true => NotReady::Retry(message),
+            false => NotReady::Fatal(message),
+        }
+    })?;
+    let config = with_db_config(&mut client, config)
+        .await
+        .map_err(NotReady::Fatal)?;
+    let auth = authenticator(&config).map_err(NotReady::Fatal)?;
+    let cache = load_schema_on(&mut client, &config.db_schemas)
+        .await
+        .map_err(NotReady::Retry)?;
+    let authenticator = session_user(&client).await.map_err(NotReady::Retry)?;
+    drop(client);
+    let _ = conn.await;
+    Ok(Ready {
+        config,
+        auth,
+        cache,
+        authenticator,
+    })
+}
+
+/// The longest wait between start-up attempts, as PostgREST's.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(32);
+
+/// Reads the database, retrying with backoff (1 s doubling to 32 s) while it is not up,
+/// as PostgREST does: meanwhile the listeners answer 503 PGRST002 with Retry-After, and
+/// the admin server's /live 200. With db-pool-automatic-recovery off, the first failure
+/// ends start-up instead (a supervisor restarts pgrest).
+async fn wait_for_database(
+    pg: &Connector,
+    config: Config,
+    listener: http::Listener,
+    admin: Option<http::Listener>,
+) -> Result<(http::Listener, Option<http::Listener>, Ready), String> {
+    let recover = config.flag("db-pool-automatic-recovery");
+    let first = match read_database(pg, config.clone()).await {
+        Ok(ready) => return Ok((listener, admin, ready)),
+        Err(NotReady::Retry(e)) if recover => e,
+        Err(NotReady::Retry(e) | NotReady::Fatal(e)) => return Err(e),
+    };
+    let waiting = crate::http::waiting::Waiting::start(listener, admin);
+    let mut delay = Duration::from_secs(1);
+    let mut reason = first;
+    let outcome = loop {
+        waiting.retry_in(delay);
+        tracing::error!("{reason}; retrying in {} s", delay.as_secs());
+        tokio::time::sleep(delay).await;
+        match read_database(pg, config.clone()).await {
+            Ok(ready) => break Ok(ready),
+            Err(NotReady::Retry(e)) => reason = e,
+            Err(NotReady::Fatal(e)) => break Err(e),
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    };
+    let (listener, admin) = waiting.stop().await;
+    outcome.map(|ready| (listener, admin, ready))
+}
+
+/// Binds a TCP listener on the first address `host` resolves to that takes it. With
+/// `reuseport` (server-reuseport) several processes may listen on the same port, the
+/// kernel spreading connections over them.
+async fn bind_tcp(host: &str, port: u16, reuseport: bool) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if reuseport {
+            socket.set_reuseport(true)?;
+        }
+        match socket.bind(addr).and_then(|_| socket.listen(1024)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the host resolves to no address")))
 }
 
 /// Binds a Unix socket (server-unix-socket, admin-server-unix-socket) with permissions

@@ -92,10 +92,18 @@ fn invalid_configuration_is_one_line_and_a_failure() {
 }
 
 #[test]
-fn unreachable_database_is_one_line_and_a_failure() {
+fn unreachable_database_is_one_line_and_a_failure_without_automatic_recovery() {
+    // With recovery on (the default) pgrest waits for the database instead: see
+    // tests/startup_outage.rs.
     let port = pgrest::pgcluster::free_port().unwrap();
     let uri = format!("postgresql://nobody@127.0.0.1:{port}/db");
-    let o = pgrest(&[], &[("PGRST_DB_URI", &uri)]);
+    let o = pgrest(
+        &[],
+        &[
+            ("PGRST_DB_URI", &uri),
+            ("PGRST_DB_POOL_AUTOMATIC_RECOVERY", "false"),
+        ],
+    );
     assert!(!o.status.success());
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -165,7 +165,7 @@ fn split_key_values(text: &str) -> Result<(String, Vec<(String, String)>), Strin
 fn next_pair(text: &str) -> Result<(&str, String, String, &str), String> {
     let eq = text
         .find('=')
-        .ok_or_else(|| format!("invalid connection string: missing \"=\" after {text:?}"))?;
+        .ok_or_else(|| format!("missing \"=\" after {text:?}"))?;
     let key = text[..eq].trim().to_string();
     let after_eq = &text[eq + 1..];
     let value_start = after_eq.len() - after_eq.trim_start().len();
@@ -188,7 +188,7 @@ fn next_pair(text: &str) -> Result<(&str, String, String, &str), String> {
                 c => value.push(c),
             }
         }
-        close.ok_or("invalid connection string: unterminated quoted value")?
+        close.ok_or("unterminated quoted value")?
     } else {
         let end = value_text
             .find(char::is_whitespace)
@@ -198,6 +198,77 @@ fn next_pair(text: &str) -> Result<(&str, String, String, &str), String> {
     };
     let pair_end = eq + 1 + value_start + end;
     Ok((&text[..pair_end], key, value, &text[pair_end..]))
+}
+
+/// What the connection string leaves unset, from libpq's environment (PGHOST, PGPORT,
+/// PGUSER, PGPASSWORD, PGDATABASE, PGAPPNAME, PGCONNECT_TIMEOUT) and then libpq's
+/// defaults (the local socket directory, the OS user), as PostgREST gets through libpq.
+/// tokio-postgres reads no environment of its own.
+pub fn fill_from_libpq_env(
+    config: &mut tokio_postgres::Config,
+    env: impl Fn(&str) -> Option<String>,
+) {
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        match env("PGHOST") {
+            Some(hosts) => hosts.split(',').for_each(|h| {
+                config.host(h.trim());
+            }),
+            None => {
+                config.host(default_socket_dir());
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(port) = env("PGPORT").and_then(|p| p.trim().parse().ok()) {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none() {
+        if let Some(user) = env("PGUSER")
+            .or_else(|| env("USER"))
+            .or_else(|| env("LOGNAME"))
+        {
+            config.user(user);
+        }
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(db) = env("PGDATABASE") {
+            config.dbname(db);
+        }
+    }
+    if config.get_application_name().is_none() {
+        if let Some(name) = env("PGAPPNAME") {
+            config.application_name(name);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        if let Some(secs) = env("PGCONNECT_TIMEOUT").and_then(|s| s.trim().parse().ok()) {
+            config.connect_timeout(std::time::Duration::from_secs(secs));
+        }
+    }
+}
+
+/// libpq's socket directory as Debian builds it, or upstream's /tmp.
+fn default_socket_dir() -> &'static str {
+    if Path::new("/var/run/postgresql").is_dir() {
+        "/var/run/postgresql"
+    } else {
+        "/tmp"
+    }
+}
+
+/// Whether libpq's environment names a database to connect to: then pgrest serves it
+/// rather than starting the demo when db-uri is unset.
+pub fn libpq_env_names_a_database(env: impl Fn(&str) -> Option<String>) -> bool {
+    ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER"]
+        .iter()
+        .any(|k| env(k).is_some_and(|v| !v.is_empty()))
 }
 
 /// tokio-postgres' connection over rustls (the stream type the crate does not name).
@@ -217,9 +288,11 @@ pub struct Connector {
 impl Connector {
     /// From db-uri, with libpq's environment.
     pub fn from_uri(uri: &str) -> Result<Connector, String> {
-        let (rest, options) = split_connection_string(uri, |k| std::env::var(k).ok())?;
+        let (rest, options) = split_connection_string(uri, |k| std::env::var(k).ok())
+            .map_err(|e| format!("invalid db-uri: {e}"))?;
         let mut config: tokio_postgres::Config =
             rest.parse().map_err(|e| format!("invalid db-uri: {e}"))?;
+        fill_from_libpq_env(&mut config, |k| std::env::var(k).ok());
         config.ssl_mode(options.mode.wire());
         let (client_config, _) = client_config(&options)?;
         Ok(Connector {
@@ -462,7 +535,9 @@ fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
             return Some(r);
         }
         // An io::Error's source() skips the error it wraps; get_ref() gives it.
-        let wrapped = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        let wrapped = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
         if let Some(r) = wrapped.and_then(|w| w.downcast_ref::<rustls::Error>()) {
             return Some(r);
         }
@@ -568,6 +643,31 @@ mod tests {
         let (_, o) = split("postgres://db/app?sslrootcert=system", &[]).unwrap();
         assert_eq!(o.mode, SslMode::VerifyFull);
         assert!(split("postgres://db/app?sslrootcert=system&sslmode=require", &[]).is_err());
+    }
+
+    #[test]
+    fn libpq_environment_fills_what_the_uri_leaves_unset() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("db1,/run/pg".to_string()),
+            "PGPORT" => Some("6543".to_string()),
+            "PGUSER" => Some("envuser".to_string()),
+            "PGDATABASE" => Some("envdb".to_string()),
+            _ => None,
+        };
+        let mut c: tokio_postgres::Config = "postgresql://".parse().unwrap();
+        fill_from_libpq_env(&mut c, env);
+        assert_eq!(c.get_hosts().len(), 2);
+        assert_eq!(c.get_ports(), &[6543]);
+        assert_eq!(c.get_user(), Some("envuser"));
+        assert_eq!(c.get_dbname(), Some("envdb"));
+        let mut c: tokio_postgres::Config = "postgresql://u@h:1/d".parse().unwrap();
+        fill_from_libpq_env(&mut c, env);
+        assert_eq!(
+            (c.get_user(), c.get_dbname(), c.get_ports()),
+            (Some("u"), Some("d"), &[1u16][..])
+        );
+        assert!(libpq_env_names_a_database(env));
+        assert!(!libpq_env_names_a_database(|_| None));
     }
 
     #[test]

@@ -59,6 +59,7 @@ type Resp = Response<Full<Bytes>>;
 const VARY: &str = "Accept, Prefer, Range";
 
 pub mod accept;
+pub mod waiting;
 
 pub use accept::Listener;
 
@@ -447,10 +448,14 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
             }
         }
     };
-    // With several schemas, a response says which one it came from.
+    // With several schemas, a response says which one it came from; every success
+    // varies by Accept, Prefer and Range (PostgREST 16 sends Vary on all of them).
     response.map(|mut r| {
         if profiled {
             set(&mut r, "Content-Profile", &schema);
+        }
+        if !r.headers().contains_key(hyper::header::VARY) {
+            set(&mut r, "Vary", VARY);
         }
         r
     })

@@ -190,6 +190,9 @@ pub(super) async fn load(
             .iter()
             .filter(|a| matches!(a.mode.as_str(), "i" | "b" | "v"))
             .collect();
+        if !callable(&inputs) || r.get::<_, String>(7) == "trigger" {
+            continue;
+        }
         let has_out = args
             .iter()
             .any(|a| matches!(a.mode.as_str(), "o" | "b" | "t"));
@@ -269,5 +272,34 @@ pub(super) async fn load(
                 media: media.map(|m| MediaHandler::new(m, r.get::<_, &str>(13))),
             });
     }
+    for overloads in out.values_mut() {
+        overloads.sort_by_cached_key(overload_order);
+    }
     Ok(out)
+}
+
+/// Whether a function can be called through /rpc, as PostgREST decides it: every input
+/// parameter named, or a single unnamed one when the first parameter is json, jsonb,
+/// text, xml or bytea (the body itself is then the argument). Others are left out of the
+/// schema cache, so calling them is 404 PGRST202 and they are never PGRST203 candidates.
+fn callable(inputs: &[&RawArg]) -> bool {
+    match inputs.iter().filter(|a| a.name.is_empty()).count() {
+        0 => true,
+        1 => matches!(
+            inputs[0].type_name.as_str(),
+            "bytea" | "json" | "jsonb" | "text" | "xml"
+        ),
+        _ => false,
+    }
+}
+
+/// Overloads in PostgREST's order (fewest parameters first, then by their names and
+/// types): the order PGRST203 lists candidates in.
+fn overload_order(r: &Routine) -> (usize, Vec<(String, String)>) {
+    let params = r
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), p.type_name.clone()))
+        .collect();
+    (r.params.len(), params)
 }

@@ -1,0 +1,207 @@
+//! PostgREST behaviours clients see, checked one by one against a real server: which
+//! functions are callable, overload order, Vary, SO_REUSEPORT, libpq's environment.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{sql_exec, Server};
+use serde_json::json;
+
+fn functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        sql_exec(
+            "CREATE FUNCTION test_api.unnamed_int(integer) RETURNS integer LANGUAGE sql
+               AS $$ SELECT $1 $$;
+             CREATE FUNCTION test_api.two_unnamed(text, text) RETURNS text LANGUAGE sql
+               AS $$ SELECT $1 || $2 $$;
+             CREATE FUNCTION test_api.unnamed_json(json) RETURNS json LANGUAGE sql
+               AS $$ SELECT $1 $$;
+             CREATE FUNCTION test_api.ordered(x text) RETURNS text LANGUAGE sql
+               AS $$ SELECT 'text' $$;
+             CREATE FUNCTION test_api.ordered(x integer) RETURNS text LANGUAGE sql
+               AS $$ SELECT 'integer' $$;
+             NOTIFY pgrst, 'reload schema';",
+        )
+    });
+}
+
+fn wait_for(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn functions_postgrest_cannot_call_are_not_in_the_schema_cache() {
+    functions();
+    let s = common::server();
+    wait_for("the new functions", || {
+        s.send("POST", "/rpc/unnamed_json", &[], Some(r#"{"a":1}"#))
+            .status
+            == 200
+    });
+    // One unnamed json parameter takes the whole body.
+    let r = s.send("POST", "/rpc/unnamed_json", &[], Some(r#"{"a":[1,2]}"#));
+    assert_eq!(r.json(), json!({"a": [1, 2]}));
+    for (path, body) in [
+        ("/rpc/unnamed_int", r#"{"":1}"#),
+        ("/rpc/unnamed_int", "{}"),
+        ("/rpc/two_unnamed", r#"{"":"a"}"#),
+    ] {
+        let r = s.send("POST", path, &[], Some(body));
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert_eq!(r.json()["code"], "PGRST202", "{}", r.body);
+    }
+    // PGRST203 lists candidates in PostgREST's order, not the order of creation.
+    let r = s.get("/rpc/ordered?x=1");
+    assert_eq!(r.status, 300, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "Could not choose the best candidate function between: test_api.ordered(x => integer), test_api.ordered(x => text)"
+    );
+}
+
+#[test]
+fn every_success_varies_by_accept_prefer_and_range() {
+    let s = common::server();
+    let vary = |r: &common::Reply| r.header("Vary").map(str::to_string);
+    let expected = Some("Accept, Prefer, Range".to_string());
+    assert_eq!(vary(&s.get("/numbers?n=eq.1")), expected);
+    let created = s.send(
+        "POST",
+        "/w_bulk",
+        &[("Prefer", "return=minimal")],
+        Some(r#"{"id":9101,"name":"vary"}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(vary(&created), expected);
+    let deleted = s.request("DELETE", "/w_bulk?id=eq.9101", &[]);
+    assert_eq!(deleted.status, 204);
+    assert_eq!(vary(&deleted), expected);
+    assert_eq!(vary(&s.request("OPTIONS", "/numbers", &[])), expected);
+    assert_eq!(vary(&s.get("/rpc/add_them?a=1&b=2")), expected);
+}
+
+/// Starts pgrest with `env` on `port`.
+fn spawn_on(port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = common::pgrest_command();
+    cmd.env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    common::reap_with_tests(&child);
+    child
+}
+
+/// How many sockets listen on TCP `port` (from /proc/net/tcp).
+fn listeners(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.split_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && fields.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+#[test]
+fn server_reuseport_lets_two_processes_share_a_port() {
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let shared = [("PGRST_SERVER_REUSEPORT", "true")];
+    let mut first = spawn_on(port, &shared);
+    let mut second = spawn_on(port, &shared);
+    wait_for("two listeners", || listeners(port) == 2);
+    for _ in 0..10 {
+        let r = ureq::get(&format!("http://127.0.0.1:{port}/numbers?n=eq.1"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(first.try_wait().unwrap().is_none());
+    assert!(second.try_wait().unwrap().is_none());
+    // Without it, the port is taken: start-up fails with exit 1.
+    let mut third = spawn_on(port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = third.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a third process took the port");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    for mut child in [first, second] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn libpq_environment_and_an_at_file_name_the_database() {
+    let h = common::harness();
+    let port = h
+        .cluster
+        .uri("postgres")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .unwrap()
+        .to_string();
+    // No db-uri at all: PGHOST and friends mean this database, not the demo.
+    let api_port = pgrest::pgcluster::free_port().unwrap();
+    let mut cmd = common::pgrest_command();
+    cmd.env_remove("PGRST_DB_URI")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port)
+        .env("PGUSER", "authenticator")
+        .env("PGDATABASE", common::DB)
+        .env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", api_port.to_string());
+    let (s, mut child) = spawn_and_wait(cmd, api_port);
+    assert_eq!(s.get("/numbers?n=eq.2").json(), json!([{"n": 2}]));
+    let _ = child.kill();
+    let _ = child.wait();
+    // db-uri = "@file" reads the connection string from the file.
+    let file = std::env::temp_dir().join(format!("pgrest-uri-{}", std::process::id()));
+    std::fs::write(
+        &file,
+        format!("{}\n", h.cluster.uri_as("authenticator", common::DB)),
+    )
+    .unwrap();
+    let at_file = format!("@{}", file.display());
+    let mut cmd = common::pgrest_command();
+    cmd.env("PGRST_DB_URI", &at_file);
+    let (s, mut child) = common::spawn_server(cmd);
+    assert_eq!(s.get("/numbers?n=eq.3").json(), json!([{"n": 3}]));
+    let _ = child.kill();
+    let _ = std::fs::remove_file(&file);
+}
+
+fn spawn_and_wait(mut cmd: std::process::Command, port: u16) -> (Server, std::process::Child) {
+    let child = cmd.spawn().unwrap();
+    common::reap_with_tests(&child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "pgrest did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    (server, child)
+}
