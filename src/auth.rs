@@ -1,6 +1,7 @@
 //! JWT authentication: verify the token, check its time and audience claims, find the
 //! role claim. The database role switch itself happens in the request transaction.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -58,13 +59,36 @@ pub struct Authenticator {
 /// every use. `None` when jwt-cache-max-entries is 0.
 struct Cache(Option<SieveCache<String, Arc<Value>>>);
 
+/// The JWT cache's lookups, hits and evictions since the process started (across config
+/// reloads, which rebuild the cache), for /metrics.
+pub struct CacheCounters {
+    pub requests: AtomicU64,
+    pub hits: AtomicU64,
+    pub evictions: AtomicU64,
+}
+
+pub static JWT_CACHE: CacheCounters = CacheCounters {
+    requests: AtomicU64::new(0),
+    hits: AtomicU64::new(0),
+    evictions: AtomicU64::new(0),
+};
+
 impl Cache {
     fn get(&mut self, token: &str) -> Option<Arc<Value>> {
-        self.0.as_mut()?.get(token).cloned()
+        let cache = self.0.as_mut()?;
+        JWT_CACHE.requests.fetch_add(1, Ordering::Relaxed);
+        let hit = cache.get(token).cloned();
+        if hit.is_some() {
+            JWT_CACHE.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
     }
 
     fn put(&mut self, token: &str, claims: Arc<Value>) {
         if let Some(cache) = self.0.as_mut() {
+            if cache.len() >= cache.capacity() && !cache.contains_key(token) {
+                JWT_CACHE.evictions.fetch_add(1, Ordering::Relaxed);
+            }
             cache.insert(token.to_string(), claims);
         }
     }

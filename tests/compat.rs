@@ -205,3 +205,98 @@ fn spawn_and_wait(mut cmd: std::process::Command, port: u16) -> (Server, std::pr
     };
     (server, child)
 }
+
+/// The value of a metric line `name` in the exposition text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_pool_timeouts_the_jwt_cache_and_the_process() {
+    let admin_port = pgrest::pgcluster::free_port().unwrap().to_string();
+    let s = common::server_with(&[
+        ("PGRST_ADMIN_SERVER_PORT", &admin_port),
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", "1"),
+        ("PGRST_JWT_SECRET", common::JWT_SECRET),
+    ]);
+    let metrics = || {
+        ureq::get(&format!("http://127.0.0.1:{admin_port}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    wait_for("the admin server", || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port.parse::<u16>().unwrap())).is_ok()
+    });
+    let token = common::hs256(json!({"role": "test_user"}));
+    for _ in 0..3 {
+        let r = s.get_with(
+            "/rpc/add_them?a=1&b=2",
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_ne!(
+            r.json()["code"],
+            "PGRST301",
+            "the token is valid: {}",
+            r.body
+        );
+    }
+    // The one connection is held by a nap; the next request times out waiting.
+    let base = s.base.clone();
+    let napper = std::thread::spawn(move || {
+        let _ = ureq::get(&format!("{base}/rpc/nap?seconds=3")).call();
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let r = s.get("/numbers?n=eq.1");
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST003");
+    napper.join().unwrap();
+    let text = metrics();
+    assert_eq!(
+        metric(&text, "pgrst_db_pool_timeouts_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "pgrst_jwt_cache_requests_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "pgrst_jwt_cache_hits_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "pgrst_jwt_cache_evictions_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("pgrst_schema_cache_loads_total{status=\"FAIL\"} 0"),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "process_open_fds").is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "process_cpu_seconds_total").is_some_and(|s| s > 0.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "process_max_fds").is_some_and(|n| n >= 64.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "process_start_time_seconds").is_some_and(|t| t > 1.7e9),
+        "{text}"
+    );
+}

@@ -551,9 +551,9 @@ fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
 pub fn describe_tls(e: &tokio_postgres::Error) -> Option<String> {
     use rustls::CertificateError as C;
     let Some(tls) = rustls_error(e) else {
-        let text = e.to_string();
-        return text
-            .contains("server does not support TLS")
+        let mut texts = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source());
+        return texts
+            .any(|e| e.to_string().contains("server does not support TLS"))
             .then(|| "the server does not support TLS, which sslmode requires".to_string());
     };
     let what = match tls {

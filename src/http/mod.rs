@@ -157,6 +157,9 @@ async fn handle(
                 if matches!(e, ApiError::Connection(_) | ApiError::Client(_)) {
                     crate::admin::connection_lost(state);
                 }
+                if e == ApiError::PoolTimeout {
+                    state.metrics.pool_timeout();
+                }
                 error_response(&e, state.config().minimal_errors)
             }
         }
