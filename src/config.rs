@@ -66,6 +66,53 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("url-use-legacy-target-names", "true", true),
 ];
 
+/// `pgrest --example`: an annotated configuration file to start from.
+pub const EXAMPLE: &str = r##"## pgrest configuration: PostgREST's file format. Every key can also be set in the
+## environment as PGRST_<KEY> (db-uri -> PGRST_DB_URI), which wins over this file.
+
+## The database, as a URI or libpq key=value string, or "@/path/to/file". Unset parts come
+## from libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE...).
+db-uri = "postgres://authenticator:mysecretpassword@localhost:5432/postgres"
+
+## Schemas exposed as the API; the first is the default (Accept-Profile/Content-Profile
+## pick another).
+db-schemas = "api"
+
+## The role requests run as without a token (unset: a token is required).
+db-anon-role = "web_anon"
+
+## Connections in the pool, and seconds to wait for one before answering 504.
+db-pool = 10
+db-pool-acquisition-timeout = 10
+
+## Cap on the rows any read returns (unset: no cap).
+# db-max-rows = 1000
+
+## A function called before each request's statement (for checks on headers or claims).
+# db-pre-request = "api.check_request"
+
+## JWT: an HMAC secret of at least 32 characters, a JWK or JWKS, or "@/path/to/file";
+## the claim that names the role, and the audience a token must carry.
+# jwt-secret = "reallyreallyreallyreallyverysafe"
+# jwt-role-claim-key = "$.role"
+# jwt-aud = "my-api"
+
+## Where the API listens ("!4" = every IPv4 address, "*" = IPv4 and IPv6).
+server-host = "!4"
+server-port = 3000
+
+## The admin server (/live, /ready, /metrics); on loopback unless admin-server-host says
+## otherwise.
+# admin-server-port = 3001
+
+## Bounds per client (pgrest extensions).
+# server-max-body-size = 104857600
+# server-header-read-timeout = 30
+
+## crit, error, warn, info or debug.
+log-level = "error"
+"##;
+
 /// Keys an operator may also set in the database, as `pgrst.<key with underscores>` role
 /// settings of the authenticator or from the db-pre-config function.
 pub const IN_DB_KEYS: &[&str] = &[

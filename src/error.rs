@@ -76,6 +76,8 @@ pub enum ApiError {
     InvalidPath,
     /// PGRST127: grammar this build does not implement yet.
     NotImplemented(String),
+    /// PGRST120: an embedded resource filtered with an operator other than is.null.
+    UnacceptableFilter(String),
     /// PGRST118: `order=rel(col)` on a to-many embed.
     RelatedOrderNotToOne { parent: String, relation: String },
     /// PGRST200: no relationship for an embed.
@@ -168,6 +170,7 @@ impl ApiError {
             | NotImplemented(_)
             | NoRelationship { .. }
             | RelatedOrderNotToOne { .. }
+            | UnacceptableFilter(_)
             | AliasedTarget { .. }
             | AggregatesNotAllowed
             | InvalidBody(_)
@@ -225,6 +228,7 @@ impl ApiError {
             InvalidPath => "PGRST125",
             NotImplemented(_) => "PGRST127",
             RelatedOrderNotToOne { .. } => "PGRST118",
+            UnacceptableFilter(_) => "PGRST120",
             NoRelationship { .. } => "PGRST200",
             AmbiguousEmbed { .. } => "PGRST201",
             NoFunction { .. } => "PGRST202",
@@ -257,6 +261,11 @@ impl ApiError {
             NulCharacter(what) => (
                 format!("A {what} contains a NUL character"),
                 Some("PostgreSQL names and text values cannot contain NUL (\\u0000)".into()),
+                None,
+            ),
+            UnacceptableFilter(target) => (
+                format!("Bad operator on the '{target}' embedded resource"),
+                Some("Only is null or not is null filters are allowed on embedded resources".into()),
                 None,
             ),
             BodyTooLarge(limit) => (

@@ -19,16 +19,30 @@ with a demo schema and serves it.
 Options:
   -h, --help         print this help and exit
   -v, --version      print the version and exit
-  --dump-config      print the effective configuration (file + PGRST_* environment) and exit
+  --dump-config      print the effective configuration (file, PGRST_* environment and,
+                     when the database answers, its in-database settings) and exit
+  --dump-schema      print the schema cache as JSON and exit
+  --example          print an annotated example configuration file and exit
+  --ready            ask the admin server's /ready; exit 0 when ready, 1 otherwise
+                     (for container health checks)
   --demo             serve the demo database even if db-uri is set
 
 Configuration: PostgREST's file format (key = \"value\") and PGRST_* environment variables
 (e.g. PGRST_DB_URI for db-uri); the environment overrides the file.";
 
+/// What the command line asks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Serve,
+    Demo,
+    DumpConfig,
+    DumpSchema,
+    Ready,
+}
+
 fn main() -> ExitCode {
     let mut file = None;
-    let mut dump = false;
-    let mut demo = false;
+    let mut mode = Mode::Serve;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "-h" | "--help" => {
@@ -39,8 +53,14 @@ fn main() -> ExitCode {
                 println!("pgrest {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
             }
-            "--dump-config" => dump = true,
-            "--demo" => demo = true,
+            "--dump-config" => mode = Mode::DumpConfig,
+            "--dump-schema" => mode = Mode::DumpSchema,
+            "--ready" => mode = Mode::Ready,
+            "--demo" => mode = Mode::Demo,
+            "--example" => {
+                print!("{}", pgrest::config::EXAMPLE);
+                return ExitCode::SUCCESS;
+            }
             flag if flag.starts_with('-') => {
                 eprintln!("pgrest: unknown option {flag} (see --help)");
                 return ExitCode::from(2);
@@ -48,7 +68,7 @@ fn main() -> ExitCode {
             path => file = Some(path.to_string()),
         }
     }
-    match run(file, dump, demo) {
+    match run(file, mode) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pgrest: {e}");
@@ -57,17 +77,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(file: Option<String>, dump: bool, demo: bool) -> Result<(), String> {
+fn run(file: Option<String>, mode: Mode) -> Result<(), String> {
     let source = ConfigSource {
         file,
         overrides: Vec::new(),
     };
     let config = source.load()?;
-    if dump {
-        print!("{}", config.dump());
-        return Ok(());
+    if mode == Mode::Ready {
+        return server::ask_ready(&config);
     }
-    server::init_logging(config.log_level);
+    if mode != Mode::DumpConfig {
+        server::init_logging(config.log_level);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,9 +96,19 @@ fn run(file: Option<String>, dump: bool, demo: bool) -> Result<(), String> {
     // A user who sets PGHOST (or PGDATABASE, ...) means their database, not the demo.
     let names_a_database = config.db_uri.is_some()
         || pgrest::db::tls::libpq_env_names_a_database(|k| std::env::var(k).ok());
-    if demo || !names_a_database {
-        runtime.block_on(server::run_demo(source))
-    } else {
-        runtime.block_on(server::run(source))
+    match mode {
+        Mode::DumpConfig => {
+            print!(
+                "{}",
+                runtime.block_on(server::effective_config(config)).dump()
+            );
+            Ok(())
+        }
+        Mode::DumpSchema => {
+            println!("{}", runtime.block_on(server::schema_json(config))?);
+            Ok(())
+        }
+        Mode::Serve if names_a_database => runtime.block_on(server::run(source)),
+        _ => runtime.block_on(server::run_demo(source)),
     }
 }

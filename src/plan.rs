@@ -452,6 +452,28 @@ pub fn read_plan<'a>(
 }
 
 /// A read of `table`'s rows (a table or view, or a function's result).
+/// A filter on an embedded resource itself (`tasks=is.null`, inside logic trees too) may
+/// only test whether it has rows: any other operator is PGRST120, as in PostgREST (it
+/// was PostgreSQL's 42703 on a missing column).
+fn check_embed_filters(node: &ReadNode, tree: &LogicTree) -> Result<(), ApiError> {
+    use crate::request::query::IsValue;
+    match tree {
+        LogicTree::Expr { children, .. } => children
+            .iter()
+            .try_for_each(|c| check_embed_filters(node, c)),
+        LogicTree::Filter(f) => {
+            let name = &f.field.name;
+            let names_embed = node.embed(name).is_some() && node.table.field(name).is_none();
+            let tests_rows = f.field.json_path.is_empty()
+                && matches!(f.operation, Operation::Is(IsValue::Null | IsValue::NotNull));
+            if names_embed && !tests_rows {
+                return Err(ApiError::UnacceptableFilter(name.clone()));
+            }
+            Ok(())
+        }
+    }
+}
+
 pub fn read_plan_on<'a>(
     req: &ApiRequest,
     cache: &'a SchemaCache,
@@ -465,7 +487,9 @@ pub fn read_plan_on<'a>(
     }
     let mut root = build_node(cache, table, None, &req.query.select, 0)?;
     for (path, tree) in &req.query.filters {
-        root.at_path(path, legacy_names)?.filters.push(tree.clone());
+        let node = root.at_path(path, legacy_names)?;
+        check_embed_filters(node, tree)?;
+        node.filters.push(tree.clone());
     }
     for (path, terms) in &req.query.order {
         root.at_path(path, legacy_names)?
@@ -947,7 +971,8 @@ fn no_function(
             .keys()
             .filter(|(s, n)| s == schema && n != name)
             .map(|(_, n)| n.as_str());
-        crate::schema::closest(names, name, 0.5)
+        // PostgREST's minimum score for a function name hint.
+        crate::schema::closest(names, name, 0.75)
             .map(|n| format!("Perhaps you meant to call the function {schema}.{n}"))
     } else {
         let given = param_list(keys.iter().map(String::as_str).collect());

@@ -225,6 +225,93 @@ fn limits(config: &Config) -> http::Limits {
     }
 }
 
+/// The connector for `config`'s db-uri (PostgREST's `postgresql://` when unset).
+fn connector_for(config: &Config) -> Result<Connector, String> {
+    let uri = config.db_uri.as_deref().unwrap_or("postgresql://");
+    Connector::from_uri(uri)
+}
+
+/// `--dump-config`: the configuration with the in-database settings laid over it when the
+/// database answers within 5 s (as it is read at start-up); otherwise file and environment.
+pub async fn effective_config(config: Config) -> Config {
+    let attempt = async {
+        let pg = connector_for(&config)?;
+        let (mut client, conn) = connect_once(&pg).await?;
+        let with_db = with_db_config(&mut client, config.clone()).await;
+        drop(client);
+        let _ = conn.await;
+        with_db
+    };
+    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+        Ok(Ok(with_db)) => with_db,
+        Ok(Err(e)) => {
+            eprintln!("pgrest: without the in-database settings: {e}");
+            config
+        }
+        Err(_) => {
+            eprintln!(
+                "pgrest: without the in-database settings: the database did not answer in 5 s"
+            );
+            config
+        }
+    }
+}
+
+/// `--dump-schema`: the schema cache of the configured schemas, as JSON.
+pub async fn schema_json(config: Config) -> Result<String, String> {
+    let pg = connector_for(&config)?;
+    let (mut client, conn) = connect_once(&pg).await?;
+    let config = with_db_config(&mut client, config).await?;
+    let cache = load_schema_on(&mut client, &config.db_schemas).await;
+    drop(client);
+    let _ = conn.await;
+    serde_json::to_string(&cache?).map_err(|e| e.to_string())
+}
+
+/// `--ready`: GET /ready on the admin server (admin-server-port or
+/// admin-server-unix-socket, wildcard hosts asked on loopback); Ok when it answers 200.
+pub fn ask_ready(config: &Config) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let request = b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let timeout = Some(Duration::from_secs(5));
+    let mut answer = Vec::new();
+    let fail = |e: std::io::Error| format!("cannot ask the admin server: {e}");
+    match (
+        config.value("admin-server-unix-socket"),
+        config.value("admin-server-port"),
+    ) {
+        (Some(path), _) => {
+            let mut s = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
+            s.set_read_timeout(timeout).map_err(fail)?;
+            s.write_all(request).map_err(fail)?;
+            let _ = s.read_to_end(&mut answer);
+        }
+        (None, Some(port)) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
+            let host = match config.value("admin-server-host").map(bind_host) {
+                None | Some("0.0.0.0") => "127.0.0.1",
+                Some("::") => "::1",
+                Some(h) => h,
+            };
+            let mut s = std::net::TcpStream::connect((host, port)).map_err(fail)?;
+            s.set_read_timeout(timeout).map_err(fail)?;
+            s.write_all(request).map_err(fail)?;
+            let _ = s.read_to_end(&mut answer);
+        }
+        (None, None) => {
+            return Err("--ready needs admin-server-port or admin-server-unix-socket".into())
+        }
+    }
+    let status_line = String::from_utf8_lossy(&answer);
+    match status_line.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("not ready (admin server answered {code})")),
+        None => Err("not ready (no answer from the admin server)".into()),
+    }
+}
+
 /// The role pgrest's connections log in as.
 async fn session_user(client: &tokio_postgres::Client) -> Result<String, String> {
     let row = client

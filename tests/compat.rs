@@ -300,3 +300,94 @@ fn metrics_count_pool_timeouts_the_jwt_cache_and_the_process() {
         "{text}"
     );
 }
+
+#[test]
+fn an_embed_is_filtered_only_by_whether_it_has_rows() {
+    let s = common::server();
+    let ok =
+        s.get("/directors?select=id,films!films_director_id_fkey(id)&films=not.is.null&order=id");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    for path in [
+        "/directors?select=id,films!films_director_id_fkey(id)&films=eq.1",
+        "/directors?select=id,films!films_director_id_fkey(id)&or=(films.eq.1,id.eq.2)",
+        "/directors?select=id,films!films_director_id_fkey(id)&films=is.true",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(
+            r.json(),
+            json!({
+                "code": "PGRST120",
+                "message": "Bad operator on the 'films' embedded resource",
+                "details": "Only is null or not is null filters are allowed on embedded resources",
+                "hint": null
+            })
+        );
+    }
+}
+
+#[test]
+fn function_name_hints_need_postgrest_similarity() {
+    let s = common::server();
+    // add_them exists: "add_thm" is close enough, "blurb_them" is not.
+    let r = s.send("POST", "/rpc/add_thm", &[], Some("{}"));
+    assert_eq!(
+        r.json()["hint"],
+        "Perhaps you meant to call the function test_api.add_them"
+    );
+    let r = s.send("POST", "/rpc/blurb_them", &[], Some("{}"));
+    assert_eq!(r.json()["hint"], serde_json::Value::Null, "{}", r.body);
+}
+
+fn pgrest_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = common::pgrest_command();
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn cli_example_ready_dump_schema_and_dump_config_with_database_settings() {
+    let o = pgrest_cli(&["--example"], &[]);
+    assert!(o.status.success());
+    let example = String::from_utf8(o.stdout).unwrap();
+    assert!(example.contains("db-uri = "), "{example}");
+    assert!(pgrest::config::Config::load(Some(&example), Vec::new()).is_ok());
+
+    let admin_port = pgrest::pgcluster::free_port().unwrap().to_string();
+    let _s = common::server_with(&[("PGRST_ADMIN_SERVER_PORT", &admin_port)]);
+    wait_for("the admin server", || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port.parse::<u16>().unwrap())).is_ok()
+    });
+    let ready = pgrest_cli(&["--ready"], &[("PGRST_ADMIN_SERVER_PORT", &admin_port)]);
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let nobody = pgrest::pgcluster::free_port().unwrap().to_string();
+    let not_ready = pgrest_cli(&["--ready"], &[("PGRST_ADMIN_SERVER_PORT", &nobody)]);
+    assert_eq!(not_ready.status.code(), Some(1));
+
+    let o = pgrest_cli(&["--dump-schema"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cache: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(cache["tables"]["test_api"]["numbers"].is_object());
+
+    sql_exec(
+        "ALTER ROLE authenticator IN DATABASE fixture
+           SET pgrst.openapi_server_proxy_uri = 'https://api.example.com'",
+    );
+    let o = pgrest_cli(&["--dump-config"], &[]);
+    assert!(o.status.success());
+    let config = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        config
+            .lines()
+            .any(|l| l == "openapi-server-proxy-uri = \"https://api.example.com\""),
+        "{config}"
+    );
+    sql_exec("ALTER ROLE authenticator IN DATABASE fixture RESET pgrst.openapi_server_proxy_uri");
+}
