@@ -49,7 +49,7 @@ enum Step {
 
 pub struct Authenticator {
     keys: Vec<Key>,
-    role_path: Vec<Step>,
+    role_path: RolePath,
     audience: Option<String>,
     cache: Mutex<Cache>,
 }
@@ -112,6 +112,36 @@ fn invalid(message: impl Into<String>) -> ApiError {
 
 fn bad_claims(message: impl Into<String>) -> ApiError {
     ApiError::InvalidJwtClaims(message.into())
+}
+
+/// Where the role claim is: an RFC 9535 JSONPath (`$.a.b[0]`, `$.roles[?@ == 'x']`,
+/// `$.roles[?search(@, '^app_')]`, `[-1]`, slices), the first value it selects; or
+/// PostgREST's older `.a."b"[0]` form.
+enum RolePath {
+    JsonPath(serde_json_path::JsonPath),
+    Legacy(Vec<Step>),
+}
+
+impl RolePath {
+    fn parse(path: &str) -> Result<RolePath, String> {
+        let trimmed = path.trim();
+        if trimmed.starts_with('$') {
+            if let Ok(p) = serde_json_path::JsonPath::parse(trimmed) {
+                return Ok(RolePath::JsonPath(p));
+            }
+        }
+        parse_role_path(path).map(RolePath::Legacy)
+    }
+
+    fn find<'v>(&self, claims: &'v Value) -> Option<&'v Value> {
+        match self {
+            RolePath::JsonPath(p) => p.query(claims).first(),
+            RolePath::Legacy(steps) => steps.iter().try_fold(claims, |at, step| match step {
+                Step::Key(k) => at.get(k),
+                Step::Index(i) => at.get(*i),
+            }),
+        }
+    }
 }
 
 /// Parses `jwt-role-claim-key`: `$.a.b[0]`, `$['a.b']`, and the older `.a."b"[0]`.
@@ -200,7 +230,7 @@ impl Authenticator {
         audience: Option<&str>,
         cache_entries: usize,
     ) -> Result<Option<Authenticator>, String> {
-        let role_path = parse_role_path(role_claim_key)?;
+        let role_path = RolePath::parse(role_claim_key)?;
         let Some(secret) = secret else {
             return Ok(None);
         };
@@ -375,13 +405,7 @@ impl Authenticator {
     }
 
     fn role_of(&self, claims: &Value) -> Option<String> {
-        let mut at = claims;
-        for step in &self.role_path {
-            at = match step {
-                Step::Key(k) => at.get(k)?,
-                Step::Index(i) => at.get(*i)?,
-            };
-        }
+        let at = self.role_path.find(claims)?;
         match at {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
@@ -454,6 +478,36 @@ pub fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_claims_by_jsonpath() {
+        let claims = serde_json::json!({
+            "roles": ["other", "app_admin", "app_user"],
+            "realm": {"roles": ["x", "y"]},
+            "a.b": "dotted"
+        });
+        let find = |path: &str| {
+            RolePath::parse(path)
+                .unwrap()
+                .find(&claims)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        assert_eq!(
+            find("$.roles[?(@ == 'app_user')]").as_deref(),
+            Some("app_user")
+        );
+        assert_eq!(
+            find("$.roles[?search(@, '^app_')]").as_deref(),
+            Some("app_admin")
+        );
+        assert_eq!(find("$.roles[-1]").as_deref(), Some("app_user"));
+        assert_eq!(find("$.roles[1:]").as_deref(), Some("app_admin"));
+        assert_eq!(find("$.realm.roles[*]").as_deref(), Some("x"));
+        assert_eq!(find("$['a.b']").as_deref(), Some("dotted"));
+        assert_eq!(find(".\"a.b\"").as_deref(), Some("dotted"));
+        assert_eq!(find("$.missing"), None);
+    }
 
     #[test]
     fn role_paths() {

@@ -391,3 +391,21 @@ fn cli_example_ready_dump_schema_and_dump_config_with_database_settings() {
     );
     sql_exec("ALTER ROLE authenticator IN DATABASE fixture RESET pgrst.openapi_server_proxy_uri");
 }
+
+#[test]
+fn the_role_claim_key_is_a_jsonpath_with_filters() {
+    let s = common::server_with(&[
+        ("PGRST_JWT_SECRET", common::JWT_SECRET),
+        (
+            "PGRST_JWT_ROLE_CLAIM_KEY",
+            "$.app.roles[?search(@, '^test_')]",
+        ),
+    ]);
+    let token = common::hs256(json!({"app": {"roles": ["admin", "test_user"]}}));
+    let r = s.get_with(
+        "/request_info?select=role",
+        &[("Authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!([{"role": "test_user"}]));
+}
