@@ -22,6 +22,9 @@ pub struct ReadPlan<'a> {
     pub aggregate: Option<crate::schema::routines::AggHandler>,
     pub head: bool,
     pub max_rows: Option<i64>,
+    /// Embeds addressed by relation name despite an alias: (name, alias), for the
+    /// deprecation Warning.
+    pub legacy_targets: Vec<(String, String)>,
 }
 
 /// One table in the read tree: the root, or an embedded resource.
@@ -92,6 +95,26 @@ impl<'a> ReadNode<'a> {
             node = &mut node.embeds[index].node;
         }
         Ok(node)
+    }
+
+    /// The (relation name, alias) pairs `path` reaches embeds by (url-use-legacy-target-
+    /// names): each segment that names an aliased embed's table instead of its alias.
+    fn legacy_targets(&self, path: &[String]) -> Vec<(String, String)> {
+        let mut node = self;
+        let mut found = Vec::new();
+        for segment in path {
+            let Some(embed) = node
+                .embed(segment)
+                .or_else(|| node.embeds.iter().find(|e| &e.target == segment))
+            else {
+                break;
+            };
+            if &embed.name != segment {
+                found.push((segment.clone(), embed.name.clone()));
+            }
+            node = &embed.node;
+        }
+        found
     }
 
     pub fn embed(&self, name: &str) -> Option<&Embed<'a>> {
@@ -501,6 +524,21 @@ pub fn read_plan_on<'a>(
     }
     check_related_order(&root)?;
     check_spread_aggregates(&root)?;
+    let mut legacy_targets: Vec<(String, String)> = Vec::new();
+    let paths = (req.query.filters.iter().map(|(p, _)| p))
+        .chain(req.query.order.iter().map(|(p, _)| p))
+        .chain(
+            req.query
+                .limits
+                .iter()
+                .chain(&req.query.offsets)
+                .map(|(p, _)| p),
+        );
+    for pair in paths.flat_map(|p| root.legacy_targets(p)) {
+        if !legacy_targets.contains(&pair) {
+            legacy_targets.push(pair);
+        }
+    }
     let (offset, limit) = page(req, max_rows)?;
     root.offset = offset;
     root.limit = limit;
@@ -516,6 +554,7 @@ pub fn read_plan_on<'a>(
         aggregate: req.aggregate.clone(),
         head: req.method == Method::Head,
         max_rows,
+        legacy_targets,
     })
 }
 

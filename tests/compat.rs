@@ -409,3 +409,18 @@ fn the_role_claim_key_is_a_jsonpath_with_filters() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json(), json!([{"role": "test_user"}]));
 }
+
+#[test]
+fn a_legacy_target_name_works_with_a_deprecation_warning() {
+    let s = common::server();
+    let r = s.get(
+        "/directors?select=id,the_films:films!films_director_id_fkey(id)&films.order=id.desc&films.limit=1&id=eq.1",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("Warning"),
+        Some("299 PostgRESTv16.1 \"Embedded resource was referenced by relation name even though it has an alias. This is deprecated and will stop working in a future release. Update `films` to `the_films` in query string filters, orders or limits.\"")
+    );
+    let by_alias = s.get("/directors?select=id,the_films:films!films_director_id_fkey(id)&the_films.order=id.desc&id=eq.1");
+    assert_eq!(by_alias.header("Warning"), None);
+}

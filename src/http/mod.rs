@@ -1144,6 +1144,7 @@ async fn read(
     };
     set(&mut r, "Content-Location", &location);
     set(&mut r, "Vary", VARY);
+    warn_legacy_targets(&mut r, api, &plan.legacy_targets);
     let (_, overridable) = commits(&state.config(), &api.prefs);
     finish_response(
         r,
@@ -1151,6 +1152,43 @@ async fn read(
         out.response_headers.as_deref(),
         out.response_status.as_deref(),
     )
+}
+
+/// PostgREST's warn-agent: the version whose behaviour pgrest follows.
+const WARN_AGENT: &str = "PostgRESTv16.1";
+
+const LEGACY_TARGET_WARNING: &str = "Embedded resource was referenced by relation name even though it has an alias. This is deprecated and will stop working in a future release.";
+
+/// url-use-legacy-target-names: a request that addressed aliased embeds by relation
+/// name still works, with a `Warning: 299` naming the replacements and a log line.
+fn warn_legacy_targets(r: &mut Resp, api: &ApiRequest, targets: &[(String, String)]) {
+    if targets.is_empty() {
+        return;
+    }
+    let replacements: Vec<String> = targets
+        .iter()
+        .map(|(name, alias)| format!("`{name}` to `{alias}`"))
+        .collect();
+    let replacements = replacements.join(", ");
+    set(
+        r,
+        "Warning",
+        &format!(
+            "299 {WARN_AGENT} \"{LEGACY_TARGET_WARNING} Update {replacements} in query string filters, orders or limits.\""
+        ),
+    );
+    tracing::warn!("{LEGACY_TARGET_WARNING}");
+    tracing::warn!(
+        "Update filters, orders or limits that use {replacements} in `{} {}{}{}`",
+        method_name(api.method),
+        api.path,
+        if api.query.canonical.is_empty() {
+            ""
+        } else {
+            "?"
+        },
+        api.query.canonical
+    );
 }
 
 /// The last touches of a successful response: Preference-Applied, then what SQL set
