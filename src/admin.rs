@@ -62,6 +62,8 @@ pub async fn reload_config(state: &AppState, pg: &Connector) -> bool {
             if schemas_changed {
                 reload_schema(state, pg).await;
             }
+            // Last: the listener may be restarted on another channel from here on.
+            state.config_reloaded.notify_one();
             schemas_changed
         }
         Err(e) => {
@@ -106,10 +108,44 @@ pub fn connection_lost(state: &AppState) {
     });
 }
 
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps the NOTIFY listener on db-channel while db-channel-enabled, following config
+/// reloads: a new channel restarts it there, disabling stops it.
+pub async fn follow_channel(state: Arc<AppState>, pg: Connector) {
+    let mut current: Option<(String, AbortOnDrop)> = None;
+    loop {
+        let wanted = {
+            let config = state.config();
+            config
+                .flag("db-channel-enabled")
+                .then(|| config.value("db-channel").unwrap_or("pgrst").to_string())
+        };
+        let running = current.as_ref().map(|(channel, _)| channel.clone());
+        if wanted != running {
+            if running.is_some() {
+                tracing::info!("db-channel changed: listening on {wanted:?} now");
+            }
+            current = wanted.map(|channel| {
+                let task = tokio::spawn(listen(state.clone(), pg.clone(), channel.clone()));
+                (channel, AbortOnDrop(task))
+            });
+        }
+        state.config_reloaded.notified().await;
+    }
+}
+
 /// LISTENs on db-channel and reloads on `reload schema` (or an empty payload). The
 /// connection is re-established with capped exponential backoff, and the cache reloaded
 /// after each reconnection since the schema may have changed meanwhile.
-pub async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
+async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
     // With several hosts in db-uri (a primary and replicas) the listener wants the
     // primary, where DDL and NOTIFY happen, whatever the pool connects to.
     let listener_pg = pg.with_config(|c| {

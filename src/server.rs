@@ -392,16 +392,10 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         schema: ArcSwap::from_pointee(cache),
         authenticator,
         limits,
+        config_reloaded: tokio::sync::Notify::new(),
     });
     tokio::spawn(crate::admin::reload_on_signal(state.clone(), pg.clone()));
-    let notifications = state.config().flag("db-channel-enabled").then(|| {
-        let channel = state
-            .config()
-            .value("db-channel")
-            .unwrap_or("pgrst")
-            .to_string();
-        tokio::spawn(crate::admin::listen(state.clone(), pg.clone(), channel))
-    });
+    let notifications = tokio::spawn(crate::admin::follow_channel(state.clone(), pg.clone()));
     if let Some(listener) = admin_listener {
         tokio::spawn(crate::admin::serve_admin(state.clone(), listener));
     }
@@ -421,9 +415,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .await;
         // Stopped: the listener goes too, before anyone takes the database away from it
         // (it would log a lost connection, or exit without automatic recovery).
-        if let Some(task) = notifications {
-            task.abort();
-        }
+        notifications.abort();
     });
     Ok(Running {
         addr,

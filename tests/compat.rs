@@ -424,3 +424,74 @@ fn a_legacy_target_name_works_with_a_deprecation_warning() {
     let by_alias = s.get("/directors?select=id,the_films:films!films_director_id_fkey(id)&the_films.order=id.desc&id=eq.1");
     assert_eq!(by_alias.header("Warning"), None);
 }
+
+#[test]
+fn db_channel_follows_a_config_reload() {
+    let h = common::harness();
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let dir = std::env::temp_dir().join(format!("pgrest-channel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pgrest.conf");
+    let write = |channel: &str, enabled: bool| {
+        std::fs::write(
+            &file,
+            format!(
+                "db-uri = \"{}\"\ndb-schemas = \"test_api\"\ndb-anon-role = \"test_anon\"\nserver-host = \"127.0.0.1\"\nserver-port = {port}\ndb-channel = \"{channel}\"\ndb-channel-enabled = {enabled}\n",
+                h.cluster.uri_as("authenticator", common::DB)
+            ),
+        )
+        .unwrap()
+    };
+    write("chan_a", true);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
+        .arg(&file)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::reap_with_tests(&child);
+    let s = Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let appears = |table: &str, channel: &str| {
+        sql_exec(&format!(
+            "CREATE TABLE test_api.{table} (id int); GRANT SELECT ON test_api.{table} TO test_anon;
+             NOTIFY {channel}, 'reload schema';"
+        ));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if s.get(&format!("/{table}")).status == 200 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(appears("chan_probe_1", "chan_a"));
+    let sigusr2 = || {
+        std::process::Command::new("kill")
+            .args(["-USR2", &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    write("chan_b", true);
+    sigusr2();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        appears("chan_probe_2", "chan_b"),
+        "the new channel is listened to"
+    );
+    assert!(!appears("chan_probe_3", "chan_a"), "the old channel is not");
+    write("chan_b", false);
+    sigusr2();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!appears("chan_probe_4", "chan_b"), "disabled");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,6 +34,8 @@ pub struct AppState {
     pub authenticator: String,
     /// Bounds fixed at start-up.
     pub limits: Limits,
+    /// Signalled after each configuration reload (the NOTIFY listener follows db-channel).
+    pub config_reloaded: tokio::sync::Notify,
 }
 
 /// What one client may take of the server, fixed at start-up.
