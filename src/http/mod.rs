@@ -1112,7 +1112,9 @@ async fn read(
     }
     let wants_plan_rows = match plan.count {
         Some(CountPref::Planned) => true,
-        Some(CountPref::Estimated) => max_rows.is_some(),
+        // PostgREST asks the planner whenever the exact count passes db-max-rows, and
+        // without db-max-rows always (its Maybe comparison: Just n > Nothing).
+        Some(CountPref::Estimated) => true,
         _ => false,
     };
     let count = wants_plan_rows.then(|| sql::planned_count_statement(&plan));
@@ -1124,6 +1126,7 @@ async fn read(
         Some(CountPref::Planned) => out.planned_total,
         Some(CountPref::Estimated) => match (out.total, out.planned_total, max_rows) {
             (Some(exact), Some(planned), Some(max)) if exact > max => Some(exact.max(planned)),
+            (Some(exact), Some(planned), None) => Some(exact.max(planned)),
             (exact, _, _) => exact,
         },
     };
