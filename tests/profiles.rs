@@ -125,3 +125,16 @@ fn relationships_are_those_of_the_chosen_schema() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["code"], "PGRST200");
 }
+
+#[test]
+fn the_openapi_root_names_its_schema() {
+    let s = two_schemas();
+    let r = s.get("/");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("Content-Profile"), Some("test_api"));
+    let r = s.get_with("/", &[("Accept-Profile", "v2")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("Content-Profile"), Some("v2"));
+    // One schema: no Content-Profile, as on every other response.
+    assert_eq!(server().get("/").header("Content-Profile"), None);
+}

@@ -327,9 +327,8 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Resp, ApiErro
         Some(p) => p.clone(),
         None => state.config().db_schemas[0].clone(),
     };
-    let profiled = state.config().db_schemas.len() > 1
-        && matches!(api.target, Target::Relation(_) | Target::Rpc(_))
-        && api.method != Method::Options;
+    // The OpenAPI document of the root names its schema too.
+    let profiled = state.config().db_schemas.len() > 1 && api.method != Method::Options;
     let response = match (&api.target, api.method) {
         (Target::Root, Method::Get | Method::Head) => {
             let accept = header_str(req.headers(), "accept").map(str::to_string);

@@ -448,10 +448,8 @@ impl<'a> Cursor<'a> {
             } else {
                 return Ok(path);
             };
-            if path.last().is_some_and(|s: &JsonStep| s.as_text) {
-                self.pos -= if as_text { 3 } else { 2 };
-                return Err(self.error("end of json path"));
-            }
+            // `a->>b->c` parses, as in PostgREST: PostgreSQL then says that text has no
+            // `->` operator.
             if path.len() >= MAX_NESTING {
                 return Err(self.too_deep("json path"));
             }
@@ -485,7 +483,30 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
             return Err(self.error("digit"));
         }
-        self.name().map(JsonKey::Key)
+        self.json_key_name().map(JsonKey::Key)
+    }
+
+    /// A JSON key: quoted, or any characters but `(`, `)`, `:`, `.`, `,`, `>` and an
+    /// arrow's `-`, trimmed (PostgREST's grammar: `->>!@#$%^&*_a` is a key).
+    fn json_key_name(&mut self) -> Result<String, ApiError> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            let arrow = c == '-' && self.peek_at(1) == Some('>');
+            if arrow || matches!(c, '(' | ')' | ':' | '.' | ',' | '>') {
+                break;
+            }
+            self.pos += 1;
+        }
+        let key: String = self.chars[start..self.pos].iter().collect();
+        let key = key.trim();
+        if key.is_empty() {
+            self.pos = start;
+            return Err(self.error("any non reserved character different from: .,>()"));
+        }
+        Ok(key.to_string())
     }
 
     fn field(&mut self) -> Result<Field, ApiError> {
@@ -1048,13 +1069,33 @@ mod tests {
     }
 
     #[test]
+    fn json_keys_as_postgrest_reads_them() {
+        let path = |select: &str| match parse_select(select).unwrap().remove(0) {
+            SelectItem::Column { field, .. } => field.json_path,
+            other => panic!("{other:?}"),
+        };
+        let key = |k: &str, as_text| JsonStep {
+            as_text,
+            key: JsonKey::Key(k.into()),
+        };
+        // `->>` may be followed by `->`: PostgreSQL, not the parser, refuses text -> key.
+        assert_eq!(path("data->>a->b"), vec![key("a", true), key("b", false)]);
+        assert_eq!(path("data->>!@#$%^&*_a"), vec![key("!@#$%^&*_a", true)]);
+        assert_eq!(
+            path("data->a-b->c"),
+            vec![key("a-b", false), key("c", false)]
+        );
+        assert_eq!(path("data->\"a.b\""), vec![key("a.b", false)]);
+    }
+
+    #[test]
     fn select_errors() {
         assert!(matches!(parse_select("a,"), Err(ApiError::Parse { .. })));
+        assert!(matches!(parse_select("a,("), Err(ApiError::Parse { .. })));
         assert!(matches!(
-            parse_select("data->>a->b"),
+            parse_select("data->"),
             Err(ApiError::Parse { .. })
         ));
-        assert!(matches!(parse_select("a,("), Err(ApiError::Parse { .. })));
         // PostgREST ignores what follows a complete list (its spec sends `...(cost)))`).
         assert_eq!(parse_select("a)").unwrap().len(), 1);
     }
