@@ -526,3 +526,21 @@ fn an_estimated_count_without_max_rows_is_the_larger_of_exact_and_planned() {
     let exact = s.get_with("/never_analyzed", &[("Prefer", "count=exact")]);
     assert_eq!(exact.header("Content-Range"), Some("0-4/5"));
 }
+
+#[test]
+fn an_empty_array_upsert_writes_nothing() {
+    let s = common::server();
+    // PostgREST: 200 when merge-duplicates inserted nothing, 201 otherwise.
+    for (prefer, status) in [
+        ("resolution=merge-duplicates", 200),
+        ("resolution=ignore-duplicates", 201),
+        ("resolution=merge-duplicates, return=representation", 200),
+        ("resolution=ignore-duplicates, return=representation", 201),
+    ] {
+        let r = s.send("POST", "/w_upsert", &[("Prefer", prefer)], Some("[]"));
+        assert_eq!(r.status, status, "{prefer}: {}", r.body);
+        if prefer.contains("representation") {
+            assert_eq!(r.json(), json!([]));
+        }
+    }
+}
