@@ -1187,6 +1187,35 @@ fn filter_node<'a>(plan: &MutatePlan<'a>) -> ReadNode<'a> {
 
 /// A write and its representation in one statement: columns total (NULL), page_total,
 /// inserted (upserts only), body, response_headers, response_status.
+/// Whether a row an upsert returns was inserted rather than updated. `xmax = 0` says so
+/// for a table; a partitioned table's RETURNING cannot read system columns, so there the
+/// row counts as inserted when no row with its conflict key was visible before: the
+/// statement's own snapshot does not see what it inserts, and sees an updated row's old
+/// version.
+fn inserted_flag(plan: &MutatePlan, target: &str) -> String {
+    let conflict: Vec<&String> = match &plan.kind {
+        MutationKind::Insert {
+            conflict: Some((cols, _)),
+        } => cols.iter().collect(),
+        MutationKind::Put { key } => key.iter().map(|(c, _)| c).collect(),
+        _ => return "(xmax = 0)".to_string(),
+    };
+    if plan.table.kind != "partitioned_table" || conflict.is_empty() {
+        return "(xmax = 0)".to_string();
+    }
+    let same_key: Vec<String> = conflict
+        .iter()
+        .map(|c| {
+            let c = quote_ident(c);
+            format!("pgrst_before.{c} = {target}.{c}")
+        })
+        .collect();
+    format!(
+        "(NOT EXISTS (SELECT 1 FROM {target} AS pgrst_before WHERE {}))",
+        same_key.join(" AND ")
+    )
+}
+
 pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     let mut b = Builder::default();
     let target = table_ref(plan.table);
@@ -1223,8 +1252,9 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
+        let inserted_flag = inserted_flag(plan, &target);
         b.push(&format!(
-            "WITH pgrst_mutation AS ({mutation}{returning_kw}, (xmax = 0) AS pgrst_inserted), \
+            "WITH pgrst_mutation AS ({mutation}{returning_kw}, {inserted_flag} AS pgrst_inserted), \
              pgrst_source AS (SELECT {cols} FROM pgrst_mutation)"
         ));
         "(SELECT pg_catalog.count(*) FROM pgrst_mutation WHERE pgrst_inserted)"

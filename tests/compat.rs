@@ -544,3 +544,58 @@ fn an_empty_array_upsert_writes_nothing() {
         }
     }
 }
+
+#[test]
+fn upserts_on_a_partitioned_table_with_a_composite_key() {
+    sql_exec(
+        "CREATE TABLE test_api.parted (region text, id int, name text, PRIMARY KEY (region, id))
+           PARTITION BY LIST (region);
+         CREATE TABLE test_api.parted_eu PARTITION OF test_api.parted FOR VALUES IN ('eu');
+         CREATE TABLE test_api.parted_us PARTITION OF test_api.parted FOR VALUES IN ('us');
+         GRANT SELECT, INSERT, UPDATE ON test_api.parted TO test_anon;
+         NOTIFY pgrst, 'reload schema';",
+    );
+    let s = common::server();
+    wait_for("the table", || s.get("/parted").status == 200);
+    let rep = [(
+        "Prefer",
+        "return=representation, resolution=merge-duplicates",
+    )];
+    let r = s.send(
+        "POST",
+        "/parted",
+        &rep,
+        Some(r#"[{"region":"eu","id":1,"name":"a"},{"region":"us","id":1,"name":"b"}]"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = s.send(
+        "POST",
+        "/parted",
+        &rep,
+        Some(r#"[{"region":"eu","id":1,"name":"a2"}]"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!([{"region": "eu", "id": 1, "name": "a2"}]));
+    let put = [("Prefer", "return=representation")];
+    let r = s.send(
+        "PUT",
+        "/parted?region=eq.us&id=eq.1",
+        &put,
+        Some(r#"{"region":"us","id":1,"name":"b2"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!([{"region": "us", "id": 1, "name": "b2"}]));
+    let r = s.send(
+        "PUT",
+        "/parted?region=eq.us&id=eq.2",
+        &put,
+        Some(r#"{"region":"us","id":2,"name":"c"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = s.request("OPTIONS", "/parted", &[]);
+    assert!(
+        r.header("Allow").is_some_and(|a| a.contains("PUT")),
+        "{:?}",
+        r.headers
+    );
+}

@@ -680,8 +680,8 @@ async fn write(
     let inserted_any = out.inserted.is_none_or(|i| i > 0);
     // PostgREST answers a POST 200 only when merge-duplicates inserted nothing (every row
     // updated, or none given); ignore-duplicates that skipped every row is still 201.
-    let merged_only = !inserted_any
-        && api.prefs.resolution == Some(request::prefer::Resolution::MergeDuplicates);
+    let merged_only =
+        !inserted_any && api.prefs.resolution == Some(request::prefer::Resolution::MergeDuplicates);
     let status = match api.method {
         Method::Post if !merged_only => 201,
         Method::Put if plan.representation && inserted_any => 201,
