@@ -599,3 +599,26 @@ fn upserts_on_a_partitioned_table_with_a_composite_key() {
         r.headers
     );
 }
+
+#[test]
+fn planned_and_estimated_counts_with_a_null_filter_on_an_embed() {
+    let s = common::server();
+    let path = "/directors?select=id,films!films_director_id_fkey(id)&films=not.is.null";
+    let exact = s.get_with(path, &[("Prefer", "count=exact")]);
+    assert_eq!(exact.status, 200, "{}", exact.body);
+    for count in ["count=planned", "count=estimated"] {
+        let r = s.get_with(path, &[("Prefer", count)]);
+        assert!(
+            matches!(r.status, 200 | 206),
+            "{count}: {} {}",
+            r.status,
+            r.body
+        );
+        assert_eq!(r.body, exact.body, "{count}");
+        let total = r
+            .header("Content-Range")
+            .and_then(|c| c.rsplit('/').next())
+            .unwrap();
+        assert!(total.parse::<i64>().is_ok(), "{count}: {total}");
+    }
+}
