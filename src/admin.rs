@@ -20,11 +20,7 @@ use crate::http::AppState;
 pub async fn reload_schema(state: &AppState, pg: &Connector) {
     match crate::server::load_schema(pg, &state.config().db_schemas).await {
         Ok(cache) => {
-            tracing::info!(
-                "schema cache reloaded in {:.1} ms: {} relations",
-                cache.load_time.as_secs_f64() * 1000.0,
-                cache.table_count()
-            );
+            crate::lifecycle!("schema cache reloaded: {}", cache.summary());
             state.metrics.schema_load(Some(cache.load_time));
             state.schema.store(Arc::new(cache));
         }
@@ -58,7 +54,7 @@ pub async fn reload_config(state: &AppState, pg: &Connector) -> bool {
             state.auth.store(auth.map(Arc::new));
             crate::server::set_log_level(config.log_level);
             state.config.store(Arc::new(config));
-            tracing::info!("configuration reloaded");
+            crate::lifecycle!("configuration reloaded");
             if schemas_changed {
                 reload_schema(state, pg).await;
             }
@@ -168,6 +164,9 @@ async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
                 });
                 let listen = format!("LISTEN {}", crate::sql::quote_ident(&channel));
                 if client.batch_execute(&listen).await.is_ok() {
+                    if first {
+                        crate::lifecycle!("listening for notifications on channel {channel}");
+                    }
                     delay = Duration::from_secs(1);
                     if !first {
                         reload_schema(&state, &pg).await;

@@ -206,6 +206,53 @@ fn decode_secret(secret: &str, is_base64: bool) -> Result<Vec<u8>, String> {
         .ok_or_else(|| "jwt-secret is not valid base64".to_string())
 }
 
+/// `pgrest token`: a JWT for `role`, valid `lifetime` seconds, signed HS256 with the
+/// configured HMAC jwt-secret (plain, base64 or `@file`; JWK secrets cannot sign here).
+pub fn sign_token(
+    secret: &str,
+    is_base64: bool,
+    role: &str,
+    lifetime: u64,
+) -> Result<String, String> {
+    let secret = match secret.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read jwt-secret file {file}: {e}"))?,
+        None => secret.to_string(),
+    };
+    if secret.trim_start().starts_with('{') {
+        return Err("jwt-secret is a JWK or JWKS: sign tokens with its private key instead".into());
+    }
+    let key = jsonwebtoken::EncodingKey::from_secret(&decode_secret(&secret, is_base64)?);
+    let exp = now().saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    let claims = serde_json::json!({"role": role, "exp": exp});
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| format!("cannot sign: {e}"))
+}
+
+/// `30s`, `15m`, `1h`, `7d` or plain seconds.
+pub fn parse_lifetime(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid lifetime {text:?}: expected e.g. 30s, 15m, 1h, 7d"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "invalid lifetime {text:?}: expected e.g. 30s, 15m, 1h, 7d"
+            ))
+        }
+    };
+    Ok(n.saturating_mul(factor))
+}
+
 fn jwk_key(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Key, String> {
     use jsonwebtoken::jwk::AlgorithmParameters as P;
     let family = match &jwk.algorithm {
@@ -478,6 +525,22 @@ pub fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_tokens_verify() {
+        let secret = "a-secret-of-at-least-thirty-two-characters";
+        let token = sign_token(secret, false, "web_user", 3600).unwrap();
+        let auth = Authenticator::new(Some(secret), false, "$.role", None, 0)
+            .unwrap()
+            .unwrap();
+        let who = identify(Some(&auth), Some(&format!("Bearer {token}")), None, "auth").unwrap();
+        assert_eq!(who.role, "web_user");
+        assert_eq!(parse_lifetime("1h"), Ok(3600));
+        assert_eq!(parse_lifetime("90"), Ok(90));
+        assert_eq!(parse_lifetime("2d"), Ok(172_800));
+        assert!(parse_lifetime("soon").is_err());
+        assert!(sign_token("{\"kty\":\"oct\"}", false, "r", 1).is_err());
+    }
 
     #[test]
     fn role_claims_by_jsonpath() {

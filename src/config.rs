@@ -16,6 +16,8 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("admin-server-unix-socket-mode", "660", false),
     ("app.settings", "", false),
     ("client-error-verbosity", "verbose", false),
+    // pgrest extension: unknown keys are an error instead of a warning.
+    ("config-strict", "false", true),
     ("db-aggregates-enabled", "false", true),
     ("db-anon-role", "", false),
     ("db-channel", "pgrst", false),
@@ -198,6 +200,8 @@ pub struct Config {
     pub server_max_body_size: u64,
     /// server-max-connections; 0 = as many as the open-file limit allows.
     pub server_max_connections: usize,
+    /// Keys given that are not configuration keys (warned about at start-up).
+    pub unknown_keys: Vec<UnknownKey>,
 }
 
 fn canonical_key(key: &str) -> &str {
@@ -206,6 +210,24 @@ fn canonical_key(key: &str) -> &str {
         .find(|(alias, _)| *alias == key)
         .map(|(_, k)| *k)
         .unwrap_or(key)
+}
+
+/// A key given in the file or the environment that is not a configuration key.
+#[derive(Debug, Clone)]
+pub struct UnknownKey {
+    /// Where it was given (file key or environment variable).
+    source: String,
+    key: String,
+}
+
+impl UnknownKey {
+    fn warning(&self) -> String {
+        let closest = crate::schema::closest(KEYS.iter().map(|(k, _, _)| *k), &self.key, 0.6);
+        match closest {
+            Some(k) => format!("unknown {}: ignored (did you mean {k}?)", self.source),
+            None => format!("unknown {}: ignored", self.source),
+        }
+    }
 }
 
 /// Where the configuration comes from, so it can be read again on a reload: the file (if
@@ -338,27 +360,52 @@ impl Config {
             .map(|(k, d, _)| (k.to_string(), d.to_string()))
             .collect();
         let mut app_settings = BTreeMap::new();
-        let mut set = |key: &str, value: String| {
+        let mut unknown = Vec::new();
+        let mut set = |key: &str, value: String, source: String| {
             if let Some(name) = key.strip_prefix("app.settings.") {
                 app_settings.insert(name.to_string(), value);
-            } else {
-                raw.insert(canonical_key(key).to_string(), value);
+                return;
             }
+            let key = canonical_key(key);
+            if !KEYS.iter().any(|(k, _, _)| *k == key) {
+                unknown.push(UnknownKey {
+                    source,
+                    key: key.to_string(),
+                });
+                return;
+            }
+            raw.insert(key.to_string(), value);
         };
         if let Some(text) = file_text {
             for (k, v) in parse_file(text)? {
-                set(&k, v);
+                let source = format!("key {k:?} in the configuration file");
+                set(&k, v, source);
             }
         }
         for (name, value) in env {
             if let Some(setting) = name.strip_prefix("PGRST_APP_SETTINGS_") {
-                set(&format!("app.settings.{setting}"), value);
+                set(&format!("app.settings.{setting}"), value, String::new());
             } else if let Some(key) = name.strip_prefix("PGRST_") {
                 let key = key.to_ascii_lowercase().replace('_', "-");
-                set(&key, value);
+                set(&key, value, format!("environment variable {name}"));
             }
         }
-        Self::from_raw(raw, app_settings.into_iter().collect())
+        let strict = raw
+            .get("config-strict")
+            .is_some_and(|v| parse_bool("config-strict", v) == Ok(true));
+        if strict {
+            if let Some(first) = unknown.first() {
+                return Err(first.warning());
+            }
+        }
+        let mut config = Self::from_raw(raw, app_settings.into_iter().collect())?;
+        config.unknown_keys = unknown;
+        Ok(config)
+    }
+
+    /// One line per configuration key pgrest does not know (a typo is otherwise silent).
+    pub fn unknown_key_warnings(&self) -> Vec<String> {
+        self.unknown_keys.iter().map(UnknownKey::warning).collect()
     }
 
     fn from_raw(
@@ -478,6 +525,7 @@ impl Config {
                 "server-max-connections",
                 get("server-max-connections"),
             )?,
+            unknown_keys: Vec::new(),
             db_schemas,
             raw,
         })

@@ -27,6 +27,10 @@ Options:
                      (for container health checks)
   --demo             serve the demo database even if db-uri is set
 
+Subcommands:
+  token --role ROLE [--exp 1h] [CONFIG_FILE]
+                     print a JWT for ROLE signed with the configured jwt-secret (HS256)
+
 Configuration: PostgREST's file format (key = \"value\") and PGRST_* environment variables
 (e.g. PGRST_DB_URI for db-uri); the environment overrides the file.";
 
@@ -41,9 +45,13 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("token") {
+        return report(token(&args[1..]));
+    }
     let mut file = None;
     let mut mode = Mode::Serve;
-    for arg in std::env::args().skip(1) {
+    for arg in args {
         match arg.as_str() {
             "-h" | "--help" => {
                 println!("{HELP}");
@@ -68,13 +76,49 @@ fn main() -> ExitCode {
             path => file = Some(path.to_string()),
         }
     }
-    match run(file, mode) {
+    report(run(file, mode))
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pgrest: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pgrest token --role ROLE [--exp 1h] [CONFIG_FILE]`: prints a JWT for trying the API.
+fn token(args: &[String]) -> Result<(), String> {
+    let (mut role, mut lifetime, mut file) = (None, 3600, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--role" => role = args.next().cloned(),
+            "--exp" => {
+                let text = args.next().ok_or("--exp needs a lifetime (e.g. 1h)")?;
+                lifetime = pgrest::auth::parse_lifetime(text)?;
+            }
+            flag if flag.starts_with('-') => {
+                return Err(format!("unknown option {flag} for token"))
+            }
+            path => file = Some(path.to_string()),
+        }
+    }
+    let role = role.ok_or("usage: pgrest token --role ROLE [--exp 1h] [CONFIG_FILE]")?;
+    let config = ConfigSource {
+        file,
+        overrides: Vec::new(),
+    }
+    .load()?;
+    let secret = config
+        .value("jwt-secret")
+        .ok_or("jwt-secret is not set (PGRST_JWT_SECRET or the config file)")?;
+    let token =
+        pgrest::auth::sign_token(secret, config.flag("jwt-secret-is-base64"), &role, lifetime)?;
+    println!("{token}");
+    Ok(())
 }
 
 fn run(file: Option<String>, mode: Mode) -> Result<(), String> {

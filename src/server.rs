@@ -14,6 +14,15 @@ use crate::http::{self, AppState};
 use crate::pgcluster::TempCluster;
 use crate::schema::SchemaCache;
 
+/// The tracing target of lines shown whatever log-level says.
+pub const LIFECYCLE: &str = "pgrest::lifecycle";
+
+/// Logs a start-up, shutdown or reload line (shown at every log-level).
+#[macro_export]
+macro_rules! lifecycle {
+    ($($arg:tt)*) => { tracing::info!(target: "pgrest::lifecycle", $($arg)*) };
+}
+
 fn log_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
     let filter = match level {
         LogLevel::Crit | LogLevel::Error => "error",
@@ -21,7 +30,8 @@ fn log_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
         LogLevel::Info => "info",
         LogLevel::Debug => "debug",
     };
-    tracing_subscriber::EnvFilter::new(format!("pgrest={filter}"))
+    // Start-up, shutdown and reload lines show at every level, as PostgREST's do.
+    tracing_subscriber::EnvFilter::new(format!("pgrest={filter},{LIFECYCLE}=info"))
 }
 
 type FilterHandle =
@@ -33,8 +43,13 @@ static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new(
 pub fn init_logging(level: LogLevel) {
     use tracing_subscriber::prelude::*;
     let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal (never into files or pipes), and never with
+    // NO_COLOR set (no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false);
     if tracing_subscriber::registry()
         .with(filter)
@@ -356,6 +371,11 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .clone()
         .unwrap_or_else(|| "postgresql://".to_string());
     let pg = Connector::from_uri(&uri)?;
+    // The configuration is valid: from here on, say what happens.
+    lifecycle!("starting pgrest {}", env!("CARGO_PKG_VERSION"));
+    for warning in config.unknown_key_warnings() {
+        tracing::warn!(target: "pgrest::lifecycle", "{warning}");
+    }
     let host = bind_host(&config.server_host).to_string();
     let (listener, addr) = bind_api(&config, &host).await?;
     let admin_listener = bind_admin(&config, &host).await?;
@@ -367,10 +387,10 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         cache,
         authenticator,
     } = ready;
-    tracing::info!(
-        "schema cache loaded in {:.1} ms: {} relations",
-        cache.load_time.as_secs_f64() * 1000.0,
-        cache.table_count()
+    lifecycle!("schema cache: {}", cache.summary());
+    lifecycle!(
+        "connection pool: up to {} connections to the database",
+        config.db_pool
     );
     let pool_settings = || db::PoolSettings {
         size: config.db_pool,
@@ -440,7 +460,7 @@ async fn bind_api(
         .await
         .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("listening on {addr}");
+    lifecycle!("API server listening on http://{addr}");
     Ok((http::Listener::Tcp(listener), Some(addr)))
 }
 
@@ -465,6 +485,9 @@ async fn bind_admin(config: &Config, host: &str) -> Result<Option<http::Listener
             let listener = bind_tcp(&admin_host, port, false)
                 .await
                 .map_err(|e| format!("cannot listen on {admin_host}:{port}: {e}"))?;
+            if let Ok(addr) = listener.local_addr() {
+                lifecycle!("admin server listening on http://{addr}");
+            }
             Ok(Some(http::Listener::Tcp(listener)))
         }
         (None, None) => Ok(None),
@@ -504,6 +527,12 @@ async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady
         .await
         .map_err(NotReady::Retry)?;
     let authenticator = session_user(&client).await.map_err(NotReady::Retry)?;
+    if let Ok(row) = client.query_one("SHOW server_version", &[]).await {
+        lifecycle!(
+            "connected to PostgreSQL {} as {authenticator}",
+            row.get::<_, String>(0)
+        );
+    }
     drop(client);
     let _ = conn.await;
     Ok(Ready {
@@ -591,7 +620,7 @@ fn bind_unix(path: &str, mode: u32) -> Result<tokio::net::UnixListener, String> 
         .map_err(|e| format!("cannot listen on {path}: {e}"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {path}: {e}"))?;
-    tracing::info!("listening on unix socket {path} (mode {mode:o})");
+    lifecycle!("listening on unix socket {path} (mode {mode:o})");
     Ok(listener)
 }
 
@@ -612,8 +641,10 @@ pub async fn termination() {
 pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
     let running = start(source).await?;
     termination().await;
+    lifecycle!("stopping: no new connections; requests in flight may finish");
     let _ = running.stop.send(());
     let _ = running.done.await;
+    lifecycle!("stopped");
     for path in running.socket.iter().chain(running.admin_socket.iter()) {
         let _ = std::fs::remove_file(path);
     }

@@ -622,3 +622,68 @@ fn planned_and_estimated_counts_with_a_null_filter_on_an_embed() {
         assert!(total.parse::<i64>().is_ok(), "{count}: {total}");
     }
 }
+
+#[test]
+fn start_up_says_what_it_did_plainly_and_warns_of_unknown_keys() {
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let mut cmd = common::pgrest_command();
+    cmd.env("PGRST_SERVER_HOST", "127.0.0.1")
+        .env("PGRST_SERVER_PORT", port.to_string())
+        .env("PGRST_DB_SHEMAS", "oops")
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    common::reap_with_tests(&child);
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    // The default log-level is error, and these still show.
+    for line in [
+        "starting pgrest",
+        "unknown environment variable PGRST_DB_SHEMAS: ignored (did you mean db-schemas?)",
+        "connected to PostgreSQL 15",
+        "schema cache: ",
+        " relationships, ",
+        " functions, ",
+        "connection pool: up to 10 connections",
+        &format!("API server listening on http://127.0.0.1:{port}"),
+        "listening for notifications on channel pgrst",
+        "stopping",
+        "stopped",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in\n{stderr}");
+    }
+    assert!(!stderr.contains('\u{1b}'), "colour into a pipe:\n{stderr}");
+    // config-strict makes an unknown key fatal.
+    let o = pgrest_cli(
+        &["--dump-config"],
+        &[("PGRST_CONFIG_STRICT", "true"), ("PGRST_DB_SHEMAS", "x")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean db-schemas?"));
+}
+
+#[test]
+fn pgrest_token_signs_a_token_the_server_accepts() {
+    let o = pgrest_cli(
+        &["token", "--role", "test_user", "--exp", "10m"],
+        &[("PGRST_JWT_SECRET", common::JWT_SECRET)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let s = common::server_with(&[("PGRST_JWT_SECRET", common::JWT_SECRET)]);
+    let r = s.get_with(
+        "/request_info?select=role",
+        &[("Authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(r.json(), json!([{"role": "test_user"}]), "{}", r.body);
+    let missing = pgrest_cli(&["token"], &[("PGRST_JWT_SECRET", common::JWT_SECRET)]);
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -534,4 +534,33 @@ impl SchemaCache {
     pub fn table_count(&self) -> usize {
         self.tables.values().map(HashMap::len).sum()
     }
+
+    /// What the cache holds, for the start-up and reload log lines.
+    pub fn summary(&self) -> String {
+        let relationships: usize = self.relationships.values().map(Vec::len).sum();
+        let functions: usize = self.routines.values().map(Vec::len).sum();
+        let representations = self
+            .tables
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(|t| &t.columns)
+            .filter(|c| {
+                c.repr.to_json.is_some() || c.repr.from_json.is_some() || c.repr.from_text.is_some()
+            })
+            .count();
+        let handlers = self.aggregates.len()
+            + self
+                .routines
+                .values()
+                .flatten()
+                .filter(|r| r.media.is_some())
+                .count();
+        format!(
+            "{} relations, {relationships} relationships, {functions} functions, \
+             {representations} domain representations, {handlers} media type handlers, \
+             loaded in {:.1} ms",
+            self.table_count(),
+            self.load_time.as_secs_f64() * 1000.0
+        )
+    }
 }
