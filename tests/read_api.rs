@@ -87,7 +87,12 @@ fn select_aliases_casts_and_json_paths() {
 #[test]
 fn select_errors_are_pgrst100_or_postgresql_errors() {
     let s = server();
-    let r = s.get(&enc("/kinds?select=data->>a->b"));
+    // `->>` then `->` parses, as in PostgREST; PostgreSQL has no `text -> unknown`
+    // operator (42883, which PostgREST answers 404).
+    let r = s.get(&enc("/kinds?select=doc->>a->b"));
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["code"], "42883");
+    let r = s.get(&enc("/kinds?select=doc->"));
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["code"], "PGRST100");
     let r = s.get("/kinds?select=id,");
