@@ -687,3 +687,21 @@ fn pgrest_token_signs_a_token_the_server_accepts() {
     let missing = pgrest_cli(&["token"], &[("PGRST_JWT_SECRET", common::JWT_SECRET)]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[test]
+fn a_single_json_parameter_overload_takes_bodies_the_named_one_does_not() {
+    sql_exec(
+        "CREATE FUNCTION test_api.mixed(json) RETURNS text LANGUAGE sql AS $$ SELECT 'json:' || $1::text $$;
+         CREATE FUNCTION test_api.mixed(a integer) RETURNS text LANGUAGE sql AS $$ SELECT 'a:' || a $$;
+         NOTIFY pgrst, 'reload schema';",
+    );
+    let s = common::server();
+    wait_for("mixed", || {
+        s.send("POST", "/rpc/mixed", &[], Some(r#"{"a":1}"#)).status == 200
+    });
+    let r = s.send("POST", "/rpc/mixed", &[], Some(r#"{"a":1}"#));
+    assert_eq!(r.json(), json!("a:1"), "{}", r.body);
+    let r = s.send("POST", "/rpc/mixed", &[], Some(r#"{"b":2}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!("json:{\"b\":2}"));
+}
