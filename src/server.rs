@@ -377,10 +377,21 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         tracing::warn!(target: "pgrest::lifecycle", "{warning}");
     }
     let host = bind_host(&config.server_host).to_string();
+    // The database is read before binding, so that a port that accepts means a server that
+    // is ready; only when it is not up yet are the listeners bound first, to answer 503.
+    let first = read_database(&pg, config.clone()).await;
+    let recover = config.flag("db-pool-automatic-recovery");
+    let first = match first {
+        Ok(ready) => Ok(ready),
+        Err(NotReady::Retry(e)) if recover => Err(e),
+        Err(NotReady::Retry(e) | NotReady::Fatal(e)) => return Err(e),
+    };
     let (listener, addr) = bind_api(&config, &host).await?;
     let admin_listener = bind_admin(&config, &host).await?;
-    let (listener, admin_listener, ready) =
-        wait_for_database(&pg, config, listener, admin_listener).await?;
+    let (listener, admin_listener, ready) = match first {
+        Ok(ready) => (listener, admin_listener, ready),
+        Err(reason) => wait_for_database(&pg, config, listener, admin_listener, reason).await?,
+    };
     let Ready {
         config,
         auth,
@@ -546,22 +557,17 @@ async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady
 /// The longest wait between start-up attempts, as PostgREST's.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(32);
 
-/// Reads the database, retrying with backoff (1 s doubling to 32 s) while it is not up,
-/// as PostgREST does: meanwhile the listeners answer 503 PGRST002 with Retry-After, and
-/// the admin server's /live 200. With db-pool-automatic-recovery off, the first failure
-/// ends start-up instead (a supervisor restarts pgrest).
+/// After a first failed attempt (`first`), reads the database again with backoff (1 s
+/// doubling to 32 s) until it is up, as PostgREST does: meanwhile the listeners answer
+/// 503 PGRST002 with Retry-After, and the admin server's /live 200. (With
+/// db-pool-automatic-recovery off, start() ends at the first failure instead.)
 async fn wait_for_database(
     pg: &Connector,
     config: Config,
     listener: http::Listener,
     admin: Option<http::Listener>,
+    first: String,
 ) -> Result<(http::Listener, Option<http::Listener>, Ready), String> {
-    let recover = config.flag("db-pool-automatic-recovery");
-    let first = match read_database(pg, config.clone()).await {
-        Ok(ready) => return Ok((listener, admin, ready)),
-        Err(NotReady::Retry(e)) if recover => e,
-        Err(NotReady::Retry(e) | NotReady::Fatal(e)) => return Err(e),
-    };
     let waiting = crate::http::waiting::Waiting::start(listener, admin);
     let mut delay = Duration::from_secs(1);
     let mut reason = first;
