@@ -1,5 +1,8 @@
 //! The command line: flags, configuration loading and start-up failures.
 
+mod common;
+
+use common::failure_line;
 use std::process::{Command, Output};
 
 fn pgrest(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -19,22 +22,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A start-up failure's one line (`pgrest: ...`), the last of stderr; the lines before
-/// it may only be the start-up progress lines (INFO/WARN) every start prints.
-#[track_caller]
-fn failure_line(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().collect();
-    let (last, before) = lines.split_last().expect("no output");
-    assert!(last.starts_with("pgrest: "), "{stderr}");
-    assert!(
-        before
-            .iter()
-            .all(|l| l.contains(" INFO ") || l.contains(" WARN ")),
-        "more than one error line:\n{stderr}"
-    );
-    last.to_string()
 }
 
 #[test]

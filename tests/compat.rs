@@ -101,30 +101,15 @@ fn spawn_on(port: u16, env: &[(&str, &str)]) -> std::process::Child {
     child
 }
 
-/// How many sockets listen on TCP `port` (from /proc/net/tcp).
-fn listeners(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields
-                .get(1)
-                .and_then(|a| a.split_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            local_port == Some(port) && fields.get(3) == Some(&"0A")
-        })
-        .count()
-}
-
 #[test]
 fn server_reuseport_lets_two_processes_share_a_port() {
     let port = pgrest::pgcluster::free_port().unwrap();
     let shared = [("PGRST_SERVER_REUSEPORT", "true")];
     let mut first = spawn_on(port, &shared);
     let mut second = spawn_on(port, &shared);
-    wait_for("two listeners", || listeners(port) == 2);
+    wait_for("two listeners", || {
+        common::listening_addresses(port).len() == 2
+    });
     for _ in 0..10 {
         let r = ureq::get(&format!("http://127.0.0.1:{port}/numbers?n=eq.1"))
             .call()
@@ -171,7 +156,9 @@ fn libpq_environment_and_an_at_file_name_the_database() {
         .env("PGDATABASE", common::DB)
         .env("PGRST_SERVER_HOST", "127.0.0.1")
         .env("PGRST_SERVER_PORT", api_port.to_string());
-    let (s, mut child) = spawn_and_wait(cmd, api_port);
+    let mut child = cmd.spawn().unwrap();
+    common::reap_with_tests(&child);
+    let s = common::serving(&child, api_port);
     assert_eq!(s.get("/numbers?n=eq.2").json(), json!([{"n": 2}]));
     let _ = child.kill();
     let _ = child.wait();
@@ -189,21 +176,6 @@ fn libpq_environment_and_an_at_file_name_the_database() {
     assert_eq!(s.get("/numbers?n=eq.3").json(), json!([{"n": 3}]));
     let _ = child.kill();
     let _ = std::fs::remove_file(&file);
-}
-
-fn spawn_and_wait(mut cmd: std::process::Command, port: u16) -> (Server, std::process::Child) {
-    let child = cmd.spawn().unwrap();
-    common::reap_with_tests(&child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "pgrest did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let server = Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
-    (server, child)
 }
 
 /// The value of a metric line `name` in the exposition text.

@@ -265,22 +265,10 @@ fn connections_past_the_cap_wait_for_a_free_slot() {
     assert_eq!(status_of(&late), 200, "{late}");
 }
 
-/// The state of a TCP socket listening on `port` from /proc/net/tcp: its local address
-/// as the kernel prints it (0100007F = 127.0.0.1, 00000000 = every interface).
-fn listening_address(port: u16) -> Option<String> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (addr, local_port) = fields.get(1)?.split_once(':')?;
-        let listening = fields.get(3) == Some(&"0A");
-        (listening && u16::from_str_radix(local_port, 16).ok()? == port).then(|| addr.to_string())
-    })
-}
-
 fn wait_for_listener(port: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(addr) = listening_address(port) {
+        if let Some(addr) = common::listening_addresses(port).pop() {
             return addr;
         }
         assert!(Instant::now() < deadline, "nothing listens on {port}");

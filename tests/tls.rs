@@ -193,17 +193,7 @@ fn start_fails(db_uri: &str) -> String {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{db_uri}: {stderr}");
-    // The failure is the last line; before it only start-up progress lines.
-    let lines: Vec<&str> = stderr.lines().collect();
-    let (last, before) = lines.split_last().expect("no output");
-    assert!(last.starts_with("pgrest: "), "{stderr}");
-    assert!(
-        before
-            .iter()
-            .all(|l| l.contains(" INFO ") || l.contains(" WARN ")),
-        "{stderr}"
-    );
-    last.to_string()
+    common::failure_line(&stderr)
 }
 
 #[test]

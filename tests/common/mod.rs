@@ -154,16 +154,53 @@ pub fn spawn_server(mut cmd: Command) -> (Server, Child) {
         .spawn()
         .expect("spawn pgrest");
     reap_with_tests(&child);
+    (serving(&child, port), child)
+}
+
+/// The server `child` runs on 127.0.0.1:`port`, once that port accepts connections.
+pub fn serving(child: &Child, port: u16) -> Server {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "pgrest did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let server = Server {
+    Server {
         base: format!("http://127.0.0.1:{port}"),
         pid: child.id(),
-    };
-    (server, child)
+    }
+}
+
+/// The local addresses of the TCP sockets listening on `port`, as /proc/net/tcp prints
+/// them (0100007F = 127.0.0.1, 00000000 = every interface).
+pub fn listening_addresses(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, local_port) = fields.get(1)?.split_once(':')?;
+            let listening = fields.get(3) == Some(&"0A");
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| addr.to_string())
+        })
+        .collect()
+}
+
+/// A start-up failure's one line (`pgrest: ...`), the last of `stderr`; the lines before
+/// it may only be the start-up progress lines (INFO/WARN) every start prints.
+#[track_caller]
+pub fn failure_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let (last, before) = lines.split_last().expect("no output");
+    assert!(last.starts_with("pgrest: "), "{stderr}");
+    assert!(
+        before
+            .iter()
+            .all(|l| l.contains(" INFO ") || l.contains(" WARN ")),
+        "more than one error line:\n{stderr}"
+    );
+    last.to_string()
 }
 
 pub fn server() -> Server {
