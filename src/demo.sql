@@ -63,6 +63,13 @@ CREATE VIEW api.book_summaries AS
          (SELECT round(avg(r.stars), 2) FROM api.reviews r WHERE r.book_id = b.id) AS average_stars
   FROM api.books b JOIN api.authors a ON a.id = b.author_id;
 
+-- Functions, callable at /rpc/<name>: a stable one (GET or POST) and a set of rows that
+-- takes the read grammar.
+CREATE FUNCTION api.add_them(a integer, b integer) RETURNS integer
+  LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+CREATE FUNCTION api.books_since(y integer) RETURNS SETOF api.books
+  LANGUAGE sql STABLE AS $$ SELECT * FROM api.books WHERE published >= y $$;
+
 GRANT USAGE ON SCHEMA api TO web_anon;
 GRANT SELECT ON ALL TABLES IN SCHEMA api TO web_anon;
 -- Visitors may write reviews (and only reviews).

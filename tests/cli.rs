@@ -179,6 +179,26 @@ fn the_demo_answers_its_examples_and_cleans_up() {
         let body = response.into_string().unwrap();
         assert!(body.len() > 10, "{example}: {body}");
     }
+    // README's RPC examples run on the demo as written.
+    let base = format!("http://127.0.0.1:{port}");
+    let sum = ureq::get(&format!("{base}/rpc/add_them?a=1&b=2"))
+        .call()
+        .unwrap();
+    assert_eq!(sum.into_string().unwrap(), "3");
+    let books = ureq::get(&format!(
+        "{base}/rpc/books_since?y=1900&select=title,authors(name)&order=published.desc"
+    ))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    let books: serde_json::Value = serde_json::from_str(&books).unwrap();
+    assert!(
+        books
+            .as_array()
+            .is_some_and(|b| !b.is_empty() && b[0]["authors"]["name"].is_string()),
+        "{books}"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
