@@ -253,8 +253,12 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "examples,coverage,fuzzing",
             "--generation-database",
             "none",
+            // One worker: with two, hypothesis (6.170) sometimes crashed on CPython 3.11
+            // building lambda descriptions in both threads at once ("AST constructor
+            // recursion depth mismatch", seen once on GET /rpc/add_them), a tool error that
+            // is no finding about the server.
             "--workers",
-            "2",
+            "1",
         ])
         .output()
         .unwrap();
