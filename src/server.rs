@@ -20,7 +20,7 @@ pub const LIFECYCLE: &str = "pgrest::lifecycle";
 /// Logs a start-up, shutdown or reload line (shown at every log-level).
 #[macro_export]
 macro_rules! lifecycle {
-    ($($arg:tt)*) => { tracing::info!(target: "pgrest::lifecycle", $($arg)*) };
+    ($($arg:tt)*) => { tracing::info!(target: $crate::server::LIFECYCLE, $($arg)*) };
 }
 
 fn log_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
@@ -272,15 +272,14 @@ pub async fn effective_config(config: Config) -> Config {
     }
 }
 
-/// `--dump-schema`: the schema cache of the configured schemas, as JSON.
+/// `--dump-schema`: the schema cache of the configured schemas, as JSON, read as start-up
+/// reads it.
 pub async fn schema_json(config: Config) -> Result<String, String> {
     let pg = connector_for(&config)?;
-    let (mut client, conn) = connect_once(&pg).await?;
-    let config = with_db_config(&mut client, config).await?;
-    let cache = load_schema_on(&mut client, &config.db_schemas).await;
-    drop(client);
-    let _ = conn.await;
-    serde_json::to_string(&cache?).map_err(|e| e.to_string())
+    let ready = read_database(&pg, config)
+        .await
+        .map_err(|(NotReady::Retry(e) | NotReady::Fatal(e))| e)?;
+    serde_json::to_string(&ready.cache).map_err(|e| e.to_string())
 }
 
 /// `--ready`: GET /ready on the admin server (admin-server-port or
@@ -327,13 +326,16 @@ pub fn ask_ready(config: &Config) -> Result<(), String> {
     }
 }
 
-/// The role pgrest's connections log in as.
-async fn session_user(client: &tokio_postgres::Client) -> Result<String, String> {
+/// The role pgrest's connections log in as, and the server's version.
+async fn session_user(client: &tokio_postgres::Client) -> Result<(String, String), String> {
     let row = client
-        .query_one("SELECT session_user::text", &[])
+        .query_one(
+            "SELECT session_user::text, current_setting('server_version')",
+            &[],
+        )
         .await
         .map_err(|e| format!("cannot read the session user: {}", db::describe(&e)))?;
-    Ok(row.get(0))
+    Ok((row.get(0), row.get(1)))
 }
 
 /// A running server: its address and a handle to stop it.
@@ -374,7 +376,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     // The configuration is valid: from here on, say what happens.
     lifecycle!("starting pgrest {}", env!("CARGO_PKG_VERSION"));
     for warning in config.unknown_key_warnings() {
-        tracing::warn!(target: "pgrest::lifecycle", "{warning}");
+        tracing::warn!(target: LIFECYCLE, "{warning}");
     }
     let host = bind_host(&config.server_host).to_string();
     // The database is read before binding, so that a port that accepts means a server that
@@ -537,13 +539,8 @@ async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady
     let cache = load_schema_on(&mut client, &config.db_schemas)
         .await
         .map_err(NotReady::Retry)?;
-    let authenticator = session_user(&client).await.map_err(NotReady::Retry)?;
-    if let Ok(row) = client.query_one("SHOW server_version", &[]).await {
-        lifecycle!(
-            "connected to PostgreSQL {} as {authenticator}",
-            row.get::<_, String>(0)
-        );
-    }
+    let (authenticator, version) = session_user(&client).await.map_err(NotReady::Retry)?;
+    lifecycle!("connected to PostgreSQL {version} as {authenticator}");
     drop(client);
     let _ = conn.await;
     Ok(Ready {

@@ -1025,7 +1025,6 @@ async fn call(
     let aggregate = plan.read.as_ref().and_then(|r| r.aggregate.as_ref());
     let mut r = rows_response(status, out.body, plan.head, api.media_type, aggregate);
     set(&mut r, "Content-Range", &content_range);
-    set(&mut r, "Vary", VARY);
     finish_response(
         r,
         preference_applied(api, false, overridable),
@@ -1151,7 +1150,6 @@ async fn read(
         format!("/{name}?{}", api.query.canonical)
     };
     set(&mut r, "Content-Location", &location);
-    set(&mut r, "Vary", VARY);
     warn_legacy_targets(&mut r, api, &plan.legacy_targets);
     let (_, overridable) = commits(&state.config(), &api.prefs);
     finish_response(

@@ -47,10 +47,15 @@ fn refuse_nul_keys(keys: &[String]) -> Result<(), ApiError> {
 /// The sorted keys of a JSON object, or of every object of a JSON array (which must all
 /// have the same keys). Invalid JSON anywhere is reported before unequal keys.
 fn json_keys(text: &str) -> Result<Vec<String>, ApiError> {
-    use serde::Deserializer as _;
     if nesting_exceeds(text.as_bytes(), MAX_BODY_NESTING) {
         return Err(invalid_json());
     }
+    keys_of(text)
+}
+
+/// [`json_keys`] for text whose nesting is already checked.
+fn keys_of(text: &str) -> Result<Vec<String>, ApiError> {
+    use serde::Deserializer as _;
     let mismatch = std::cell::Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(text);
     let keys = de
@@ -117,7 +122,7 @@ pub fn first_object(text: &str) -> Result<(String, Vec<String>), ApiError> {
     };
     let object = first.map_or(text, serde_json::value::RawValue::get);
     let keys = match object.trim_start().as_bytes().first() {
-        Some(b'{') => json_keys(object)?,
+        Some(b'{') => keys_of(object)?,
         _ => {
             serde_json::from_str::<IgnoredAny>(object).map_err(|_| invalid_json())?;
             Vec::new()
