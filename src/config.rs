@@ -703,6 +703,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unknown_keys_are_named_with_the_closest_known_one() {
+        let env = vec![("PGRST_JWT_SECRT".to_string(), "x".to_string())];
+        let c = Config::load(Some("db-shemas = \"api\"\nzzz-qqq = 1\n"), env.clone()).unwrap();
+        assert_eq!(c.db_schemas, vec!["public"], "the typo is not taken");
+        assert_eq!(
+            c.unknown_key_warnings(),
+            vec![
+                "unknown key \"db-shemas\" in the configuration file: ignored (did you mean db-schemas?)",
+                "unknown key \"zzz-qqq\" in the configuration file: ignored",
+                "unknown environment variable PGRST_JWT_SECRT: ignored (did you mean jwt-secret?)",
+            ]
+        );
+        let strict = Config::load(Some("config-strict = true\ndb-shemas = \"api\"\n"), env);
+        assert!(strict.unwrap_err().contains("did you mean db-schemas?"));
+    }
+
+    #[test]
     fn connection_string_passwords_are_masked() {
         for (uri, masked) in [
             (
