@@ -761,7 +761,7 @@ const ROOT_MEDIA: [&str; 4] = [
     "text/html",
 ];
 
-const DOCS_PAGE: &str = include_str!("../docs.html");
+const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
 
 /// `GET /`: the OpenAPI document of the schema (or db-root-spec's answer).
 async fn root(
