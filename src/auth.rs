@@ -270,6 +270,17 @@ fn jwk_key(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Key, String> {
 
 impl Authenticator {
     /// From the jwt-* settings; `None` when no secret is configured.
+    /// The verifier the configuration describes; `None` without a jwt-secret.
+    pub fn from_config(config: &crate::config::Config) -> Result<Option<Authenticator>, String> {
+        Self::new(
+            config.jwt_secret.as_deref(),
+            config.jwt_secret_is_base64,
+            &config.jwt_role_claim_key,
+            config.jwt_aud.as_deref(),
+            config.jwt_cache_max_entries,
+        )
+    }
+
     pub fn new(
         secret: Option<&str>,
         is_base64: bool,

@@ -165,41 +165,89 @@ pub enum LogLevel {
     Debug,
 }
 
+/// What db-tx-end says: whether a transaction commits by default, and whether
+/// `Prefer: tx=` may override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxEnd {
+    pub commit: bool,
+    pub overridable: bool,
+}
+
+/// openapi-mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenApiMode {
+    FollowPrivileges,
+    IgnorePrivileges,
+    Disabled,
+}
+
+/// The configuration, parsed once at load into typed fields (one per key PostgREST
+/// knows); nothing reads a key by name afterwards.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Raw values after file + env, for --dump-config.
+    /// Raw values after file + env, for --dump-config and in-database settings.
     raw: BTreeMap<String, String>,
+    pub admin_server_config_enabled: bool,
+    pub admin_server_host: Option<String>,
+    pub admin_server_port: Option<u16>,
+    pub admin_server_unix_socket: Option<String>,
+    /// admin-server-unix-socket-mode, octal 600..=777.
+    pub admin_unix_socket_mode: u32,
     pub app_settings: Vec<(String, String)>,
-    pub db_uri: Option<String>,
-    pub db_schemas: Vec<String>,
+    /// client-error-verbosity = minimal.
+    pub minimal_errors: bool,
+    pub db_aggregates_enabled: bool,
     pub db_anon_role: Option<String>,
+    pub db_channel: String,
+    pub db_channel_enabled: bool,
+    pub db_config: bool,
+    pub db_extra_search_path: Vec<String>,
+    /// Function settings that apply to the whole request transaction.
+    pub db_hoisted_tx_settings: Vec<String>,
+    pub db_max_rows: Option<i64>,
+    pub db_plan_enabled: bool,
     pub db_pool: usize,
+    /// Seconds.
     pub db_pool_acquisition_timeout: u64,
+    pub db_pool_automatic_recovery: bool,
     /// Seconds.
     pub db_pool_max_idletime: u64,
     /// Seconds.
     pub db_pool_max_lifetime: u64,
-    pub db_max_rows: Option<i64>,
-    pub db_extra_search_path: Vec<String>,
-    /// Function settings that apply to the whole request transaction.
-    pub db_hoisted_tx_settings: Vec<String>,
+    pub db_pre_config: Option<String>,
     pub db_pre_request: Option<String>,
-    /// commit, commit-allow-override, rollback or rollback-allow-override
-    pub db_tx_end: String,
-    pub server_host: String,
-    pub server_port: u16,
+    pub db_prepared_statements: bool,
+    pub db_root_spec: Option<String>,
+    pub db_schemas: Vec<String>,
+    pub db_tx_end: TxEnd,
+    pub db_uri: Option<String>,
+    pub jwt_aud: Option<String>,
+    pub jwt_cache_max_entries: usize,
+    pub jwt_role_claim_key: String,
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_is_base64: bool,
     pub log_level: LogLevel,
-    pub minimal_errors: bool,
-    /// server-unix-socket-mode, octal 600..=777.
-    pub unix_socket_mode: u32,
-    /// admin-server-unix-socket-mode, octal 600..=777.
-    pub admin_unix_socket_mode: u32,
+    pub log_query: bool,
+    pub openapi_mode: OpenApiMode,
+    pub openapi_security_active: bool,
+    pub openapi_server_proxy_uri: Option<String>,
+    /// `None`: any origin.
+    pub server_cors_allowed_origins: Option<Vec<String>>,
     /// server-header-read-timeout, seconds (at least 1).
     pub server_header_read_timeout: u64,
+    pub server_host: String,
     /// server-max-body-size, bytes.
     pub server_max_body_size: u64,
     /// server-max-connections; 0 = as many as the open-file limit allows.
     pub server_max_connections: usize,
+    pub server_port: u16,
+    pub server_reuseport: bool,
+    pub server_timing_enabled: bool,
+    pub server_trace_header: Option<String>,
+    pub server_unix_socket: Option<String>,
+    /// server-unix-socket-mode, octal 600..=777.
+    pub unix_socket_mode: u32,
+    pub url_use_legacy_target_names: bool,
     /// Keys given that are not configuration keys (warned about at start-up).
     pub unknown_keys: Vec<UnknownKey>,
 }
@@ -348,6 +396,138 @@ fn split_list(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// Raw key values, read as the type each key has.
+struct Raw<'a>(&'a BTreeMap<String, String>);
+
+impl Raw<'_> {
+    fn text(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    /// `None` when unset or empty.
+    fn opt(&self, key: &str) -> Option<String> {
+        Some(self.text(key).to_string()).filter(|s| !s.is_empty())
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, String> {
+        match self.text(key) {
+            "" => Ok(false),
+            v => parse_bool(key, v),
+        }
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str) -> Result<T, String> {
+        parse_num(key, self.text(key))
+    }
+
+    fn opt_num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, String> {
+        self.opt(key).map(|v| parse_num(key, &v)).transpose()
+    }
+
+    fn socket_mode(&self, key: &str) -> Result<u32, String> {
+        u32::from_str_radix(self.text(key), 8)
+            .ok()
+            .filter(|m| (0o600..=0o777).contains(m))
+            .ok_or_else(|| {
+                format!(
+                    "invalid {key} {:?}: expected octal 600 to 777",
+                    self.text(key)
+                )
+            })
+    }
+}
+
+/// Keys printed bare (numbers and booleans) must hold one.
+fn check_bare_values(raw: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, _, _) in KEYS.iter().filter(|(_, _, bare)| *bare) {
+        let v = raw.get(*key).map(String::as_str).unwrap_or("");
+        if !v.is_empty() && parse_bool(key, v).is_err() && v.parse::<f64>().is_err() {
+            return Err(format!("invalid value for {key}: {v:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn schemas(r: &Raw) -> Result<Vec<String>, String> {
+    let db_schemas = split_list(r.text("db-schemas"));
+    if db_schemas.is_empty() {
+        return Err("db-schemas must name at least one schema".into());
+    }
+    if let Some(bad) = db_schemas
+        .iter()
+        .find(|s| *s == "pg_catalog" || *s == "information_schema")
+    {
+        return Err(format!("db-schemas may not contain {bad}"));
+    }
+    Ok(db_schemas)
+}
+
+fn log_level(r: &Raw) -> Result<LogLevel, String> {
+    Ok(match r.text("log-level") {
+        "crit" => LogLevel::Crit,
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        other => {
+            return Err(format!(
+                "invalid log-level {other:?}: expected crit, error, warn, info or debug"
+            ))
+        }
+    })
+}
+
+fn minimal_errors(r: &Raw) -> Result<bool, String> {
+    match r.text("client-error-verbosity") {
+        "verbose" => Ok(false),
+        "minimal" => Ok(true),
+        other => Err(format!(
+            "invalid client-error-verbosity {other:?}: expected verbose or minimal"
+        )),
+    }
+}
+
+fn tx_end(r: &Raw) -> Result<TxEnd, String> {
+    let (commit, overridable) = match r.text("db-tx-end") {
+        "commit" => (true, false),
+        "commit-allow-override" => (true, true),
+        "rollback" => (false, false),
+        "rollback-allow-override" => (false, true),
+        other => return Err(format!("invalid db-tx-end {other:?}")),
+    };
+    Ok(TxEnd {
+        commit,
+        overridable,
+    })
+}
+
+fn openapi_mode(r: &Raw) -> Result<OpenApiMode, String> {
+    match r.text("openapi-mode") {
+        "follow-privileges" => Ok(OpenApiMode::FollowPrivileges),
+        "ignore-privileges" => Ok(OpenApiMode::IgnorePrivileges),
+        "disabled" => Ok(OpenApiMode::Disabled),
+        other => Err(format!("invalid openapi-mode {other:?}")),
+    }
+}
+
+/// openapi-server-proxy-uri must be an absolute http(s) URI with a host.
+fn proxy_uri(r: &Raw) -> Result<Option<String>, String> {
+    let Some(uri) = r.opt("openapi-server-proxy-uri") else {
+        return Ok(None);
+    };
+    let valid = uri.parse::<hyper::Uri>().is_ok_and(|u| {
+        u.host().is_some()
+            && u.scheme_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+    });
+    if !valid {
+        return Err(format!(
+            "malformed openapi-server-proxy-uri {uri:?}: expected http(s)://host[:port][/path]"
+        ));
+    }
+    Ok(Some(uri))
+}
+
 impl Config {
     /// Loads defaults, then the file (if any), then PGRST_* variables from `env`.
     pub fn load(
@@ -390,9 +570,7 @@ impl Config {
                 set(&key, value, format!("environment variable {name}"));
             }
         }
-        let strict = raw
-            .get("config-strict")
-            .is_some_and(|v| parse_bool("config-strict", v) == Ok(true));
+        let strict = Raw(&raw).flag("config-strict") == Ok(true);
         if strict {
             if let Some(first) = unknown.first() {
                 return Err(first.warning());
@@ -412,121 +590,87 @@ impl Config {
         raw: BTreeMap<String, String>,
         app_settings: Vec<(String, String)>,
     ) -> Result<Config, String> {
-        let get = |k: &str| raw.get(k).map(String::as_str).unwrap_or("");
-        let opt = |k: &str| Some(get(k).to_string()).filter(|s| !s.is_empty());
-        let log_level = match get("log-level") {
-            "crit" => LogLevel::Crit,
-            "error" => LogLevel::Error,
-            "warn" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            other => {
-                return Err(format!(
-                    "invalid log-level {other:?}: expected crit, error, warn, info or debug"
-                ))
-            }
-        };
-        let minimal_errors = match get("client-error-verbosity") {
-            "verbose" => false,
-            "minimal" => true,
-            other => {
-                return Err(format!(
-                    "invalid client-error-verbosity {other:?}: expected verbose or minimal"
-                ))
-            }
-        };
-        match get("db-tx-end") {
-            "commit" | "commit-allow-override" | "rollback" | "rollback-allow-override" => {}
-            other => return Err(format!("invalid db-tx-end {other:?}")),
-        }
-        match get("openapi-mode") {
-            "follow-privileges" | "ignore-privileges" | "disabled" => {}
-            other => return Err(format!("invalid openapi-mode {other:?}")),
-        }
-        if let Some(uri) = opt("openapi-server-proxy-uri") {
-            let valid = uri.parse::<hyper::Uri>().is_ok_and(|u| {
-                u.host().is_some()
-                    && u.scheme_str().is_some_and(|s| {
-                        s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")
-                    })
-            });
-            if !valid {
-                return Err(format!(
-                    "malformed openapi-server-proxy-uri {uri:?}: expected http(s)://host[:port][/path]"
-                ));
-            }
-        }
-        let db_schemas = split_list(get("db-schemas"));
-        if db_schemas.is_empty() {
-            return Err("db-schemas must name at least one schema".into());
-        }
-        if let Some(bad) = db_schemas
-            .iter()
-            .find(|s| *s == "pg_catalog" || *s == "information_schema")
+        // Checked in this order, so that the first problem named is the same whatever
+        // else is wrong.
+        let r = Raw(&raw);
+        let log_level = log_level(&r)?;
+        let minimal_errors = minimal_errors(&r)?;
+        let db_tx_end = tx_end(&r)?;
+        let openapi_mode = openapi_mode(&r)?;
+        let openapi_server_proxy_uri = proxy_uri(&r)?;
+        let db_schemas = schemas(&r)?;
+        let unix_socket_mode = r.socket_mode("server-unix-socket-mode")?;
+        if r.opt("admin-server-port")
+            .is_some_and(|p| p == r.text("server-port"))
         {
-            return Err(format!("db-schemas may not contain {bad}"));
-        }
-        let socket_mode = |key: &str| {
-            u32::from_str_radix(get(key), 8)
-                .ok()
-                .filter(|m| (0o600..=0o777).contains(m))
-                .ok_or_else(|| format!("invalid {key} {:?}: expected octal 600 to 777", get(key)))
-        };
-        let unix_socket_mode = socket_mode("server-unix-socket-mode")?;
-        if opt("admin-server-port").is_some_and(|p| p == get("server-port")) {
             return Err("admin-server-port cannot be the same as server-port".into());
         }
-        let admin_unix_socket_mode = socket_mode("admin-server-unix-socket-mode")?;
-        let db_pool: usize = parse_num("db-pool", get("db-pool"))?;
+        let admin_unix_socket_mode = r.socket_mode("admin-server-unix-socket-mode")?;
+        let db_pool: usize = r.num("db-pool")?;
         if db_pool == 0 {
             return Err("db-pool must be at least 1".into());
         }
-        let db_max_rows = match opt("db-max-rows") {
-            Some(v) => Some(parse_num::<i64>("db-max-rows", &v)?).filter(|n| *n >= 0),
-            None => None,
-        };
-        for key in KEYS.iter().filter(|(_, _, bare)| *bare) {
-            let v = get(key.0);
-            if !v.is_empty() && parse_bool(key.0, v).is_err() && v.parse::<f64>().is_err() {
-                return Err(format!("invalid value for {}: {v:?}", key.0));
-            }
-        }
+        let db_max_rows = r.opt_num::<i64>("db-max-rows")?.filter(|n| *n >= 0);
+        check_bare_values(&raw)?;
         Ok(Config {
+            admin_server_config_enabled: r.flag("admin-server-config-enabled")?,
+            admin_server_host: r.opt("admin-server-host"),
+            admin_server_port: r.opt_num("admin-server-port")?,
+            admin_server_unix_socket: r.opt("admin-server-unix-socket"),
+            admin_unix_socket_mode,
             app_settings,
-            db_uri: opt("db-uri")
+            minimal_errors,
+            db_aggregates_enabled: r.flag("db-aggregates-enabled")?,
+            db_anon_role: r.opt("db-anon-role"),
+            db_channel: r.opt("db-channel").unwrap_or_else(|| "pgrst".into()),
+            db_channel_enabled: r.flag("db-channel-enabled")?,
+            db_config: r.flag("db-config")?,
+            db_extra_search_path: split_list(r.text("db-extra-search-path")),
+            db_hoisted_tx_settings: split_list(r.text("db-hoisted-tx-settings")),
+            db_max_rows,
+            db_plan_enabled: r.flag("db-plan-enabled")?,
+            db_pool,
+            db_pool_acquisition_timeout: r.num("db-pool-acquisition-timeout")?,
+            db_pool_automatic_recovery: r.flag("db-pool-automatic-recovery")?,
+            db_pool_max_idletime: r.num("db-pool-max-idletime")?,
+            db_pool_max_lifetime: r.num("db-pool-max-lifetime")?,
+            db_pre_config: r.opt("db-pre-config"),
+            db_pre_request: r.opt("db-pre-request"),
+            db_prepared_statements: r.flag("db-prepared-statements")?,
+            db_root_spec: r.opt("db-root-spec"),
+            db_schemas,
+            db_tx_end,
+            db_uri: r
+                .opt("db-uri")
                 .map(|v| read_at_file("db-uri", v))
                 .transpose()?,
-            db_anon_role: opt("db-anon-role"),
-            db_pool,
-            db_pool_acquisition_timeout: parse_num(
-                "db-pool-acquisition-timeout",
-                get("db-pool-acquisition-timeout"),
-            )?,
-            db_pool_max_idletime: parse_num("db-pool-max-idletime", get("db-pool-max-idletime"))?,
-            db_pool_max_lifetime: parse_num("db-pool-max-lifetime", get("db-pool-max-lifetime"))?,
-            db_max_rows,
-            db_extra_search_path: split_list(get("db-extra-search-path")),
-            db_hoisted_tx_settings: split_list(get("db-hoisted-tx-settings")),
-            db_pre_request: opt("db-pre-request"),
-            db_tx_end: get("db-tx-end").to_string(),
-            server_host: get("server-host").to_string(),
-            server_port: parse_num("server-port", get("server-port"))?,
+            jwt_aud: r.opt("jwt-aud"),
+            jwt_cache_max_entries: r.num("jwt-cache-max-entries")?,
+            jwt_role_claim_key: r
+                .opt("jwt-role-claim-key")
+                .unwrap_or_else(|| "$.role".into()),
+            jwt_secret: r.opt("jwt-secret"),
+            jwt_secret_is_base64: r.flag("jwt-secret-is-base64")?,
             log_level,
-            minimal_errors,
+            log_query: r.flag("log-query")?,
+            openapi_mode,
+            openapi_security_active: r.flag("openapi-security-active")?,
+            openapi_server_proxy_uri,
+            server_cors_allowed_origins: r
+                .opt("server-cors-allowed-origins")
+                .map(|list| list.split(',').map(|o| o.trim().to_string()).collect()),
+            server_header_read_timeout: r.num::<u64>("server-header-read-timeout")?.max(1),
+            server_host: r.text("server-host").to_string(),
+            server_max_body_size: r.num("server-max-body-size")?,
+            server_max_connections: r.num("server-max-connections")?,
+            server_port: r.num("server-port")?,
+            server_reuseport: r.flag("server-reuseport")?,
+            server_timing_enabled: r.flag("server-timing-enabled")?,
+            server_trace_header: r.opt("server-trace-header"),
+            server_unix_socket: r.opt("server-unix-socket"),
             unix_socket_mode,
-            admin_unix_socket_mode,
-            server_header_read_timeout: parse_num::<u64>(
-                "server-header-read-timeout",
-                get("server-header-read-timeout"),
-            )?
-            .max(1),
-            server_max_body_size: parse_num("server-max-body-size", get("server-max-body-size"))?,
-            server_max_connections: parse_num(
-                "server-max-connections",
-                get("server-max-connections"),
-            )?,
+            url_use_legacy_target_names: r.flag("url-use-legacy-target-names")?,
             unknown_keys: Vec::new(),
-            db_schemas,
             raw,
         })
     }
@@ -543,22 +687,6 @@ impl Config {
         }
         Self::from_raw(raw, self.app_settings.clone())
             .map_err(|e| format!("invalid in-database configuration: {e}"))
-    }
-
-    /// A key's raw value, `None` when unset or empty.
-    pub fn value(&self, key: &str) -> Option<&str> {
-        self.raw
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// Whether a boolean key is on (keys validated at load).
-    pub fn flag(&self, key: &str) -> bool {
-        self.raw
-            .get(key)
-            .map(|v| parse_bool(key, v).unwrap_or(false))
-            .unwrap_or(false)
     }
 
     /// The effective configuration in file syntax (`--dump-config`, run by whoever holds

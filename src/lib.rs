@@ -1,18 +1,16 @@
 //! pgrest: a PostgREST-compatible REST API for PostgreSQL.
 //!
-//! One request, one way through: `request` (parse) -> `plan` (resolve against the schema
-//! cache) -> `sql` (render) -> `db` (run) -> `http` (respond).
+//! One request, one way through (docs/architecture.md): `request` (parse) -> `plan`
+//! (every decision, against one snapshot of config and schema cache) -> `sql` (render) ->
+//! `db` (run) -> `http` (respond). `ops` runs the server around them.
 
-pub mod access_log;
-pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
-pub mod lenient;
-pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod pgcluster;
 pub mod plan;
 pub mod request;

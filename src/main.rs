@@ -113,10 +113,10 @@ fn token(args: &[String]) -> Result<(), String> {
     }
     .load()?;
     let secret = config
-        .value("jwt-secret")
+        .jwt_secret
+        .as_deref()
         .ok_or("jwt-secret is not set (PGRST_JWT_SECRET or the config file)")?;
-    let token =
-        pgrest::auth::sign_token(secret, config.flag("jwt-secret-is-base64"), &role, lifetime)?;
+    let token = pgrest::auth::sign_token(secret, config.jwt_secret_is_base64, &role, lifetime)?;
     println!("{token}");
     Ok(())
 }
@@ -131,7 +131,7 @@ fn run(file: Option<String>, mode: Mode) -> Result<(), String> {
         return server::ask_ready(&config);
     }
     if mode != Mode::DumpConfig {
-        server::init_logging(config.log_level);
+        pgrest::ops::logging::init_logging(config.log_level);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,69 +4,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, LogLevel};
+use crate::config::Config;
 use crate::db;
+use crate::db::startup::{
+    connect_error, connect_once, connect_typed, load_schema_on, with_db_config, worth_retrying,
+};
 use crate::db::tls::Connector;
-use crate::http::{self, AppState};
+use crate::http;
+use crate::ops::logging::LIFECYCLE;
+use crate::ops::state::{AppState, Fixed, Limits, Snapshot};
 use crate::pgcluster::TempCluster;
 use crate::schema::SchemaCache;
-
-/// The tracing target of lines shown whatever log-level says.
-pub const LIFECYCLE: &str = "pgrest::lifecycle";
-
-/// Logs a start-up, shutdown or reload line (shown at every log-level).
-#[macro_export]
-macro_rules! lifecycle {
-    ($($arg:tt)*) => { tracing::info!(target: $crate::server::LIFECYCLE, $($arg)*) };
-}
-
-fn log_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
-    let filter = match level {
-        LogLevel::Crit | LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-    };
-    // Start-up, shutdown and reload lines show at every level, as PostgREST's do.
-    tracing_subscriber::EnvFilter::new(format!("pgrest={filter},{LIFECYCLE}=info"))
-}
-
-type FilterHandle =
-    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-
-static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
-
-/// Diagnostics on stderr, filtered by log-level (changed by a config reload).
-pub fn init_logging(level: LogLevel) {
-    use tracing_subscriber::prelude::*;
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(level));
-    use std::io::IsTerminal;
-    // Colour only for a person at a terminal (never into files or pipes), and never with
-    // NO_COLOR set (no-color.org).
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(false);
-    if tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .try_init()
-        .is_ok()
-    {
-        let _ = LOG_FILTER.set(handle);
-    }
-}
-
-/// Applies a reloaded log-level to the diagnostics.
-pub fn set_log_level(level: LogLevel) {
-    if let Some(handle) = LOG_FILTER.get() {
-        let _ = handle.reload(log_filter(level));
-    }
-}
 
 /// The addresses `server-host` stands for (PostgREST's special values included).
 fn bind_host(host: &str) -> &str {
@@ -77,145 +27,6 @@ fn bind_host(host: &str) -> &str {
     }
 }
 
-/// One short-lived connection for start-up and reload work, driven in the background.
-pub async fn connect_once(
-    connector: &Connector,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
-    connect_typed(connector)
-        .await
-        .map_err(|e| connect_error(connector, &e))
-}
-
-async fn connect_typed(
-    connector: &Connector,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
-    let (client, connection) = connector.connect().await?;
-    let conn = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok((client, conn))
-}
-
-/// "cannot connect to the database at host:port: why".
-fn connect_error(connector: &Connector, e: &tokio_postgres::Error) -> String {
-    let pg = &connector.config;
-    let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
-    let hosts: Vec<String> = pg
-        .get_hosts()
-        .iter()
-        .zip(ports)
-        .map(|(h, p)| match h {
-            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
-            tokio_postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
-        })
-        .collect();
-    format!(
-        "cannot connect to the database at {}: {}",
-        hosts.join(","),
-        db::describe(e)
-    )
-}
-
-/// Whether waiting can cure a failed connection: no server answered (refused, timed
-/// out, reset), or it is starting up, shutting down or full. A server that answered no
-/// (authentication, a missing database, TLS certificates) or a configuration error will
-/// say the same next time.
-fn worth_retrying(e: &tokio_postgres::Error) -> bool {
-    match e.as_db_error() {
-        Some(db) => matches!(db.code().code(), "57P03" | "57P01" | "57P02" | "53300"),
-        None => {
-            db::tls::describe_tls(e).is_none()
-                && !e.to_string().starts_with("invalid configuration")
-        }
-    }
-}
-
-/// Lays the in-database configuration over `config` when db-config is on: the
-/// authenticator's `pgrst.*` role settings (database-specific ones win over those for
-/// every database) over whatever the db-pre-config function sets.
-pub async fn with_db_config(
-    client: &mut tokio_postgres::Client,
-    config: crate::config::Config,
-) -> Result<crate::config::Config, String> {
-    if !config.flag("db-config") {
-        return Ok(config);
-    }
-    let fail = |e: tokio_postgres::Error| {
-        format!(
-            "cannot read the in-database configuration: {}",
-            db::describe(&e)
-        )
-    };
-    let mut settings: Vec<(String, String)> = Vec::new();
-    let underscored: Vec<String> = crate::config::IN_DB_KEYS
-        .iter()
-        .map(|k| format!("pgrst.{}", k.replace('-', "_")))
-        .collect();
-    let to_key = |name: &str| name.trim_start_matches("pgrst.").replace('_', "-");
-    if let Some(pre) = config.value("db-pre-config") {
-        let tx = client.transaction().await.map_err(fail)?;
-        tx.batch_execute(&format!("SELECT {}()", crate::sql::quote_qualified(pre)))
-            .await
-            .map_err(fail)?;
-        let rows = tx
-            .query(
-                "SELECT k, current_setting(k, true) FROM unnest($1::text[]) AS k",
-                &[&underscored],
-            )
-            .await
-            .map_err(fail)?;
-        for row in rows {
-            if let Some(v) = row.get::<_, Option<String>>(1).filter(|v| !v.is_empty()) {
-                settings.push((to_key(row.get(0)), v));
-            }
-        }
-        tx.rollback().await.map_err(fail)?;
-    }
-    let rows = client
-        .query(
-            "SELECT DISTINCT ON (k) k, v FROM (
-               SELECT s.setdatabase, split_part(c, '=', 1) AS k,
-                      substr(c, strpos(c, '=') + 1) AS v
-               FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c
-               WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
-                 AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
-                                           WHERE datname = current_database()))
-             ) AS t
-             WHERE k = ANY($1)
-             ORDER BY k, setdatabase DESC",
-            &[&underscored],
-        )
-        .await
-        .map_err(fail)?;
-    for row in rows {
-        settings.push((to_key(row.get(0)), row.get(1)));
-    }
-    if !settings.is_empty() {
-        tracing::info!(
-            "applying {} in-database configuration setting(s)",
-            settings.len()
-        );
-    }
-    config.with_db_settings(&settings)
-}
-
-pub async fn load_schema(pg: &Connector, schemas: &[String]) -> Result<SchemaCache, String> {
-    let (mut client, conn) = connect_once(pg).await?;
-    let cache = load_schema_on(&mut client, schemas).await;
-    drop(client);
-    let _ = conn.await;
-    cache
-}
-
-async fn load_schema_on(
-    client: &mut tokio_postgres::Client,
-    schemas: &[String],
-) -> Result<SchemaCache, String> {
-    SchemaCache::load(client, schemas)
-        .await
-        .map_err(|e| format!("cannot load the schema cache: {}", db::describe(&e)))
-}
-
 /// Descriptors kept out of the API's connection cap: the pool, the listener and
 /// start-up connections, the admin server's connections, files.
 const RESERVED_DESCRIPTORS: usize = 128;
@@ -223,7 +34,7 @@ const RESERVED_DESCRIPTORS: usize = 128;
 /// The bounds one client can reach. server-max-connections 0 takes what the open-file
 /// limit (raised to its hard limit) leaves after the pool and a reserve, so the accept
 /// loop waits at the cap instead of failing with EMFILE.
-fn limits(config: &Config) -> http::Limits {
+fn limits(config: &Config) -> Limits {
     let open_files = usize::try_from(http::accept::raise_open_file_limit()).unwrap_or(usize::MAX);
     let automatic = open_files
         .saturating_sub(config.db_pool + RESERVED_DESCRIPTORS)
@@ -233,7 +44,7 @@ fn limits(config: &Config) -> http::Limits {
         n => n,
     };
     tracing::info!("accepting at most {max_connections} connections at once");
-    http::Limits {
+    Limits {
         max_connections,
         header_read_timeout: Duration::from_secs(config.server_header_read_timeout),
         max_body_size: config.server_max_body_size,
@@ -291,8 +102,8 @@ pub fn ask_ready(config: &Config) -> Result<(), String> {
     let mut answer = Vec::new();
     let fail = |e: std::io::Error| format!("cannot ask the admin server: {e}");
     match (
-        config.value("admin-server-unix-socket"),
-        config.value("admin-server-port"),
+        config.admin_server_unix_socket.as_deref(),
+        config.admin_server_port,
     ) {
         (Some(path), _) => {
             let mut s = std::os::unix::net::UnixStream::connect(path).map_err(fail)?;
@@ -301,10 +112,7 @@ pub fn ask_ready(config: &Config) -> Result<(), String> {
             let _ = s.read_to_end(&mut answer);
         }
         (None, Some(port)) => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
-            let host = match config.value("admin-server-host").map(bind_host) {
+            let host = match config.admin_server_host.as_deref().map(bind_host) {
                 None | Some("0.0.0.0") => "127.0.0.1",
                 Some("::") => "::1",
                 Some(h) => h,
@@ -350,20 +158,6 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<()>,
 }
 
-/// The JWT verifier the configuration describes.
-pub fn authenticator(config: &Config) -> Result<Option<crate::auth::Authenticator>, String> {
-    crate::auth::Authenticator::new(
-        config.value("jwt-secret"),
-        config.flag("jwt-secret-is-base64"),
-        config.value("jwt-role-claim-key").unwrap_or("$.role"),
-        config.value("jwt-aud"),
-        config
-            .value("jwt-cache-max-entries")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000),
-    )
-}
-
 /// Connects, loads the schema cache and starts serving in the background.
 pub async fn start(source: crate::config::ConfigSource) -> Result<Running, String> {
     let config = source.load()?;
@@ -374,7 +168,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         .unwrap_or_else(|| "postgresql://".to_string());
     let pg = Connector::from_uri(&uri)?;
     // The configuration is valid: from here on, say what happens.
-    lifecycle!("starting pgrest {}", env!("CARGO_PKG_VERSION"));
+    crate::lifecycle!("starting pgrest {}", env!("CARGO_PKG_VERSION"));
     for warning in config.unknown_key_warnings() {
         tracing::warn!(target: LIFECYCLE, "{warning}");
     }
@@ -382,7 +176,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     // The database is read before binding, so that a port that accepts means a server that
     // is ready; only when it is not up yet are the listeners bound first, to answer 503.
     let first = read_database(&pg, config.clone()).await;
-    let recover = config.flag("db-pool-automatic-recovery");
+    let recover = config.db_pool_automatic_recovery;
     let first = match first {
         Ok(ready) => Ok(ready),
         Err(NotReady::Retry(e)) if recover => Err(e),
@@ -400,8 +194,8 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         cache,
         authenticator,
     } = ready;
-    lifecycle!("schema cache: {}", cache.summary());
-    lifecycle!(
+    crate::lifecycle!("schema cache: {}", cache.summary());
+    crate::lifecycle!(
         "connection pool: up to {} connections to the database",
         config.db_pool
     );
@@ -414,32 +208,34 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
     let pool = db::make_pool(pg.clone(), &pool_settings())?;
     tokio::spawn(db::retire_idle_connections(pool.clone(), pool_settings()));
     let limits = limits(&config);
-    let metrics = crate::metrics::Metrics::default();
+    let metrics = crate::ops::metrics::Metrics::default();
     metrics.schema_load(Some(cache.load_time));
-    let state = Arc::new(AppState {
-        metrics,
-        auth: arc_swap::ArcSwapOption::from(auth.map(Arc::new)),
-        config: ArcSwap::from_pointee(config),
+    let first = Snapshot {
+        config: Arc::new(config),
+        auth: auth.map(Arc::new),
+        schema: Arc::new(cache),
+    };
+    let fixed = Fixed {
         config_source: source,
         pool,
-        schema: ArcSwap::from_pointee(cache),
+        metrics,
         authenticator,
         limits,
-        config_reloaded: tokio::sync::Notify::new(),
-    });
-    tokio::spawn(crate::admin::reload_on_signal(state.clone(), pg.clone()));
-    let notifications = tokio::spawn(crate::admin::follow_channel(state.clone(), pg.clone()));
+    };
+    let state = Arc::new(AppState::new(first, fixed));
+    tokio::spawn(crate::ops::reload::reload_on_signal(
+        state.clone(),
+        pg.clone(),
+    ));
+    let notifications = tokio::spawn(crate::ops::listener::follow_channel(
+        state.clone(),
+        pg.clone(),
+    ));
     if let Some(listener) = admin_listener {
-        tokio::spawn(crate::admin::serve_admin(state.clone(), listener));
+        tokio::spawn(crate::http::admin::serve_admin(state.clone(), listener));
     }
-    let socket = state
-        .config()
-        .value("server-unix-socket")
-        .map(str::to_string);
-    let admin_socket = state
-        .config()
-        .value("admin-server-unix-socket")
-        .map(str::to_string);
+    let socket = state.config().server_unix_socket.clone();
+    let admin_socket = state.config().admin_server_unix_socket.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         http::serve(state, listener, async {
@@ -464,42 +260,40 @@ async fn bind_api(
     config: &Config,
     host: &str,
 ) -> Result<(http::Listener, Option<SocketAddr>), String> {
-    if let Some(path) = config.value("server-unix-socket") {
+    if let Some(path) = config.server_unix_socket.as_deref() {
         let listener = bind_unix(path, config.unix_socket_mode)?;
         return Ok((http::Listener::Unix(listener), None));
     }
-    let reuseport = config.flag("server-reuseport");
+    let reuseport = config.server_reuseport;
     let listener = bind_tcp(host, config.server_port, reuseport)
         .await
         .map_err(|e| format!("cannot listen on {host}:{}: {e}", config.server_port))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    lifecycle!("API server listening on http://{addr}");
+    crate::lifecycle!("API server listening on http://{addr}");
     Ok((http::Listener::Tcp(listener), Some(addr)))
 }
 
 /// The admin server's listener, when one is configured.
 async fn bind_admin(config: &Config, host: &str) -> Result<Option<http::Listener>, String> {
     match (
-        config.value("admin-server-unix-socket"),
-        config.value("admin-server-port"),
+        config.admin_server_unix_socket.as_deref(),
+        config.admin_server_port,
     ) {
         (Some(path), _) => Ok(Some(http::Listener::Unix(bind_unix(
             path,
             config.admin_unix_socket_mode,
         )?))),
         (None, Some(port)) => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid admin-server-port {port:?}"))?;
             let admin_host = config
-                .value("admin-server-host")
+                .admin_server_host
+                .as_deref()
                 .map(|h| bind_host(h).to_string())
                 .unwrap_or_else(|| host.to_string());
             let listener = bind_tcp(&admin_host, port, false)
                 .await
                 .map_err(|e| format!("cannot listen on {admin_host}:{port}: {e}"))?;
             if let Ok(addr) = listener.local_addr() {
-                lifecycle!("admin server listening on http://{addr}");
+                crate::lifecycle!("admin server listening on http://{addr}");
             }
             Ok(Some(http::Listener::Tcp(listener)))
         }
@@ -535,12 +329,12 @@ async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady
     let config = with_db_config(&mut client, config)
         .await
         .map_err(NotReady::Fatal)?;
-    let auth = authenticator(&config).map_err(NotReady::Fatal)?;
+    let auth = crate::auth::Authenticator::from_config(&config).map_err(NotReady::Fatal)?;
     let cache = load_schema_on(&mut client, &config.db_schemas)
         .await
         .map_err(NotReady::Retry)?;
     let (authenticator, version) = session_user(&client).await.map_err(NotReady::Retry)?;
-    lifecycle!("connected to PostgreSQL {version} as {authenticator}");
+    crate::lifecycle!("connected to PostgreSQL {version} as {authenticator}");
     drop(client);
     let _ = conn.await;
     Ok(Ready {
@@ -623,7 +417,7 @@ fn bind_unix(path: &str, mode: u32) -> Result<tokio::net::UnixListener, String> 
         .map_err(|e| format!("cannot listen on {path}: {e}"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {path}: {e}"))?;
-    lifecycle!("listening on unix socket {path} (mode {mode:o})");
+    crate::lifecycle!("listening on unix socket {path} (mode {mode:o})");
     Ok(listener)
 }
 
@@ -644,10 +438,10 @@ pub async fn termination() {
 pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
     let running = start(source).await?;
     termination().await;
-    lifecycle!("stopping: no new connections; requests in flight may finish");
+    crate::lifecycle!("stopping: no new connections; requests in flight may finish");
     let _ = running.stop.send(());
     let _ = running.done.await;
-    lifecycle!("stopped");
+    crate::lifecycle!("stopped");
     for path in running.socket.iter().chain(running.admin_socket.iter()) {
         let _ = std::fs::remove_file(path);
     }

@@ -147,8 +147,8 @@ proptest! {
             Ok(_) | Err(ApiError::NotAcceptable(_)) => {}
             Err(other) => prop_assert!(false, "{other:?}"),
         }
-        let _ = request::choose_handler(Some(&accept), &["text/plain", "*/*"], true);
-        let _ = request::negotiate_rows(Some(&accept), true, &[]);
+        let _ = pgrest::plan::negotiate::choose_handler(Some(&accept), &["text/plain", "*/*"], true);
+        let _ = pgrest::plan::negotiate::negotiate_rows(Some(&accept), true, &[]);
     }
 
     #[test]
@@ -229,8 +229,8 @@ proptest! {
         cuts in proptest::collection::vec(1usize..17, 0..12),
     ) {
         let input: Vec<u8> = input.concat();
-        let whole = pgrest::lenient::Rewriter::default().feed(&input);
-        let mut r = pgrest::lenient::Rewriter::default();
+        let whole = pgrest::http::lenient::Rewriter::default().feed(&input);
+        let mut r = pgrest::http::lenient::Rewriter::default();
         let mut pieces = Vec::new();
         let mut at = 0;
         for cut in cuts.iter().cycle().take(input.len()) {

@@ -1,6 +1,7 @@
 //! Running a request's transaction: pool, envelope (BEGIN, request GUCs, pre-request, the
 //! main statement, COMMIT) pipelined into one round trip, and SQLSTATE -> ApiError.
 
+pub mod startup;
 pub mod tls;
 
 use std::error::Error as _;
@@ -13,7 +14,7 @@ use deadpool::managed;
 use postgres_types::{Format, IsNull, ToSql, Type};
 
 use crate::error::ApiError;
-use crate::sql::Statement;
+use crate::sql::{Envelope, RowShape, Statement};
 
 /// A parameter sent in text format with whatever type PostgreSQL inferred for it, the way
 /// PostgREST sends "unknown"-typed values. tokio-postgres has no such type built in.
@@ -218,76 +219,6 @@ pub fn pg_error(e: &tokio_postgres::Error, anonymous: bool) -> ApiError {
         },
         // No answer from PostgreSQL: the connection broke (closed, I/O, protocol).
         None => ApiError::Client(describe(e)),
-    }
-}
-
-/// Transaction-local settings for one request, in PostgREST's order.
-pub struct Envelope {
-    pub read_only: bool,
-    pub search_path: String,
-    pub role: String,
-    pub anonymous: bool,
-    pub gucs: Vec<(String, String)>,
-    /// Settings of the role (`ALTER ROLE ... SET`), applied before switching to it.
-    pub role_settings: Vec<(String, String)>,
-    /// Quoted, qualified function name for db-pre-request.
-    pub pre_request: Option<String>,
-    /// db-prepared-statements: off sends every statement unnamed (nothing stays prepared
-    /// on the connection; for poolers in transaction mode).
-    pub prepared: bool,
-}
-
-impl Envelope {
-    /// The isolation level: a function's or the role's default_transaction_isolation
-    /// (the function's wins), else READ COMMITTED.
-    fn isolation(&self) -> &'static str {
-        let setting = self
-            .gucs
-            .iter()
-            .chain(self.role_settings.iter())
-            .find(|(k, _)| k == "default_transaction_isolation")
-            .map(|(_, v)| v.trim().trim_matches('\'').to_ascii_lowercase());
-        match setting.as_deref() {
-            Some("serializable") => "SERIALIZABLE",
-            Some("repeatable read") => "REPEATABLE READ",
-            _ => "READ COMMITTED",
-        }
-    }
-
-    /// BEGIN with the isolation level and access mode.
-    fn begin_sql(&self) -> String {
-        let mode = if self.read_only {
-            "READ ONLY"
-        } else {
-            "READ WRITE"
-        };
-        format!("BEGIN ISOLATION LEVEL {} {mode}", self.isolation())
-    }
-
-    /// The db-pre-request call, when configured.
-    fn pre_request_sql(&self) -> Option<String> {
-        self.pre_request.as_ref().map(|f| format!("select {f}()"))
-    }
-
-    fn settings_statement(&self) -> (String, Vec<String>) {
-        let mut sql = String::from("select set_config('search_path', $1, true)");
-        let mut params = vec![self.search_path.clone()];
-        let settings = self.role_settings.iter();
-        let role = std::iter::once(("role".to_string(), self.role.clone()));
-        for (name, value) in settings
-            .cloned()
-            .chain(role)
-            .chain(self.gucs.iter().cloned())
-        {
-            params.push(name);
-            params.push(value);
-            sql.push_str(&format!(
-                ", set_config(${}, ${}, true)",
-                params.len() - 1,
-                params.len()
-            ));
-        }
-        (sql, params)
     }
 }
 
@@ -721,7 +652,7 @@ pub async fn run_read(
         });
     }
     let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
-    let mut outcome = outcome_of(&results)?;
+    let mut outcome = outcome_of(&results, main.shape)?;
     outcome.planned_total = results
         .get(1)
         .and_then(|rows| rows.first())
@@ -730,10 +661,8 @@ pub async fn run_read(
     Ok(outcome)
 }
 
-/// The one row of the main statement (the first step): total, page_total, body,
-/// response_headers, response_status; a write's row carries the count of rows an upsert
-/// inserted at index 2, ahead of the body (where PostgREST's carries its Location).
-fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<Outcome, ApiError> {
+/// The one row of the main statement (the first step), read as its shape declares.
+fn outcome_of(results: &[Vec<tokio_postgres::Row>], shape: RowShape) -> Result<Outcome, ApiError> {
     let row = results
         .first()
         .and_then(|rows| rows.first())
@@ -744,23 +673,25 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>]) -> Result<Outcome, ApiError>
             .map_err(internal)?
             .map(|t| t.0))
     };
-    let write = row.len() > 5;
-    let at = |i: usize| if write { i + 1 } else { i };
+    let inserted = match shape.inserted() {
+        Some(i) => row.try_get::<_, Option<i64>>(i).map_err(internal)?,
+        None => None,
+    };
     Ok(Outcome {
-        total: row.try_get::<_, Option<i64>>(0).map_err(internal)?,
-        page_total: row.try_get::<_, i64>(1).map_err(internal)?,
+        total: row
+            .try_get::<_, Option<i64>>(RowShape::TOTAL)
+            .map_err(internal)?,
+        page_total: row
+            .try_get::<_, i64>(RowShape::PAGE_TOTAL)
+            .map_err(internal)?,
         body: row
-            .try_get::<_, Option<RawBytes>>(at(2))
+            .try_get::<_, Option<RawBytes>>(shape.body())
             .map_err(internal)?
             .map(|b| b.0)
             .unwrap_or_default(),
-        response_headers: text(at(3))?,
-        response_status: text(at(4))?,
-        inserted: if write {
-            row.try_get::<_, Option<i64>>(2).map_err(internal)?
-        } else {
-            None
-        },
+        response_headers: text(shape.response_headers())?,
+        response_status: text(shape.response_status())?,
+        inserted,
         planned_total: None,
     })
 }
@@ -777,7 +708,7 @@ pub async fn run_committed(
         params: &stmt.params,
     }];
     let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
-    outcome_of(&results)
+    outcome_of(&results, stmt.shape)
 }
 
 /// Runs a write and lets `decide` see the outcome before the transaction ends:
@@ -794,7 +725,7 @@ pub async fn run_write(
         params: &stmt.params,
     }];
     let (mut conn, results) = run_transaction(pool, env, &steps, End::Open).await?;
-    let parsed = outcome_of(&results);
+    let parsed = outcome_of(&results, stmt.shape);
     let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));
     match decision {
         Ok((outcome, commit)) => {

@@ -63,7 +63,8 @@ struct Site {
 
 fn site(config: &Config) -> Site {
     if let Some(uri) = config
-        .value("openapi-server-proxy-uri")
+        .openapi_server_proxy_uri
+        .as_deref()
         .and_then(|u| u.parse::<hyper::Uri>().ok())
     {
         if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) {
@@ -607,7 +608,7 @@ pub fn swagger(cache: &SchemaCache, schema: &str, config: &Config, visible: &Vis
         "definitions": definitions,
         "parameters": shared_parameters(&tables),
     });
-    if config.flag("openapi-security-active") {
+    if config.openapi_security_active {
         doc["securityDefinitions"] = json!({"JWT": {
             "type": "apiKey",
             "in": "header",

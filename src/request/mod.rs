@@ -1,14 +1,15 @@
 //! Pure parse of an HTTP request into an `ApiRequest`: path, query string, headers.
 //! No database and no schema knowledge here.
 
+pub mod accept;
 pub mod payload;
 pub mod prefer;
 pub mod query;
 
+pub use accept::{negotiate, negotiate_with_plan, PlanRequest};
 pub use prefer::Preferences;
 
 use crate::error::ApiError;
-use crate::schema::routines::AggHandler;
 use query::{
     parse_field, parse_filter_value, parse_logic, parse_order, parse_select, split_key, LogicTree,
     OrderTerm, SelectItem,
@@ -30,6 +31,20 @@ pub enum Method {
     Patch,
     Delete,
     Options,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +119,53 @@ pub struct QueryParams {
     pub canonical: String,
 }
 
+/// What a request asks for, decided from its method and path alone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// GET or HEAD on a table or view.
+    Read { relation: String },
+    /// POST, PUT, PATCH or DELETE on a table or view.
+    Mutate { relation: String },
+    /// GET, HEAD or POST on `/rpc/<function>`.
+    Call { function: String },
+    /// OPTIONS on a table or view.
+    RelationInfo { relation: String },
+    /// OPTIONS on `/rpc/<function>`.
+    RoutineInfo { function: String },
+    /// GET or HEAD on `/`: the OpenAPI document or the documentation page.
+    Document,
+    /// OPTIONS on `/`.
+    RootInfo,
+}
+
+impl Action {
+    /// The action a method asks of a target; methods a target does not take are refused.
+    pub fn of(method: Method, target: Target) -> Result<Action, ApiError> {
+        use Method::*;
+        Ok(match (target, method) {
+            (Target::Root, Get | Head) => Action::Document,
+            (Target::Root, Options) => Action::RootInfo,
+            (Target::Root, m) => return Err(ApiError::UnsupportedMethod(m.name().into())),
+            (Target::Rpc(_), m @ (Put | Patch | Delete)) => {
+                return Err(ApiError::RpcMethod(m.name().into()))
+            }
+            (Target::Rpc(function), Options) => Action::RoutineInfo { function },
+            (Target::Rpc(function), _) => Action::Call { function },
+            (Target::Relation(relation), Options) => Action::RelationInfo { relation },
+            (Target::Relation(relation), Get | Head) => Action::Read { relation },
+            (Target::Relation(relation), _) => Action::Mutate { relation },
+        })
+    }
+}
+
+/// A parsed request. Built once by [`parse`] and never changed afterwards: what the
+/// schema, the token or the Accept header make of it is the planner's output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiRequest {
     pub method: Method,
-    pub target: Target,
+    pub action: Action,
     pub query: QueryParams,
     pub prefs: Preferences,
-    pub media_type: MediaType,
     /// `Range: a-b` request header: (first, last).
     pub range: Option<(i64, Option<i64>)>,
     /// Raw path, for request.path.
@@ -122,14 +177,89 @@ pub struct ApiRequest {
     pub profile: Option<String>,
     /// The Authorization header, if any.
     pub authorization: Option<String>,
-    /// Who the request runs as, once the token is verified.
-    pub identity: Option<crate::auth::Identity>,
-    /// Accept asked for the statement's plan rather than its result.
-    pub plan: Option<PlanRequest>,
-    /// The custom media type (a function's return domain) chosen for an RPC call.
-    pub handler: Option<String>,
-    /// The handler aggregate chosen to render the rows (a custom media type).
-    pub aggregate: Option<crate::schema::routines::AggHandler>,
+    pub accept: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl ApiRequest {
+    /// Whether the request has a body to read (writes other than DELETE take theirs as
+    /// the payload; a DELETE's is read and ignored, as before).
+    pub fn takes_body(&self) -> bool {
+        match self.action {
+            Action::Mutate { .. } => true,
+            Action::Call { .. } => self.method == Method::Post,
+            _ => false,
+        }
+    }
+
+    /// GET or HEAD.
+    pub fn is_read_method(&self) -> bool {
+        matches!(self.method, Method::Get | Method::Head)
+    }
+}
+
+fn header_str<'a>(headers: &'a hyper::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Parses the parts of an HTTP request: method and path into an [`Action`], the query
+/// string, Prefer, Range, the headers and cookies PostgreSQL sees.
+pub fn parse(
+    method: &str,
+    uri: &hyper::Uri,
+    headers: &hyper::HeaderMap,
+) -> Result<ApiRequest, ApiError> {
+    let method = parse_method(method)?;
+    let path = uri.path().to_string();
+    let target = parse_target(&path)?;
+    let rpc_read = matches!(target, Target::Rpc(_)) && matches!(method, Method::Get | Method::Head);
+    let query = parse_query_for(uri.query().unwrap_or(""), rpc_read)?;
+    let action = Action::of(method, target)?;
+    let prefs = Preferences::parse(
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let range = header_str(headers, "range").and_then(parse_range_header);
+    let (header_pairs, cookies) = header_and_cookie_pairs(headers);
+    let profile_header = match method {
+        Method::Get | Method::Head => "accept-profile",
+        _ => "content-profile",
+    };
+    let owned = |name: &str| header_str(headers, name).map(str::to_string);
+    Ok(ApiRequest {
+        method,
+        action,
+        query,
+        prefs,
+        range,
+        path,
+        headers: header_pairs,
+        cookies,
+        profile: owned(profile_header),
+        authorization: owned("authorization"),
+        accept: owned("accept"),
+        content_type: owned("content-type"),
+    })
+}
+
+type Pairs = Vec<(String, String)>;
+
+/// Header (name, value) pairs without Cookie, and the cookies; values that are not text
+/// are left out.
+fn header_and_cookie_pairs(headers: &hyper::HeaderMap) -> (Pairs, Pairs) {
+    let mut pairs = Vec::new();
+    let mut cookies = Vec::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        if name == "cookie" {
+            cookies.extend(parse_cookies(value));
+        } else {
+            pairs.push((name.as_str().to_string(), value.to_string()));
+        }
+    }
+    (pairs, cookies)
 }
 
 pub fn parse_method(m: &str) -> Result<Method, ApiError> {
@@ -290,285 +420,6 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
         .extend_pairs(sorted)
         .finish();
     Ok(params)
-}
-
-/// One media range of an Accept header: its lower-cased name and parameters (keys
-/// lower-cased, values unquoted; q left out).
-struct AcceptItem {
-    name: String,
-    params: Vec<(String, String)>,
-}
-
-impl AcceptItem {
-    fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// The media ranges of an Accept header (none or empty: `*/*`), most preferred first (q,
-/// then header order), without those refused with q=0.
-fn accept_items(accept: Option<&str>) -> Vec<AcceptItem> {
-    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
-    let mut items: Vec<(f32, usize, AcceptItem)> = Vec::new();
-    for (index, item) in accept.split(',').enumerate() {
-        let mut parts = item.split(';').map(str::trim);
-        let name = parts.next().unwrap_or("").to_ascii_lowercase();
-        let mut q = 1.0;
-        let mut params = Vec::new();
-        for p in parts {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim().trim_matches('"').to_string();
-            if k == "q" {
-                q = v.parse().unwrap_or(1.0);
-            } else {
-                params.push((k, v));
-            }
-        }
-        if q > 0.0 {
-            items.push((q, index, AcceptItem { name, params }));
-        }
-    }
-    items.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    items.into_iter().map(|(_, _, item)| item).collect()
-}
-
-/// The plan asked for by a `vnd.pgrst.plan` media range, when plans are enabled and its
-/// options are known; `None` for any other range.
-fn plan_request(item: &AcceptItem, plan_enabled: bool) -> Option<PlanRequest> {
-    let plan_type = matches!(
-        item.name.as_str(),
-        "application/vnd.pgrst.plan"
-            | "application/vnd.pgrst.plan+json"
-            | "application/vnd.pgrst.plan+text"
-    );
-    if !plan_enabled || !plan_type {
-        return None;
-    }
-    let mut options = 0u8;
-    for o in item
-        .param("options")
-        .unwrap_or("")
-        .split('|')
-        .filter(|o| !o.is_empty())
-    {
-        options |= 1 << PLAN_OPTIONS.iter().position(|p| *p == o)?;
-    }
-    Some(PlanRequest {
-        text: !item.name.ends_with("+json"),
-        options,
-    })
-}
-
-/// What the builtin handlers make of one media range: its media type, and the plan
-/// request when it asks for the plan of that type's statement.
-fn builtin(item: &AcceptItem, plan_enabled: bool) -> Option<(MediaType, Option<PlanRequest>)> {
-    if let Some(plan) = plan_request(item, plan_enabled) {
-        let inner = match item.param("for") {
-            Some(f) => builtin(accept_items(Some(f)).first()?, false)?.0,
-            None => MediaType::Json,
-        };
-        return Some((inner, Some(plan)));
-    }
-    let stripped_nulls = item.param("nulls") == Some("stripped");
-    let media = match item.name.as_str() {
-        "*/*" | "application/*" | "application/json" => MediaType::Json,
-        "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
-            if stripped_nulls {
-                MediaType::StrippedArray
-            } else {
-                MediaType::Json
-            }
-        }
-        "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
-            if stripped_nulls {
-                MediaType::StrippedObject
-            } else {
-                MediaType::SingleObject
-            }
-        }
-        "text/csv" | "text/*" => MediaType::Csv,
-        "application/geo+json" => MediaType::GeoJson,
-        _ => return None,
-    };
-    Some((media, None))
-}
-
-/// Accept negotiation: highest q first, then header order; the first type we can produce.
-/// `application/vnd.pgrst.plan[+json|+text]`: PostgreSQL's EXPLAIN of the statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanRequest {
-    pub text: bool,
-    /// Bit i set = PLAN_OPTIONS[i] requested.
-    pub options: u8,
-}
-
-pub const PLAN_OPTIONS: [&str; 5] = ["analyze", "verbose", "settings", "buffers", "wal"];
-
-impl PlanRequest {
-    fn chosen(&self) -> impl Iterator<Item = &'static str> + '_ {
-        PLAN_OPTIONS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.options & (1 << i) != 0)
-            .map(|(_, o)| *o)
-    }
-
-    /// `EXPLAIN (FORMAT ..., ANALYZE, ...) ` (option names are our constants).
-    pub fn explain_prefix(&self) -> String {
-        let mut parts = vec![if self.text {
-            "FORMAT TEXT"
-        } else {
-            "FORMAT JSON"
-        }
-        .to_string()];
-        parts.extend(self.chosen().map(|o| o.to_ascii_uppercase()));
-        format!("EXPLAIN ({}) ", parts.join(", "))
-    }
-
-    /// The plan's Content-Type; `inner` names the media type the plan is for.
-    pub fn content_type(&self, inner: &str) -> String {
-        let options: Vec<&str> = self.chosen().collect();
-        let options = if options.is_empty() {
-            String::new()
-        } else {
-            format!("; options={}", options.join("|"))
-        };
-        format!(
-            "application/vnd.pgrst.plan+{}; for=\"{}\"{options}; charset=utf-8",
-            if self.text { "text" } else { "json" },
-            inner
-        )
-    }
-}
-
-pub fn negotiate(accept: Option<&str>) -> Result<MediaType, ApiError> {
-    negotiate_with_plan(accept, false).map(|(m, _)| m)
-}
-
-/// Accept negotiation, with `vnd.pgrst.plan` when db-plan-enabled: then the media type
-/// is the one the plan is for.
-pub fn negotiate_with_plan(
-    accept: Option<&str>,
-    plan_enabled: bool,
-) -> Result<(MediaType, Option<PlanRequest>), ApiError> {
-    accept_items(accept)
-        .iter()
-        .find_map(|item| builtin(item, plan_enabled))
-        .ok_or_else(|| not_acceptable(accept))
-}
-
-fn not_acceptable(accept: Option<&str>) -> ApiError {
-    let listed: Vec<&str> = accept.unwrap_or("").split(',').map(str::trim).collect();
-    ApiError::NotAcceptable(listed.join(", "))
-}
-
-/// Accept negotiation for rows that handler aggregates may render (`handlers`: those of
-/// the relation, offered only when the select is the default, then the `anyelement`
-/// ones). For each acceptable type in order of preference: PostgREST's vendor types stay
-/// builtin; then the relation's `*/*` handler, the relation's handler for that type, an
-/// `anyelement` handler for it, and the builtin handlers. `Some` aggregate when one wins.
-pub fn negotiate_rows(
-    accept: Option<&str>,
-    plan_enabled: bool,
-    handlers: &[&AggHandler],
-) -> Result<(MediaType, Option<PlanRequest>, Option<AggHandler>), ApiError> {
-    if handlers.is_empty() {
-        return negotiate_with_plan(accept, plan_enabled).map(|(m, p)| (m, p, None));
-    }
-    let for_relation = |media: &str| {
-        handlers
-            .iter()
-            .find(|h| h.relation.is_some() && h.media.media_type.eq_ignore_ascii_case(media))
-    };
-    for item in accept_items(accept) {
-        let name = item.name.as_str();
-        if name.starts_with("application/vnd.pgrst.") {
-            // The plan of a handler's rendering: `for="<handler type>"` (never one of
-            // PostgREST's own types, whatever a handler is named).
-            let handler = item
-                .param("for")
-                .filter(|t| !t.to_ascii_lowercase().starts_with("application/vnd.pgrst."))
-                .and_then(|t| {
-                    handlers
-                        .iter()
-                        .find(|h| h.media.media_type.eq_ignore_ascii_case(t))
-                });
-            if let (Some(plan), Some(h)) = (plan_request(&item, plan_enabled), handler) {
-                return Ok((MediaType::Json, Some(plan), Some((*h).clone())));
-            }
-            if let Some((m, p)) = builtin(&item, plan_enabled) {
-                return Ok((m, p, None));
-            }
-            continue;
-        }
-        let chosen = for_relation("*/*")
-            .or_else(|| for_relation(name))
-            .or_else(|| {
-                handlers
-                    .iter()
-                    .find(|h| h.relation.is_none() && h.media.media_type.eq_ignore_ascii_case(name))
-            });
-        if let Some(h) = chosen {
-            return Ok((MediaType::Json, None, Some((*h).clone())));
-        }
-        if let Some((m, p)) = builtin(&item, plan_enabled) {
-            return Ok((m, p, None));
-        }
-    }
-    Err(not_acceptable(accept))
-}
-
-/// The Content-Type of a custom media type: PostgREST's known textual types carry the
-/// charset, others (and octet-stream) are sent as named; `*/*` is octet-stream.
-pub fn handler_content_type(media: &str) -> String {
-    match media.to_ascii_lowercase().as_str() {
-        "*/*" => "application/octet-stream".to_string(),
-        "application/json"
-        | "application/geo+json"
-        | "text/csv"
-        | "text/plain"
-        | "text/xml"
-        | "application/openapi+json"
-        | "application/x-www-form-urlencoded" => {
-            format!("{media}; charset=utf-8")
-        }
-        _ => media.to_string(),
-    }
-}
-
-/// The media type a function answering custom media types (`handlers`, the names of
-/// its return domains) gives for this Accept: an exact match first, `*/*` takes the
-/// first, and a `*/*` handler takes anything; a plan range (db-plan-enabled) `for` one
-/// of them asks for the plan of that call.
-pub fn choose_handler<'h>(
-    accept: Option<&str>,
-    handlers: &[&'h str],
-    plan_enabled: bool,
-) -> Option<(&'h str, Option<PlanRequest>)> {
-    for item in accept_items(accept) {
-        if let Some(plan) = plan_request(&item, plan_enabled) {
-            let target = item.param("for").unwrap_or("");
-            if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(target)) {
-                return Some((h, Some(plan)));
-            }
-            continue;
-        }
-        let name = item.name;
-        if let Some(h) = handlers.iter().find(|h| h.eq_ignore_ascii_case(&name)) {
-            return Some((h, None));
-        }
-        if name == "*/*" {
-            return handlers.first().map(|h| (*h, None));
-        }
-        if let Some(any) = handlers.iter().find(|h| **h == "*/*") {
-            return Some((any, None));
-        }
-    }
-    None
 }
 
 /// `Range: a-b` or `a-`; anything else (units, several ranges) is ignored.

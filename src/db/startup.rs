@@ -1,0 +1,145 @@
+//! Short-lived connections for start-up and reload work: connecting (and saying why it
+//! failed), the in-database configuration, the schema cache.
+
+use super::tls::Connector;
+use crate::schema::SchemaCache;
+
+/// One short-lived connection for start-up and reload work, driven in the background.
+pub async fn connect_once(
+    connector: &Connector,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    connect_typed(connector)
+        .await
+        .map_err(|e| connect_error(connector, &e))
+}
+
+pub async fn connect_typed(
+    connector: &Connector,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = connector.connect().await?;
+    let conn = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, conn))
+}
+
+/// "cannot connect to the database at host:port: why".
+pub fn connect_error(connector: &Connector, e: &tokio_postgres::Error) -> String {
+    let pg = &connector.config;
+    let ports = pg.get_ports().iter().chain(std::iter::repeat(&5432));
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .zip(ports)
+        .map(|(h, p)| match h {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+            tokio_postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
+        })
+        .collect();
+    format!(
+        "cannot connect to the database at {}: {}",
+        hosts.join(","),
+        super::describe(e)
+    )
+}
+
+/// Whether waiting can cure a failed connection: no server answered (refused, timed
+/// out, reset), or it is starting up, shutting down or full. A server that answered no
+/// (authentication, a missing database, TLS certificates) or a configuration error will
+/// say the same next time.
+pub fn worth_retrying(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => matches!(db.code().code(), "57P03" | "57P01" | "57P02" | "53300"),
+        None => {
+            super::tls::describe_tls(e).is_none()
+                && !e.to_string().starts_with("invalid configuration")
+        }
+    }
+}
+
+/// Lays the in-database configuration over `config` when db-config is on: the
+/// authenticator's `pgrst.*` role settings (database-specific ones win over those for
+/// every database) over whatever the db-pre-config function sets.
+pub async fn with_db_config(
+    client: &mut tokio_postgres::Client,
+    config: crate::config::Config,
+) -> Result<crate::config::Config, String> {
+    if !config.db_config {
+        return Ok(config);
+    }
+    let fail = |e: tokio_postgres::Error| {
+        format!(
+            "cannot read the in-database configuration: {}",
+            super::describe(&e)
+        )
+    };
+    let mut settings: Vec<(String, String)> = Vec::new();
+    let underscored: Vec<String> = crate::config::IN_DB_KEYS
+        .iter()
+        .map(|k| format!("pgrst.{}", k.replace('-', "_")))
+        .collect();
+    let to_key = |name: &str| name.trim_start_matches("pgrst.").replace('_', "-");
+    if let Some(pre) = config.db_pre_config.as_deref() {
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.batch_execute(&format!("SELECT {}()", crate::sql::quote_qualified(pre)))
+            .await
+            .map_err(fail)?;
+        let rows = tx
+            .query(
+                "SELECT k, current_setting(k, true) FROM unnest($1::text[]) AS k",
+                &[&underscored],
+            )
+            .await
+            .map_err(fail)?;
+        for row in rows {
+            if let Some(v) = row.get::<_, Option<String>>(1).filter(|v| !v.is_empty()) {
+                settings.push((to_key(row.get(0)), v));
+            }
+        }
+        tx.rollback().await.map_err(fail)?;
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (k) k, v FROM (
+               SELECT s.setdatabase, split_part(c, '=', 1) AS k,
+                      substr(c, strpos(c, '=') + 1) AS v
+               FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c
+               WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                 AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                           WHERE datname = current_database()))
+             ) AS t
+             WHERE k = ANY($1)
+             ORDER BY k, setdatabase DESC",
+            &[&underscored],
+        )
+        .await
+        .map_err(fail)?;
+    for row in rows {
+        settings.push((to_key(row.get(0)), row.get(1)));
+    }
+    if !settings.is_empty() {
+        tracing::info!(
+            "applying {} in-database configuration setting(s)",
+            settings.len()
+        );
+    }
+    config.with_db_settings(&settings)
+}
+
+/// Loads the schema cache of `schemas` over a connection of its own.
+pub async fn load_schema(pg: &Connector, schemas: &[String]) -> Result<SchemaCache, String> {
+    let (mut client, conn) = connect_once(pg).await?;
+    let cache = load_schema_on(&mut client, schemas).await;
+    drop(client);
+    let _ = conn.await;
+    cache
+}
+
+pub async fn load_schema_on(
+    client: &mut tokio_postgres::Client,
+    schemas: &[String],
+) -> Result<SchemaCache, String> {
+    SchemaCache::load(client, schemas)
+        .await
+        .map_err(|e| format!("cannot load the schema cache: {}", super::describe(&e)))
+}

@@ -1,0 +1,229 @@
+//! One request's way through: parse, identify, resolve, read the body, plan, run,
+//! respond. Every stage reads the one snapshot of configuration and schema cache the
+//! request took when it arrived.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request, Response};
+
+use super::response::{error_response, set, Resp};
+use crate::error::ApiError;
+use crate::ops::state::{AppState, Limits, Snapshot};
+use crate::request::{self, Method};
+use crate::timing::{time, Stage};
+
+/// Every success varies by these (PostgREST 16 sends Vary on all of them).
+const VARY: &str = "Accept, Prefer, Range";
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What the outer layers (CORS, the access log, server-trace-header) need of the request
+/// once its body is gone.
+struct Head {
+    method: String,
+    uri: String,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    origin: Option<String>,
+    /// A CORS preflight: OPTIONS with an Origin and Access-Control-Request-Method.
+    preflight: bool,
+    requested_headers: Option<String>,
+    /// server-trace-header's name and the request's value (empty if absent).
+    trace_header: Option<(String, String)>,
+}
+
+impl Head {
+    fn of(req: &Request<Incoming>, trace_header: Option<&str>) -> Head {
+        let headers = req.headers();
+        let owned = |name: &str| header_str(headers, name).map(str::to_string);
+        let method = req.method().to_string();
+        let origin = owned("origin");
+        let preflight = method == "OPTIONS"
+            && origin.is_some()
+            && header_str(headers, "access-control-request-method").is_some();
+        Head {
+            uri: req.uri().to_string(),
+            referer: owned("referer"),
+            user_agent: owned("user-agent"),
+            preflight,
+            requested_headers: owned("access-control-request-headers"),
+            trace_header: trace_header.map(|name| {
+                let value = header_str(headers, name).unwrap_or("").to_string();
+                (name.to_string(), value)
+            }),
+            origin,
+            method,
+        }
+    }
+}
+
+/// Answers one request: the chain, then CORS, metrics and the access log.
+pub async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: Option<std::net::SocketAddr>,
+) -> Resp {
+    let started = Instant::now();
+    let snap = state.snapshot();
+    let config = &snap.config;
+    let head = Head::of(&req, config.server_trace_header.as_deref());
+    let mut trace = crate::timing::Trace::default();
+    let mut response = if head.preflight {
+        Response::new(Full::new(Bytes::new()))
+    } else {
+        let (result, t) =
+            crate::timing::measure(respond(state, &snap, req), config.log_query).await;
+        trace = t;
+        match result {
+            Ok(mut r) => {
+                if config.server_timing_enabled {
+                    let timings = trace.timings.header(started.elapsed());
+                    set(&mut r, "Server-Timing", &timings);
+                }
+                r
+            }
+            Err(e) => failure(state, &snap, &e),
+        }
+    };
+    if let Some((name, value)) = &head.trace_header {
+        set(&mut response, name, value);
+    }
+    super::cors::cors(
+        config,
+        &mut response,
+        head.origin.as_deref(),
+        head.method == "OPTIONS",
+        head.preflight
+            .then_some(head.requested_headers.as_deref().unwrap_or("")),
+    );
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request(&head.method, status, started.elapsed());
+    log_access(&snap, &head, &trace, &response, peer);
+    response
+}
+
+/// The error response, after noting what the error says about the database.
+fn failure(state: &AppState, snap: &Snapshot, e: &ApiError) -> Resp {
+    if matches!(e, ApiError::Connection(_) | ApiError::Client(_)) {
+        crate::ops::reload::connection_lost(state);
+    }
+    if *e == ApiError::PoolTimeout {
+        state.metrics.pool_timeout();
+    }
+    error_response(e, snap.config.minimal_errors)
+}
+
+fn log_access(
+    snap: &Snapshot,
+    head: &Head,
+    trace: &crate::timing::Trace,
+    response: &Resp,
+    peer: Option<std::net::SocketAddr>,
+) {
+    use crate::ops::access_log;
+    use hyper::body::Body;
+    let status = response.status().as_u16();
+    if !access_log::wanted(snap.config.log_level, status) {
+        return;
+    }
+    access_log::write(&access_log::Entry {
+        peer,
+        role: trace.role.as_deref(),
+        method: &head.method,
+        uri: &head.uri,
+        status,
+        bytes: response.body().size_hint().exact(),
+        referer: head.referer.as_deref(),
+        user_agent: head.user_agent.as_deref(),
+        queries: trace.queries.as_deref(),
+    });
+}
+
+/// The five stages: parse, identify (before anything touches the database), resolve
+/// (schema, existence, negotiation: before the body is read), plan, run.
+async fn respond(
+    state: &AppState,
+    snap: &Snapshot,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    let api = time(Stage::Parse, || {
+        request::parse(req.method().as_str(), req.uri(), req.headers())
+    })?;
+    let identity = if api.method == Method::Options {
+        None
+    } else {
+        let identity = time(Stage::Jwt, || {
+            crate::auth::identify(
+                snap.auth.as_deref(),
+                api.authorization.as_deref(),
+                snap.config.db_anon_role.as_deref(),
+                &state.authenticator,
+            )
+        })?;
+        crate::timing::record_role(&identity.role);
+        Some(identity)
+    };
+    let resolved = crate::plan::resolve(&api, &snap.schema, &snap.config)?;
+    let body = if api.takes_body() {
+        Some(read_body(req, &state.limits).await?)
+    } else {
+        None
+    };
+    let planned = time(Stage::Plan, || {
+        crate::plan::plan(&api, &resolved, &snap.schema, &snap.config, body)
+    })?;
+    let run = super::run::Run {
+        state,
+        snap,
+        api: &api,
+        identity: identity.as_ref(),
+        resolved: &resolved,
+    };
+    let mut r = run.plan(planned).await?;
+    // With several schemas, a response says which one it came from.
+    if resolved.profiled {
+        set(&mut r, "Content-Profile", &resolved.schema);
+    }
+    if !r.headers().contains_key(hyper::header::VARY) {
+        set(&mut r, "Vary", VARY);
+    }
+    Ok(r)
+}
+
+/// Reads a request body of at most `limits.max_body_size` bytes: a Content-Length over
+/// it is refused before anything is read, a body growing past it as soon as it does, and
+/// one that stalls for the header read timeout is refused too (a slow client would
+/// otherwise hold its connection and its memory indefinitely).
+async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let max = limits.max_body_size;
+    let declared = header_str(req.headers(), "content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::BodyTooLarge(max));
+    }
+    let mut body = req.into_body();
+    let capacity = declared.unwrap_or(0).min(max);
+    let mut out = bytes::BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    loop {
+        let frame = tokio::time::timeout(limits.header_read_timeout, body.frame())
+            .await
+            .map_err(|_| ApiError::InvalidBody("Timed out reading the body".into()))?;
+        let Some(frame) = frame else { break };
+        let frame =
+            frame.map_err(|e| ApiError::InvalidBody(format!("Cannot read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (out.len() + data.len()) as u64 > max {
+                return Err(ApiError::BodyTooLarge(max));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}

@@ -1,0 +1,334 @@
+//! Running a plan: render its statements, run them in the request's transaction, and
+//! turn the outcome into the response PostgREST gives for it.
+
+use bytes::Bytes;
+
+use super::response::*;
+use crate::auth::Identity;
+use crate::db;
+use crate::error::ApiError;
+use crate::ops::state::{AppState, Snapshot};
+use crate::plan::{self, CallPlan, MutatePlan, Plan, ReadPlan, Resolved, RootPlan};
+use crate::request::prefer::Resolution;
+use crate::request::{ApiRequest, CountPref, Method, PlanRequest};
+use crate::schema::routines::Returns;
+use crate::sql::envelope::TxShape;
+use crate::sql::{self, Envelope, Statement};
+use crate::timing::{time, Stage};
+
+/// The documentation page a browser gets at `/`.
+const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
+
+/// One request's context while its plan runs.
+pub struct Run<'r> {
+    pub state: &'r AppState,
+    pub snap: &'r Snapshot,
+    pub api: &'r ApiRequest,
+    /// `None` only for OPTIONS, which runs no SQL.
+    pub identity: Option<&'r Identity>,
+    pub resolved: &'r Resolved,
+}
+
+impl Run<'_> {
+    pub async fn plan(&self, plan: Plan<'_>) -> Result<Resp, ApiError> {
+        match plan {
+            Plan::Read(read) => self.read(read).await,
+            Plan::Mutate(write) => self.write(write).await,
+            Plan::Call(call) => self.call(call).await,
+            Plan::Info(methods) => Ok(allow(&methods)),
+            Plan::Root(root) => self.root(root).await,
+        }
+    }
+
+    /// The transaction envelope of this request.
+    fn envelope(
+        &self,
+        read_only: bool,
+        hoisted: Vec<(String, String)>,
+    ) -> Result<Envelope, ApiError> {
+        let identity = self
+            .identity
+            .ok_or_else(|| ApiError::Internal("a statement without an identity".into()))?;
+        let role_settings = self
+            .snap
+            .schema
+            .role_settings
+            .get(&identity.role)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let shape = TxShape {
+            schema: &self.resolved.schema,
+            read_only,
+            role_settings,
+            hoisted,
+        };
+        Ok(Envelope::for_request(
+            self.api,
+            identity,
+            &self.snap.config,
+            shape,
+        ))
+    }
+
+    fn pool(&self) -> &db::Pool {
+        &self.state.pool
+    }
+
+    async fn read(&self, plan: ReadPlan<'_>) -> Result<Resp, ApiError> {
+        let main = time(Stage::Plan, || sql::read_statement(&plan));
+        if let Some(explain) = &self.resolved.negotiated.explain {
+            return self.explain(explain, &main, true).await;
+        }
+        // PostgREST asks the planner for count=estimated whenever the exact count passes
+        // db-max-rows, and without db-max-rows always (its Maybe comparison: Just n >
+        // Nothing).
+        let wants_plan_rows = matches!(plan.count, Some(CountPref::Planned | CountPref::Estimated));
+        let count = wants_plan_rows.then(|| sql::planned_count_statement(&plan));
+        let env = self.envelope(true, Vec::new())?;
+        let out = db::run_read(self.pool(), &env, &main, count.as_ref()).await?;
+        let total = match plan.count {
+            None => None,
+            Some(CountPref::Exact) => out.total,
+            Some(CountPref::Planned) => out.planned_total,
+            Some(CountPref::Estimated) => match (out.total, out.planned_total, plan.max_rows) {
+                (Some(exact), Some(planned), Some(max)) if exact > max => Some(exact.max(planned)),
+                (Some(exact), Some(planned), None) => Some(exact.max(planned)),
+                (exact, _, _) => exact,
+            },
+        };
+        if plan.media_type.is_singular() && out.page_total != 1 {
+            return Err(ApiError::Singularity(out.page_total));
+        }
+        let (status, content_range) = page_status(plan.root.offset, out.page_total, total)?;
+        let aggregate = plan.aggregate.as_ref();
+        let mut r = rows_response(status, out.body, plan.head, plan.media_type, aggregate);
+        set(&mut r, "Content-Range", &content_range);
+        set(&mut r, "Content-Location", &self.content_location(&plan));
+        warn_legacy_targets(&mut r, self.api, &plan.legacy_targets);
+        finish_response(
+            r,
+            preference_applied(self.api, false, self.resolved.tx.overridable),
+            out.response_headers.as_deref(),
+            out.response_status.as_deref(),
+        )
+    }
+
+    /// `/table?canonical query`, as PostgREST sends in Content-Location.
+    fn content_location(&self, plan: &ReadPlan) -> String {
+        let name = &plan.root.table.name;
+        match self.api.query.canonical.as_str() {
+            "" => format!("/{name}"),
+            query => format!("/{name}?{query}"),
+        }
+    }
+
+    async fn write(&self, mut plan: MutatePlan<'_>) -> Result<Resp, ApiError> {
+        let statement = time(Stage::Plan, || sql::mutate_statement(&plan));
+        // The payload lives on as the statement's parameter: the plan's copy goes, so a big
+        // body is not held twice while PostgreSQL works.
+        plan.payload = String::new();
+        if let Some(explain) = &self.resolved.negotiated.explain {
+            return self.explain(explain, &statement, false).await;
+        }
+        let env = self.envelope(false, Vec::new())?;
+        let api = self.api;
+        let commit = self.resolved.tx.commit;
+        let singular = self.resolved.negotiated.media_type.is_singular();
+        let strict_max = api.prefs.max_affected.filter(|_| {
+            api.prefs.strict == Some(true) && matches!(api.method, Method::Patch | Method::Delete)
+        });
+        let is_put = matches!(plan.kind, plan::MutationKind::Put { .. });
+        // A write that nothing can refuse afterwards commits in the same round trip.
+        let out = if commit && !singular && strict_max.is_none() && !is_put {
+            db::run_committed(self.pool(), &env, &statement).await?
+        } else {
+            db::run_write(self.pool(), &env, &statement, |o| {
+                refuse_count(o.page_total, singular, strict_max)?;
+                if is_put && o.page_total == 0 {
+                    return Err(ApiError::PutMismatch);
+                }
+                Ok(commit)
+            })
+            .await?
+        };
+        self.written(&plan, out)
+    }
+
+    /// The response to a write's outcome.
+    fn written(&self, plan: &MutatePlan, out: db::Outcome) -> Result<Resp, ApiError> {
+        let api = self.api;
+        let n = out.page_total;
+        let total = match api.prefs.count {
+            Some(_) => n.to_string(),
+            None => "*".to_string(),
+        };
+        let mut r = if plan.representation {
+            let neg = &self.resolved.negotiated;
+            let status = write_status(api, plan, &out);
+            rows_response(
+                status,
+                out.body.clone(),
+                false,
+                neg.media_type,
+                neg.aggregate.as_ref(),
+            )
+        } else {
+            body_response(write_status(api, plan, &out), Bytes::new(), false)
+        };
+        match api.method {
+            Method::Patch if n > 0 => set(&mut r, "Content-Range", &format!("0-{}/{total}", n - 1)),
+            Method::Put => {}
+            _ => set(&mut r, "Content-Range", &format!("*/{total}")),
+        }
+        if plan.location {
+            if let Some(loc) = location(&plan.table.name, &out.body) {
+                set(&mut r, "Location", &loc);
+            }
+        }
+        let resolution = matches!(&plan.kind, plan::MutationKind::Insert { conflict: Some(_) });
+        finish_response(
+            r,
+            preference_applied(api, resolution, self.resolved.tx.overridable),
+            out.response_headers.as_deref(),
+            out.response_status.as_deref(),
+        )
+    }
+
+    async fn call(&self, plan: CallPlan<'_>) -> Result<Resp, ApiError> {
+        let statement = time(Stage::Plan, || sql::call_statement(&plan));
+        if let Some(explain) = &self.resolved.negotiated.explain {
+            return self.explain(explain, &statement, plan.read_only).await;
+        }
+        // Function settings named in db-hoisted-tx-settings apply to the whole transaction.
+        let hoisted_names = &self.snap.config.db_hoisted_tx_settings;
+        let hoisted = plan
+            .routine
+            .settings
+            .iter()
+            .filter(|(k, _)| hoisted_names.contains(k))
+            .cloned()
+            .collect();
+        let env = self.envelope(plan.read_only, hoisted)?;
+        let api = self.api;
+        let commit = self.resolved.tx.commit;
+        let singular = plan.media_type.is_singular() && plan.routine.returns_set;
+        let strict_max = api
+            .prefs
+            .max_affected
+            .filter(|_| api.prefs.strict == Some(true));
+        if strict_max.is_some() && !plan.routine.returns_set {
+            return Err(ApiError::MaxAffectedNeedsSet);
+        }
+        // A call that nothing can refuse afterwards commits in the same round trip (a
+        // read-only one has nothing to roll back even under tx=rollback).
+        let out = if (plan.read_only || commit) && !singular && strict_max.is_none() {
+            db::run_committed(self.pool(), &env, &statement).await?
+        } else {
+            db::run_write(self.pool(), &env, &statement, |o| {
+                refuse_count(o.page_total, singular, strict_max)?;
+                Ok(commit)
+            })
+            .await?
+        };
+        self.called(&plan, out)
+    }
+
+    /// The response to a call's outcome: nothing for void, a handler's output as is, or
+    /// rows with their Content-Range.
+    fn called(&self, plan: &CallPlan, out: db::Outcome) -> Result<Resp, ApiError> {
+        let headers = out.response_headers.as_deref();
+        let status = out.response_status.as_deref();
+        if plan.routine.returns == Returns::Void {
+            let mut r = body_response(204, String::new(), true);
+            apply_response_gucs(&mut r, headers, status)?;
+            return Ok(r);
+        }
+        if let Some(media) = plan.media {
+            let r = handler_response(200, out.body, plan.head, media);
+            return finish_response(r, None, headers, status);
+        }
+        let offset = plan.read.as_ref().map_or(0, |r| r.root.offset);
+        let total = self.api.prefs.count.and(out.total.or(Some(out.page_total)));
+        let (code, content_range) = page_status(offset, out.page_total, total)?;
+        let aggregate = plan.read.as_ref().and_then(|r| r.aggregate.as_ref());
+        let mut r = rows_response(code, out.body, plan.head, plan.media_type, aggregate);
+        set(&mut r, "Content-Range", &content_range);
+        let applied = preference_applied(self.api, false, self.resolved.tx.overridable);
+        finish_response(r, applied, headers, status)
+    }
+
+    /// `application/vnd.pgrst.plan`: the EXPLAIN of exactly the statement the request
+    /// would run.
+    async fn explain(
+        &self,
+        explain: &PlanRequest,
+        statement: &Statement,
+        read_only: bool,
+    ) -> Result<Resp, ApiError> {
+        let wrapped = Statement {
+            sql: format!("{}{}", explain.explain_prefix(), statement.sql),
+            params: statement.params.clone(),
+            shape: statement.shape,
+        };
+        let env = self.envelope(read_only, Vec::new())?;
+        let commit = self.resolved.tx.commit;
+        let body = db::run_explain(self.pool(), &env, &wrapped, commit).await?;
+        let mut r = body_response(200, body, self.api.method == Method::Head);
+        let media = self.resolved.negotiated.media_name();
+        set(&mut r, "Content-Type", &explain.content_type(media));
+        Ok(r)
+    }
+
+    /// `GET /`: the documentation page, db-root-spec's result or the OpenAPI document.
+    async fn root(&self, plan: RootPlan<'_>) -> Result<Resp, ApiError> {
+        let head = self.api.method == Method::Head;
+        let (media, mut r) = match plan {
+            RootPlan::DocsPage { media } => (media, body_response(200, DOCS_PAGE, head)),
+            RootPlan::RootSpec { media, call } => (media, Box::pin(self.call(*call)).await?),
+            RootPlan::Document { media, privileges } => (
+                media,
+                body_response(200, self.document(media, privileges).await?, head),
+            ),
+        };
+        set(&mut r, "Content-Type", &format!("{media}; charset=utf-8"));
+        Ok(r)
+    }
+
+    /// The OpenAPI document: Swagger 2.0, or 3.1 for its registered media type; with
+    /// `privileges`, only what the request's role may use.
+    async fn document(&self, media: &str, privileges: bool) -> Result<String, ApiError> {
+        use crate::openapi;
+        let schema = &self.resolved.schema;
+        let visible = if privileges {
+            let env = self.envelope(true, Vec::new())?;
+            let stmt = sql::openapi_privileges(schema);
+            let out = db::run_read(self.pool(), &env, &stmt, None).await?;
+            openapi::Visible::from_privileges(&String::from_utf8_lossy(&out.body))
+        } else {
+            openapi::Visible::All
+        };
+        let doc = time(Stage::Plan, || {
+            let swagger = openapi::swagger(&self.snap.schema, schema, &self.snap.config, &visible);
+            if media == "application/vnd.oai.openapi+json" {
+                openapi::to_openapi31(&swagger)
+            } else {
+                swagger
+            }
+        });
+        serde_json::to_string(&doc).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// PostgREST answers a POST 200 only when merge-duplicates inserted nothing (every row
+/// updated, or none given); ignore-duplicates that skipped every row is still 201.
+fn write_status(api: &ApiRequest, plan: &MutatePlan, out: &db::Outcome) -> u16 {
+    let inserted_any = out.inserted.is_none_or(|i| i > 0);
+    let merged_only = !inserted_any && api.prefs.resolution == Some(Resolution::MergeDuplicates);
+    match api.method {
+        Method::Post if !merged_only => 201,
+        Method::Put if plan.representation && inserted_any => 201,
+        Method::Post => 200,
+        _ if plan.representation => 200,
+        _ => 204,
+    }
+}

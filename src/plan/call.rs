@@ -1,0 +1,400 @@
+//! Calls of functions: overload choice and arguments.
+
+use super::read::{read_plan_on, ReadPlan};
+use super::{Negotiated, PlanConfig};
+use crate::error::ApiError;
+use crate::request::{ApiRequest, MediaType, Method};
+use crate::schema::routines::{Param, Returns, Routine};
+use crate::schema::SchemaCache;
+
+/// How a function receives its arguments.
+#[derive(Debug)]
+pub enum CallArgs<'a> {
+    /// Named arguments taken from a JSON object (text), one per listed parameter.
+    Named {
+        json: String,
+        params: Vec<&'a Param>,
+    },
+    /// The whole body as the single unnamed parameter.
+    Single { value: String, param: &'a Param },
+    /// Arguments from the query string, each bound as a parameter cast to its type (a
+    /// VARIADIC one as an array literal): what a GET sends, cheaper to plan than JSON.
+    Direct(Vec<(&'a Param, String)>),
+}
+
+#[derive(Debug)]
+pub struct CallPlan<'a> {
+    pub routine: &'a Routine,
+    /// The custom media type the call answers with its raw value.
+    pub media: Option<&'a crate::schema::routines::MediaHandler>,
+    pub args: CallArgs<'a>,
+    /// Reads over the result rows, for functions returning rows.
+    pub read: Option<ReadPlan<'a>>,
+    pub read_only: bool,
+    pub media_type: MediaType,
+    pub head: bool,
+}
+
+/// A POST body for /rpc.
+pub struct CallBody<'b> {
+    pub content_type: Option<&'b str>,
+    pub bytes: &'b [u8],
+}
+
+/// Which single-unnamed-parameter type a Content-Type feeds.
+fn unnamed_kind(media: &str) -> Option<(&'static [&'static str], &'static str)> {
+    match media {
+        "application/json" => Some((&["json", "jsonb"], "json/jsonb")),
+        "text/plain" => Some((&["text"], "text")),
+        "text/xml" => Some((&["xml"], "xml")),
+        "application/octet-stream" => Some((&["bytea"], "bytea")),
+        _ => None,
+    }
+}
+
+/// Arguments as a JSON object: repeated keys make arrays (VARIADIC), values are strings.
+fn args_object(pairs: &[(String, String)]) -> (String, Vec<String>) {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    for (k, v) in pairs {
+        let value = serde_json::Value::String(v.clone());
+        match map.get_mut(k) {
+            Some(serde_json::Value::Array(items)) => items.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = serde_json::Value::Array(vec![first, value]);
+            }
+            None => {
+                map.insert(k.clone(), value);
+            }
+        }
+    }
+    let keys = map.keys().cloned().collect();
+    (serde_json::Value::Object(map).to_string(), keys)
+}
+
+/// The call's arguments as (JSON object text, its keys), plus the raw body for a single
+/// unnamed parameter and the media type that decides which one.
+fn call_input(
+    req: &ApiRequest,
+    body: Option<&CallBody>,
+) -> Result<(String, Vec<String>, Option<String>, String), ApiError> {
+    let Some(body) = body else {
+        let (json, keys) = args_object(&req.query.rpc_args);
+        return Ok((json, keys, None, String::new()));
+    };
+    let media = crate::request::payload::media_type_of(body.content_type);
+    let text = || {
+        std::str::from_utf8(body.bytes)
+            .map(str::to_string)
+            .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))
+    };
+    match media.as_str() {
+        "application/json" => {
+            let raw = text()?;
+            let trimmed = if raw.trim().is_empty() {
+                "{}"
+            } else {
+                raw.as_str()
+            };
+            if let Some(cols) = &req.query.columns {
+                return Ok((trimmed.to_string(), cols.clone(), Some(raw.clone()), media));
+            }
+            let (object, keys) = crate::request::payload::first_object(trimmed)?;
+            Ok((object, keys, Some(raw), media))
+        }
+        "application/x-www-form-urlencoded" => {
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(body.bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let (json, keys) = args_object(&pairs);
+            Ok((json, keys, None, media))
+        }
+        "text/csv" => {
+            let p = crate::request::payload::parse_csv(body.bytes)?;
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&p.json).unwrap_or_default();
+            let first = rows.into_iter().next().unwrap_or_default();
+            Ok((first.to_string(), p.keys, None, media))
+        }
+        "text/plain" | "text/xml" => Ok(("{}".into(), Vec::new(), Some(text()?), media)),
+        "application/octet-stream" => {
+            let hex: String = body.bytes.iter().map(|b| format!("{b:02x}")).collect();
+            Ok(("{}".into(), Vec::new(), Some(format!("\\x{hex}")), media))
+        }
+        other => Err(ApiError::InvalidBody(format!(
+            "Content-Type not acceptable: {}",
+            body.content_type.unwrap_or(other)
+        ))),
+    }
+}
+
+/// Key/value arguments (a query string or a form) per parameter given: repeated keys make
+/// the values of a VARIADIC parameter; for other parameters the last value wins.
+fn given_args<'r, 'p>(
+    routine: &'r Routine,
+    pairs: &'p [(String, String)],
+) -> Vec<(&'r Param, Vec<&'p str>)> {
+    routine
+        .params
+        .iter()
+        .filter_map(|p| {
+            let mut given = pairs
+                .iter()
+                .filter(|(k, _)| *k == p.name)
+                .map(|(_, v)| v.as_str());
+            let values: Vec<&str> = if p.variadic {
+                given.collect()
+            } else {
+                given.next_back().into_iter().collect()
+            };
+            (!values.is_empty()).then_some((p, values))
+        })
+        .collect()
+}
+
+/// A form's arguments as the JSON object a POST call reads (strings, arrays of strings
+/// for a VARIADIC parameter), as PostgREST passes them.
+fn routine_args(routine: &Routine, pairs: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = given_args(routine, pairs)
+        .into_iter()
+        .map(|(p, values)| {
+            let value = match values.as_slice() {
+                [one] if !p.variadic => serde_json::Value::from(*one),
+                _ => serde_json::Value::from(values),
+            };
+            (p.name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Query-string arguments bound directly, each a parameter cast to its type; a VARIADIC
+/// parameter's values as an array literal, each element quoted.
+fn direct_args<'a>(routine: &'a Routine, pairs: &[(String, String)]) -> CallArgs<'a> {
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let values = given_args(routine, pairs)
+        .into_iter()
+        .map(|(p, values)| {
+            let value = if p.variadic {
+                let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
+                format!("{{{}}}", items.join(","))
+            } else {
+                values.concat()
+            };
+            (p, value)
+        })
+        .collect();
+    CallArgs::Direct(values)
+}
+
+fn accepts_keys(r: &Routine, keys: &[String], raw_media: bool) -> bool {
+    if r.params.is_empty() {
+        return keys.is_empty() && !raw_media;
+    }
+    let required: Vec<&str> = r
+        .params
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| p.name.as_str())
+        .collect();
+    let all: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
+    required.iter().all(|p| keys.iter().any(|k| k == p))
+        && keys.iter().all(|k| all.contains(&k.as_str()))
+}
+
+fn describe_routine(r: &Routine) -> String {
+    let params: Vec<String> = r
+        .params
+        .iter()
+        .map(|p| format!("{} => {}", p.name, p.type_name))
+        .collect();
+    format!("{}.{}({})", r.schema, r.name, params.join(", "))
+}
+
+fn no_function(
+    cache: &SchemaCache,
+    schema: &str,
+    name: &str,
+    keys: &[String],
+    unnamed: Option<&str>,
+) -> ApiError {
+    // Overloads taking named parameters: the one whose sorted parameter list is closest
+    // to the keys given. None (only unnamed ones, or no function of that name): the
+    // closest other function name.
+    let named: Vec<&Routine> = cache
+        .routines
+        .get(&(schema.to_string(), name.to_string()))
+        .map(|o| {
+            o.iter()
+                .filter(|r| r.params.iter().all(|p| !p.name.is_empty()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let param_list = |names: Vec<&str>| {
+        let mut names = names;
+        names.sort_unstable();
+        format!("({})", names.join(", "))
+    };
+    let hint = if named.is_empty() {
+        let names = cache
+            .routines
+            .keys()
+            .filter(|(s, n)| s == schema && n != name)
+            .map(|(_, n)| n.as_str());
+        // PostgREST's minimum score for a function name hint.
+        crate::schema::closest(names, name, 0.75)
+            .map(|n| format!("Perhaps you meant to call the function {schema}.{n}"))
+    } else {
+        let given = param_list(keys.iter().map(String::as_str).collect());
+        let lists: Vec<String> = named
+            .iter()
+            .map(|r| param_list(r.params.iter().map(|p| p.name.as_str()).collect()))
+            .collect();
+        // Lists differ in punctuation-heavy ways, hence the lower bar than for names.
+        crate::schema::closest(lists.iter().map(String::as_str), &given, 0.35)
+            .map(|l| format!("Perhaps you meant to call the function {schema}.{name}{l}"))
+    };
+    let mut keys = keys.to_vec();
+    keys.sort();
+    ApiError::NoFunction {
+        schema: schema.to_string(),
+        name: name.to_string(),
+        only_unnamed: keys.is_empty() && unnamed.is_some_and(|u| u != "json/jsonb"),
+        keys,
+        unnamed: unnamed.map(str::to_string),
+        hint,
+    }
+}
+
+/// Plans a call of `schema.name`; `body` is `None` for GET/HEAD.
+pub fn call_plan<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    schema: &str,
+    name: &str,
+    body: Option<&CallBody>,
+    config: &PlanConfig,
+) -> Result<CallPlan<'a>, ApiError> {
+    let (json, keys, raw, media) = call_input(req, body)?;
+    let is_post = body.is_some();
+    let unnamed = if is_post { unnamed_kind(&media) } else { None };
+    let raw_media = is_post && media != "application/json" && unnamed.is_some();
+    let overloads: &[Routine] = cache
+        .routines
+        .get(&(schema.to_string(), name.to_string()))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    // A custom media type chosen by Accept narrows the overloads to the functions
+    // returning it.
+    let answers = |r: &&Routine| match &neg.handler {
+        Some(h) => r.media.as_ref().is_some_and(|m| &m.media_type == h),
+        None => true,
+    };
+    let named: Vec<&Routine> = overloads
+        .iter()
+        .filter(answers)
+        .filter(|r| accepts_keys(r, &keys, raw_media))
+        .collect();
+    let fallback: Vec<&Routine> = overloads
+        .iter()
+        .filter(answers)
+        .filter(|r| match (r.params.as_slice(), unnamed) {
+            ([p], Some((types, _))) => p.name.is_empty() && types.contains(&p.base_type.as_str()),
+            _ => false,
+        })
+        .collect();
+    let chosen = match (named.as_slice(), fallback.as_slice()) {
+        ([one], _) => (*one, false),
+        ([], [one]) => (*one, true),
+        ([], []) => {
+            return Err(no_function(
+                cache,
+                schema,
+                name,
+                &keys,
+                unnamed.map(|(_, t)| t),
+            ));
+        }
+        (many, _) if many.len() > 1 => {
+            return Err(ApiError::AmbiguousFunction(
+                many.iter().map(|r| describe_routine(r)).collect(),
+            ))
+        }
+        (_, many) => {
+            return Err(ApiError::AmbiguousFunction(
+                many.iter().map(|r| describe_routine(r)).collect(),
+            ))
+        }
+    };
+    let (routine, single) = chosen;
+    if body.is_none() {
+        let args = direct_args(routine, &req.query.rpc_args);
+        return call_plan_for(req, neg, cache, routine, args, is_post, config);
+    }
+    // Arguments from a form: repeated keys make the array of a VARIADIC parameter; for
+    // other parameters the last value wins.
+    let json = match body.map(|b| b.content_type) {
+        Some(ct)
+            if crate::request::payload::media_type_of(ct)
+                == "application/x-www-form-urlencoded" =>
+        {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(body.map(|b| b.bytes).unwrap_or_default())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+            routine_args(routine, &pairs)
+        }
+        _ => json,
+    };
+    let args = if single {
+        CallArgs::Single {
+            value: raw.unwrap_or_default(),
+            param: &routine.params[0],
+        }
+    } else {
+        CallArgs::Named {
+            json,
+            params: routine
+                .params
+                .iter()
+                .filter(|p| keys.contains(&p.name))
+                .collect(),
+        }
+    };
+    call_plan_for(req, neg, cache, routine, args, is_post, config)
+}
+
+/// The plan of a call of the chosen overload with its arguments.
+fn call_plan_for<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    routine: &'a Routine,
+    args: CallArgs<'a>,
+    is_post: bool,
+    config: &PlanConfig,
+) -> Result<CallPlan<'a>, ApiError> {
+    let result_table = match &routine.returns {
+        Returns::Table { schema, name } => cache.table(schema, name),
+        Returns::Composite => routine.result_table.as_ref(),
+        _ => None,
+    };
+    let read = match result_table {
+        Some(table) => {
+            let mut plan = read_plan_on(req, neg, cache, table, config)?;
+            plan.root.alias = Some(routine.name.clone());
+            Some(plan)
+        }
+        None => None,
+    };
+    let media = routine.media.as_ref().filter(|_| neg.handler.is_some());
+    Ok(CallPlan {
+        media,
+        routine,
+        args,
+        read,
+        read_only: !is_post || !routine.volatile,
+        media_type: neg.media_type,
+        head: req.method == Method::Head,
+    })
+}

@@ -1,0 +1,201 @@
+//! Writes: POST, PUT, PATCH, DELETE.
+
+use super::read::{read_plan, ReadPlan};
+use super::{Negotiated, PlanConfig};
+use crate::error::ApiError;
+use crate::request::payload::Payload;
+use crate::request::prefer::{Resolution, ReturnPref};
+use crate::request::query::{CompareOp, Filter, LogicTree, Operation, SelectItem};
+use crate::request::{ApiRequest, Method};
+use crate::schema::{Column, SchemaCache, Table};
+use MutationKind::{Delete, Insert, Put, Update};
+
+/// What a POST, PUT, PATCH or DELETE does.
+#[derive(Debug)]
+pub enum MutationKind {
+    /// POST; with `Prefer: resolution=...` and a key to resolve on, an upsert.
+    Insert {
+        conflict: Option<(Vec<String>, Resolution)>,
+    },
+    Update,
+    Delete,
+    /// PUT: the primary key's (column, value) pairs from the URL.
+    Put {
+        key: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug)]
+pub struct MutatePlan<'a> {
+    pub kind: MutationKind,
+    pub table: &'a Table,
+    /// Columns written, from the body's keys or `columns=`.
+    pub columns: Vec<&'a Column>,
+    /// The body as JSON text.
+    pub payload: String,
+    pub missing_default: bool,
+    /// Which rows PATCH and DELETE touch.
+    pub filters: Vec<LogicTree>,
+    /// The representation, read from the written rows (`pgrst_source`).
+    pub read: ReadPlan<'a>,
+    pub representation: bool,
+    /// `return=headers-only` on a table with a primary key: the body holds the key.
+    pub location: bool,
+    /// Count the rows an upsert inserted (201 vs 200).
+    pub track_inserted: bool,
+}
+
+fn put_key(table: &Table, filters: &[LogicTree]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut key = Vec::new();
+    for f in filters {
+        match f {
+            LogicTree::Filter(Filter {
+                field,
+                negated: false,
+                operation:
+                    Operation::Compare {
+                        op: CompareOp::Eq,
+                        quantifier: None,
+                        value,
+                    },
+            }) if field.json_path.is_empty() && !key.iter().any(|(c, _)| c == &field.name) => {
+                key.push((field.name.clone(), value.clone()))
+            }
+            _ => return Err(ApiError::InvalidPutFilters),
+        }
+    }
+    let mut names: Vec<&String> = key.iter().map(|(c, _)| c).collect();
+    names.sort();
+    let mut pk: Vec<&String> = table.primary_key.iter().collect();
+    pk.sort();
+    if pk.is_empty() || names != pk {
+        return Err(ApiError::InvalidPutFilters);
+    }
+    Ok(key)
+}
+
+/// Plans a write. `payload` is `None` for DELETE.
+pub fn mutate_plan<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    schema: &str,
+    name: &str,
+    payload: Option<Payload>,
+    config: &PlanConfig,
+) -> Result<MutatePlan<'a>, ApiError> {
+    let config = PlanConfig {
+        max_rows: None,
+        ..*config
+    };
+    let mut read = read_plan(req, neg, cache, schema, name, &config)?;
+    let table = read.root.table;
+    let filters = std::mem::take(&mut read.root.filters);
+    read.root.offset = 0;
+    read.root.limit = None;
+    read.root.alias = Some(table.name.clone());
+    let column_names: Vec<String> = match (&req.query.columns, &payload) {
+        (Some(cols), _) => cols.clone(),
+        (None, Some(p)) => p.keys.clone(),
+        (None, None) => Vec::new(),
+    };
+    let columns = column_names
+        .iter()
+        .map(|c| {
+            table.column(c).ok_or_else(|| ApiError::ColumnNotFound {
+                table: table.name.clone(),
+                column: c.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let kind = match req.method {
+        Method::Post => {
+            let key = req
+                .query
+                .on_conflict
+                .clone()
+                .unwrap_or_else(|| table.primary_key.clone());
+            Insert {
+                conflict: req
+                    .prefs
+                    .resolution
+                    .filter(|_| !key.is_empty())
+                    .map(|r| (key, r)),
+            }
+        }
+        Method::Put => {
+            if !req.query.limits.is_empty() || !req.query.offsets.is_empty() {
+                return Err(ApiError::PutLimitNotAllowed);
+            }
+            Put {
+                key: put_key(table, &filters)?,
+            }
+        }
+        Method::Patch => Update,
+        _ => Delete,
+    };
+    let representation = req.prefs.return_ == Some(ReturnPref::Representation);
+    let location = req.prefs.return_ == Some(ReturnPref::HeadersOnly)
+        && matches!(kind, Insert { .. })
+        && !table.primary_key.is_empty();
+    if location && !representation {
+        read.root.select = table
+            .primary_key
+            .iter()
+            .map(|c| SelectItem::Column {
+                field: crate::request::query::Field {
+                    name: c.clone(),
+                    json_path: Vec::new(),
+                },
+                alias: None,
+                cast: None,
+                aggregate: None,
+            })
+            .collect();
+        read.root.embeds.clear();
+        read.root.order.clear();
+    }
+    let is_table = matches!(table.kind, "table" | "partitioned_table");
+    let track_inserted = is_table
+        && match &kind {
+            Insert { conflict } => {
+                matches!(conflict, Some((_, Resolution::MergeDuplicates)))
+            }
+            Put { .. } => true,
+            _ => false,
+        };
+    Ok(MutatePlan {
+        kind,
+        table,
+        columns,
+        payload: payload.map(|p| p.json).unwrap_or_default(),
+        missing_default: req.prefs.missing_default == Some(true),
+        filters,
+        read,
+        representation,
+        location,
+        track_inserted,
+    })
+}
+
+/// The payload of a write: `columns=` takes a JSON body as is (PostgreSQL reads it);
+/// otherwise the body is parsed by its Content-Type. DELETE has none.
+pub fn payload(api: &ApiRequest, body: bytes::Bytes) -> Result<Option<Payload>, ApiError> {
+    use crate::request::payload;
+    if api.method == Method::Delete {
+        return Ok(None);
+    }
+    let content_type = api.content_type.as_deref();
+    // The body's own buffer becomes the payload text (no copy when it is not shared).
+    let body = Vec::from(body);
+    let is_json = payload::media_type_of(content_type) == "application/json";
+    if let (Some(columns), true) = (&api.query.columns, is_json) {
+        let json = String::from_utf8(body)
+            .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))?;
+        return Ok(Some(Payload {
+            json,
+            keys: columns.clone(),
+        }));
+    }
+    payload::parse(content_type, body).map(Some)
+}

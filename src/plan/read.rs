@@ -1,0 +1,370 @@
+//! Reads: the tree of nodes a select builds, with filters, order and pages.
+
+use super::page::{cap, last_for, page};
+use super::relationships::{find_relationship, no_relationship};
+use super::{Negotiated, PlanConfig};
+use crate::error::ApiError;
+use crate::request::query::{LogicTree, Operation, OrderTerm, SelectItem};
+use crate::request::{ApiRequest, CountPref, MediaType, Method};
+use crate::schema::{Relationship, SchemaCache, Table};
+
+#[derive(Debug)]
+pub struct ReadPlan<'a> {
+    pub root: ReadNode<'a>,
+    /// Whether a limit, offset, range or db-max-rows narrows the root page (an exact
+    /// count then needs its own query).
+    pub paged: bool,
+    pub count: Option<CountPref>,
+    pub media_type: MediaType,
+    /// Renders the rows instead of `media_type`, when a handler aggregate was chosen.
+    pub aggregate: Option<crate::schema::routines::AggHandler>,
+    pub head: bool,
+    pub max_rows: Option<i64>,
+    /// Embeds addressed by relation name despite an alias: (name, alias), for the
+    /// deprecation Warning.
+    pub legacy_targets: Vec<(String, String)>,
+}
+
+/// One table in the read tree: the root, or an embedded resource.
+#[derive(Debug)]
+pub struct ReadNode<'a> {
+    pub table: &'a Table,
+    /// SQL alias; `None` for the root, which is referred to by its qualified name.
+    pub alias: Option<String>,
+    /// `Star` and `Column` items only; embeds are in `embeds`.
+    pub select: Vec<SelectItem>,
+    pub filters: Vec<LogicTree>,
+    pub order: Vec<OrderTerm>,
+    /// First row (0-based) of the page.
+    pub offset: i64,
+    /// Rows in the page; `None` = no limit.
+    pub limit: Option<i64>,
+    pub embeds: Vec<Embed<'a>>,
+}
+
+#[derive(Debug)]
+pub struct Embed<'a> {
+    /// The output key (alias or name); dotted parameters address the embed by it.
+    pub name: String,
+    /// The name as written in `select` (`tasks` in `the_tasks:tasks(*)`).
+    pub target: String,
+    pub rel: &'a Relationship,
+    pub inner: bool,
+    pub spread: bool,
+    /// Alias of the lateral subquery in the parent's FROM.
+    pub join_alias: String,
+    pub node: ReadNode<'a>,
+}
+
+impl Embed<'_> {
+    pub fn is_to_one(&self) -> bool {
+        self.rel.cardinality.is_to_one()
+    }
+
+    /// An embed that selects nothing (`clients()`) only filters its parent.
+    pub fn is_empty(&self) -> bool {
+        self.node.select.is_empty() && self.node.embeds.iter().all(Embed::is_empty)
+    }
+}
+
+impl<'a> ReadNode<'a> {
+    /// The node a dotted parameter path addresses. With `legacy_names`, an aliased embed
+    /// can also be addressed by its target name, as PostgREST allows by default.
+    fn at_path(
+        &mut self,
+        path: &[String],
+        legacy_names: bool,
+    ) -> Result<&mut ReadNode<'a>, ApiError> {
+        let mut node = self;
+        for segment in path {
+            let by_name = node.embeds.iter().position(|e| &e.name == segment);
+            let by_target = node.embeds.iter().position(|e| &e.target == segment);
+            let index = match (by_name, by_target) {
+                (Some(i), _) => i,
+                (None, Some(i)) if legacy_names => i,
+                (None, Some(i)) => {
+                    return Err(ApiError::AliasedTarget {
+                        target: segment.clone(),
+                        alias: node.embeds[i].name.clone(),
+                    })
+                }
+                (None, None) => return Err(ApiError::NotEmbedded(segment.clone())),
+            };
+            node = &mut node.embeds[index].node;
+        }
+        Ok(node)
+    }
+
+    /// The (relation name, alias) pairs `path` reaches embeds by (url-use-legacy-target-
+    /// names): each segment that names an aliased embed's table instead of its alias.
+    fn legacy_targets(&self, path: &[String]) -> Vec<(String, String)> {
+        let mut node = self;
+        let mut found = Vec::new();
+        for segment in path {
+            let Some(embed) = node
+                .embed(segment)
+                .or_else(|| node.embeds.iter().find(|e| &e.target == segment))
+            else {
+                break;
+            };
+            if &embed.name != segment {
+                found.push((segment.clone(), embed.name.clone()));
+            }
+            node = &embed.node;
+        }
+        found
+    }
+
+    pub fn embed(&self, name: &str) -> Option<&Embed<'a>> {
+        self.embeds.iter().find(|e| e.name == name)
+    }
+}
+
+/// PostgREST's legacy `select=count` (no parentheses) counts rows when the table has no
+/// column of that name, even with aggregates disabled.
+fn legacy_count(table: &Table, item: &SelectItem) -> SelectItem {
+    match item {
+        SelectItem::Column {
+            field,
+            alias,
+            cast: None,
+            aggregate: None,
+        } if field.name == "count"
+            && field.json_path.is_empty()
+            && table.column("count").is_none() =>
+        {
+            SelectItem::Column {
+                field: crate::request::query::Field {
+                    name: "*".into(),
+                    json_path: Vec::new(),
+                },
+                alias: alias.clone(),
+                cast: None,
+                aggregate: Some(crate::request::query::Aggregate {
+                    func: crate::request::query::AggFunc::Count,
+                    cast: None,
+                }),
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// Builds the tree of nodes from `select`, resolving every embed to a relationship.
+fn build_node<'a>(
+    cache: &'a SchemaCache,
+    table: &'a Table,
+    alias: Option<String>,
+    items: &[SelectItem],
+    depth: usize,
+) -> Result<ReadNode<'a>, ApiError> {
+    let mut node = ReadNode {
+        table,
+        alias,
+        select: Vec::new(),
+        filters: Vec::new(),
+        order: Vec::new(),
+        offset: 0,
+        limit: None,
+        embeds: Vec::new(),
+    };
+    for item in items {
+        let SelectItem::Embed {
+            name,
+            alias,
+            hint,
+            join,
+            spread,
+            items,
+        } = item
+        else {
+            node.select.push(legacy_count(table, item));
+            continue;
+        };
+        let rel = find_relationship(cache, table, name, hint.as_deref())?;
+        let child_table = cache
+            .table(&rel.schema, &rel.foreign_table)
+            .ok_or_else(|| no_relationship(cache, table, name, hint.as_deref()))?;
+        let out_name = alias.clone().unwrap_or_else(|| name.clone());
+        let child = build_node(
+            cache,
+            child_table,
+            Some(format!("{}_{}", rel.foreign_table, depth + 1)),
+            items,
+            depth + 1,
+        )?;
+        node.embeds.push(Embed {
+            join_alias: format!("{}_{}_{}", table.name, out_name, depth + 1),
+            name: out_name,
+            target: name.clone(),
+            rel,
+            inner: *join == Some(crate::request::query::JoinType::Inner),
+            spread: *spread,
+            node: child,
+        });
+    }
+    Ok(node)
+}
+
+/// Checks related order terms (`order=rel(col)`) against the node's embeds.
+fn check_related_order(node: &ReadNode) -> Result<(), ApiError> {
+    for term in &node.order {
+        if let Some(rel) = &term.relation {
+            let embed = node
+                .embed(rel)
+                .ok_or_else(|| ApiError::NotEmbedded(rel.clone()))?;
+            if !embed.is_to_one() {
+                return Err(ApiError::RelatedOrderNotToOne {
+                    parent: node.table.name.clone(),
+                    relation: rel.clone(),
+                });
+            }
+        }
+    }
+    for e in &node.embeds {
+        check_related_order(&e.node)?;
+    }
+    Ok(())
+}
+
+/// Applies db-max-rows and embedded limit/offset to every embedded node.
+fn page_embeds(
+    node: &mut ReadNode,
+    req: &ApiRequest,
+    path: &mut Vec<String>,
+    max_rows: Option<i64>,
+) {
+    for e in &mut node.embeds {
+        path.push(e.name.clone());
+        let offset = last_for(&req.query.offsets, path).unwrap_or(0).max(0);
+        let upper = last_for(&req.query.limits, path).map(|l| offset.saturating_add(l.max(0)) - 1);
+        e.node.offset = offset;
+        e.node.limit = cap(offset, upper, max_rows);
+        page_embeds(&mut e.node, req, path, max_rows);
+        path.pop();
+    }
+}
+
+fn uses_aggregates(items: &[SelectItem]) -> bool {
+    items.iter().any(|i| match i {
+        SelectItem::Column { aggregate, .. } => aggregate.is_some(),
+        SelectItem::Embed { items, .. } => uses_aggregates(items),
+        SelectItem::Star => false,
+    })
+}
+
+/// Aggregates cannot be hoisted out of to-many spreads (PostgREST does not either).
+fn check_spread_aggregates(node: &ReadNode) -> Result<(), ApiError> {
+    for e in &node.embeds {
+        if e.spread && !e.is_to_one() && !crate::sql::hoisted_aggregates(&e.node).is_empty() {
+            return Err(ApiError::NotImplemented(
+                "Aggregates are not implemented for one-to-many or many-to-many spreads.".into(),
+            ));
+        }
+        check_spread_aggregates(&e.node)?;
+    }
+    Ok(())
+}
+
+pub fn read_plan<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    schema: &str,
+    name: &str,
+    config: &PlanConfig,
+) -> Result<ReadPlan<'a>, ApiError> {
+    let table = cache
+        .table(schema, name)
+        .ok_or_else(|| ApiError::TableNotFound {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            hint: cache.closest_table(schema, name),
+        })?;
+    read_plan_on(req, neg, cache, table, config)
+}
+
+/// A read of `table`'s rows (a table or view, or a function's result).
+/// A filter on an embedded resource itself (`tasks=is.null`, inside logic trees too) may
+/// only test whether it has rows: any other operator is PGRST120, as in PostgREST (it
+/// was PostgreSQL's 42703 on a missing column).
+fn check_embed_filters(node: &ReadNode, tree: &LogicTree) -> Result<(), ApiError> {
+    use crate::request::query::IsValue;
+    match tree {
+        LogicTree::Expr { children, .. } => children
+            .iter()
+            .try_for_each(|c| check_embed_filters(node, c)),
+        LogicTree::Filter(f) => {
+            let name = &f.field.name;
+            let names_embed = node.embed(name).is_some() && node.table.field(name).is_none();
+            let tests_rows = f.field.json_path.is_empty()
+                && matches!(f.operation, Operation::Is(IsValue::Null | IsValue::NotNull));
+            if names_embed && !tests_rows {
+                return Err(ApiError::UnacceptableFilter(name.clone()));
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn read_plan_on<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    table: &'a Table,
+    config: &PlanConfig,
+) -> Result<ReadPlan<'a>, ApiError> {
+    let max_rows = config.max_rows;
+    let legacy_names = config.legacy_names;
+    if !config.aggregates && uses_aggregates(&req.query.select) {
+        return Err(ApiError::AggregatesNotAllowed);
+    }
+    let mut root = build_node(cache, table, None, &req.query.select, 0)?;
+    for (path, tree) in &req.query.filters {
+        let node = root.at_path(path, legacy_names)?;
+        check_embed_filters(node, tree)?;
+        node.filters.push(tree.clone());
+    }
+    for (path, terms) in &req.query.order {
+        root.at_path(path, legacy_names)?
+            .order
+            .extend(terms.iter().cloned());
+    }
+    for (path, _) in req.query.limits.iter().chain(&req.query.offsets) {
+        root.at_path(path, legacy_names)?;
+    }
+    check_related_order(&root)?;
+    check_spread_aggregates(&root)?;
+    let mut legacy_targets: Vec<(String, String)> = Vec::new();
+    let paths = (req.query.filters.iter().map(|(p, _)| p))
+        .chain(req.query.order.iter().map(|(p, _)| p))
+        .chain(
+            req.query
+                .limits
+                .iter()
+                .chain(&req.query.offsets)
+                .map(|(p, _)| p),
+        );
+    for pair in paths.flat_map(|p| root.legacy_targets(p)) {
+        if !legacy_targets.contains(&pair) {
+            legacy_targets.push(pair);
+        }
+    }
+    let (offset, limit) = page(req, max_rows)?;
+    root.offset = offset;
+    root.limit = limit;
+    page_embeds(&mut root, req, &mut Vec::new(), max_rows);
+    let root_paged =
+        last_for(&req.query.offsets, &[]).is_some() || last_for(&req.query.limits, &[]).is_some();
+    let ranged = req.method == Method::Get && req.range.is_some();
+    Ok(ReadPlan {
+        root,
+        paged: root_paged || ranged || max_rows.is_some(),
+        count: req.prefs.count,
+        media_type: neg.media_type,
+        aggregate: neg.aggregate.clone(),
+        head: req.method == Method::Head,
+        max_rows,
+        legacy_targets,
+    })
+}

@@ -1,0 +1,140 @@
+//! Render plans as parameterized SQL. Identifiers go through `quote_ident`; every client
+//! value is a bind parameter. Nothing here looks at the schema cache: what a statement
+//! reads and writes is in its plan.
+
+mod call;
+pub mod envelope;
+mod mutate;
+mod read;
+pub mod result;
+#[cfg(test)]
+mod tests;
+
+pub use call::call_statement;
+pub use envelope::Envelope;
+pub use mutate::mutate_statement;
+pub use read::{hoisted_aggregates, planned_count_statement, read_statement};
+pub use result::RowShape;
+
+use crate::plan::{CallArgs, CallPlan, Embed, MutatePlan, MutationKind, ReadNode, ReadPlan};
+use crate::request::prefer::Resolution;
+use crate::request::query::{
+    Aggregate, CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation,
+    Quantifier, SelectItem,
+};
+use crate::request::MediaType;
+use crate::schema::Table;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    /// Values sent as untyped text parameters; PostgreSQL infers their types.
+    pub params: Vec<String>,
+    /// The columns of the row it returns.
+    pub shape: RowShape,
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a dotted name like `schema.fn` part by part.
+pub fn quote_qualified(name: &str) -> String {
+    name.split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Type names in casts cannot be parameters; the grammar only lets letters, digits,
+/// `_` and spaces through, and this re-checks it where the text is written.
+pub(super) fn type_name(cast: &str) -> &str {
+    debug_assert!(cast
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == ' '));
+    if cast
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == ' ')
+    {
+        cast
+    } else {
+        "text"
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Builder {
+    sql: String,
+    params: Vec<String>,
+}
+
+impl Builder {
+    pub(super) fn push(&mut self, s: &str) {
+        self.sql.push_str(s);
+    }
+
+    pub(super) fn param(&mut self, value: impl Into<String>) -> String {
+        self.params.push(value.into());
+        format!("${}", self.params.len())
+    }
+
+    pub(super) fn finish(self) -> Statement {
+        self.finish_as(RowShape::Rows)
+    }
+
+    pub(super) fn finish_as(self, shape: RowShape) -> Statement {
+        Statement {
+            sql: self.sql,
+            params: self.params,
+            shape,
+        }
+    }
+}
+
+pub(super) fn table_ref(table: &Table) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    )
+}
+
+/// The whole-row reference for a row ref: an alias as is, a qualified table by its name.
+pub(super) fn whole_row(row_ref: &str, table: &Table) -> String {
+    if row_ref == table_ref(table) {
+        quote_ident(&table.name)
+    } else {
+        row_ref.to_string()
+    }
+}
+
+/// How SQL refers to a node's rows: its alias, or the root's qualified name.
+pub(super) fn node_ref(node: &ReadNode) -> String {
+    match &node.alias {
+        Some(a) => quote_ident(a),
+        None => table_ref(node.table),
+    }
+}
+
+/// What the request's role may use in `$1` (a schema), for the OpenAPI document in
+/// openapi-mode follow-privileges: `{"tables": [...], "functions": [...]}` in the body
+/// column of a read's row shape.
+pub fn openapi_privileges(schema: &str) -> Statement {
+    let sql = "SELECT NULL::bigint, 0::bigint, CASE WHEN has_schema_privilege($1::text, 'USAGE') \
+THEN json_build_object(\
+ 'tables', coalesce((SELECT json_agg(c.relname) FROM pg_class c \
+   JOIN pg_namespace n ON n.oid = c.relnamespace \
+   WHERE n.nspname = $1::text AND c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+   AND (has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE') \
+     OR has_any_column_privilege(c.oid, 'SELECT, INSERT, UPDATE'))), '[]'), \
+ 'functions', coalesce((SELECT json_agg(DISTINCT p.proname) FROM pg_proc p \
+   JOIN pg_namespace n ON n.oid = p.pronamespace \
+   WHERE n.nspname = $1::text AND has_function_privilege(p.oid, 'EXECUTE')), '[]'))::text \
+ELSE '{\"tables\": [], \"functions\": []}' END, NULL::text, NULL::text";
+    Statement {
+        sql: sql.to_string(),
+        params: vec![schema.to_string()],
+        shape: RowShape::Rows,
+    }
+}

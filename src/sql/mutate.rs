@@ -1,0 +1,329 @@
+//! Writes: INSERT (upserts), UPDATE, DELETE and PUT from the JSON payload, with the
+//! representation read back from the written rows.
+
+use super::read::*;
+use super::result::RESPONSE_GUCS;
+use super::*;
+
+/// What RETURNING lists: `None` = the whole row.
+pub(super) fn returning_columns(plan: &MutatePlan) -> Option<Vec<String>> {
+    let root = &plan.read.root;
+    let table = plan.table;
+    let mut cols: Vec<String> = Vec::new();
+    let mut add = |c: &str| {
+        if !cols.iter().any(|x| x == c) {
+            cols.push(c.to_string());
+        }
+    };
+    for item in &root.select {
+        match item {
+            SelectItem::Column { field, .. } if field.name == "*" => {}
+            SelectItem::Column { field, .. } if table.column(&field.name).is_some() => {
+                add(&field.name)
+            }
+            // `*` and computed fields need the whole row
+            _ => return None,
+        }
+    }
+    for t in root.order.iter().filter(|t| t.relation.is_none()) {
+        add(&t.field.name);
+    }
+    for e in &root.embeds {
+        if e.rel.function.is_some() {
+            return None;
+        }
+        match &e.rel.junction {
+            Some(j) => j.source_columns.iter().for_each(|(c, _)| add(c)),
+            None => e.rel.columns.iter().for_each(|(c, _)| add(c)),
+        }
+    }
+    if plan.location {
+        table.primary_key.iter().for_each(|c| add(c));
+    }
+    if cols.is_empty() {
+        None
+    } else {
+        Some(cols)
+    }
+}
+
+/// The payload as rows: an array of objects (a single object becomes a one-element
+/// array; PUT and PATCH use the first element only).
+pub(super) fn payload_rows(b: &mut Builder, plan: &MutatePlan, first_only: bool) -> String {
+    let p = b.param(plan.payload.clone());
+    let rows = if first_only {
+        format!("json_build_array(CASE WHEN json_typeof({p}::json) = 'array' THEN {p}::json->0 ELSE {p}::json END)")
+    } else {
+        format!("CASE WHEN json_typeof({p}::json) = 'array' THEN {p}::json ELSE json_build_array({p}::json) END")
+    };
+    if !plan.missing_default {
+        return rows;
+    }
+    // `missing=default`: each object is laid over the columns' defaults. The default
+    // expressions are catalog text (pg_get_expr), not client input.
+    let defaults: Vec<String> = plan
+        .columns
+        .iter()
+        .filter_map(|c| {
+            c.default
+                .as_ref()
+                .map(|d| format!("{}, {d}", quote_literal(&c.name)))
+        })
+        .collect();
+    format!(
+        "(SELECT coalesce(jsonb_agg(jsonb_build_object({}) || e), '[]') FROM jsonb_array_elements(({rows})::jsonb) AS e)::json",
+        defaults.join(", ")
+    )
+}
+
+/// A string literal for catalog names (column names as JSON keys), quotes doubled.
+pub(super) fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `json_to_recordset(rows) AS _("a" type, ...)`, or plain rows when no columns.
+pub(super) fn recordset(plan: &MutatePlan, rows: &str) -> String {
+    if plan.columns.is_empty() {
+        return format!("json_array_elements({rows}) AS _");
+    }
+    // A domain with a `json -> domain` cast reads its JSON value through it.
+    let defs: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = if c.repr.from_json.is_some() {
+                "json"
+            } else {
+                c.data_type.as_str()
+            };
+            format!("{} {ty}", quote_ident(&c.name))
+        })
+        .collect();
+    format!("json_to_recordset({rows}) AS _({})", defs.join(", "))
+}
+
+pub(super) fn column_list(plan: &MutatePlan, prefix: &str) -> String {
+    plan.columns
+        .iter()
+        .map(|c| format!("{prefix}{}", quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A payload column's value, through the column's `json -> domain` cast if it has one.
+pub(super) fn payload_value(c: &crate::schema::Column, source: &str) -> String {
+    let value = format!("{source}.{}", quote_ident(&c.name));
+    match &c.repr.from_json {
+        Some(function) => format!("{function}({value})"),
+        None => value,
+    }
+}
+
+pub(super) fn on_conflict(plan: &MutatePlan, key: &[String], merge: bool) -> String {
+    let key: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+    if !merge || plan.columns.is_empty() {
+        return format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "));
+    }
+    let sets: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            let n = quote_ident(&c.name);
+            format!("{n} = EXCLUDED.{n}")
+        })
+        .collect();
+    format!(
+        " ON CONFLICT ({}) DO UPDATE SET {}",
+        key.join(", "),
+        sets.join(", ")
+    )
+}
+
+/// The INSERT/UPDATE/DELETE itself, without RETURNING.
+pub(super) fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
+    let target = table_ref(plan.table);
+    let insert = |b: &mut Builder, first_only: bool| {
+        let rows = payload_rows(b, plan, first_only);
+        let cols = column_list(plan, "");
+        let select = plan
+            .columns
+            .iter()
+            .map(|c| payload_value(c, "_"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let into = if cols.is_empty() {
+            target.clone()
+        } else {
+            format!("{target}({cols})")
+        };
+        format!(
+            "INSERT INTO {into} SELECT {select} FROM {}",
+            recordset(plan, &rows)
+        )
+    };
+    match &plan.kind {
+        MutationKind::Insert { conflict } => {
+            let mut sql = insert(b, false);
+            if let Some((key, resolution)) = conflict {
+                sql.push_str(&on_conflict(
+                    plan,
+                    key,
+                    *resolution == Resolution::MergeDuplicates,
+                ));
+            }
+            sql
+        }
+        MutationKind::Put { key } => {
+            let mut sql = insert(b, true);
+            let conds: Vec<String> = key
+                .iter()
+                .map(|(c, v)| format!("_.{} = {}", quote_ident(c), b.param(v.clone())))
+                .collect();
+            sql.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+            let names: Vec<String> = key.iter().map(|(c, _)| c.clone()).collect();
+            sql.push_str(&on_conflict(plan, &names, true));
+            sql
+        }
+        MutationKind::Update => {
+            let node = filter_node(plan);
+            if plan.columns.is_empty() {
+                return format!("SELECT {target}.* FROM {target} WHERE false");
+            }
+            let rows = payload_rows(b, plan, true);
+            let sets: Vec<String> = plan
+                .columns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} = {}",
+                        quote_ident(&c.name),
+                        payload_value(c, "pgrst_body")
+                    )
+                })
+                .collect();
+            format!(
+                "UPDATE {target} SET {} FROM (SELECT * FROM {}) AS pgrst_body{}",
+                sets.join(", "),
+                recordset(plan, &rows),
+                where_clause(b, &node, Vec::new())
+            )
+        }
+        MutationKind::Delete => {
+            let node = filter_node(plan);
+            format!("DELETE FROM {target}{}", where_clause(b, &node, Vec::new()))
+        }
+    }
+}
+
+/// The target table as a node carrying the write's filters, referred to by its name.
+pub(super) fn filter_node<'a>(plan: &MutatePlan<'a>) -> ReadNode<'a> {
+    ReadNode {
+        table: plan.table,
+        alias: None,
+        select: Vec::new(),
+        filters: plan.filters.clone(),
+        order: Vec::new(),
+        offset: 0,
+        limit: None,
+        embeds: Vec::new(),
+    }
+}
+
+/// A write and its representation in one statement: columns total (NULL), page_total,
+/// inserted (upserts only), body, response_headers, response_status.
+/// Whether a row an upsert returns was inserted rather than updated. `xmax = 0` says so
+/// for a table; a partitioned table's RETURNING cannot read system columns, so there the
+/// row counts as inserted when no row with its conflict key was visible before: the
+/// statement's own snapshot does not see what it inserts, and sees an updated row's old
+/// version.
+pub(super) fn inserted_flag(plan: &MutatePlan, target: &str) -> String {
+    let conflict: Vec<&String> = match &plan.kind {
+        MutationKind::Insert {
+            conflict: Some((cols, _)),
+        } => cols.iter().collect(),
+        MutationKind::Put { key } => key.iter().map(|(c, _)| c).collect(),
+        _ => return "(xmax = 0)".to_string(),
+    };
+    if plan.table.kind != "partitioned_table" || conflict.is_empty() {
+        return "(xmax = 0)".to_string();
+    }
+    let same_key: Vec<String> = conflict
+        .iter()
+        .map(|c| {
+            let c = quote_ident(c);
+            format!("pgrst_before.{c} = {target}.{c}")
+        })
+        .collect();
+    format!(
+        "(NOT EXISTS (SELECT 1 FROM {target} AS pgrst_before WHERE {}))",
+        same_key.join(" AND ")
+    )
+}
+
+pub fn mutate_statement(plan: &MutatePlan) -> Statement {
+    let mut b = Builder::default();
+    let target = table_ref(plan.table);
+    let mutation = mutation_sql(&mut b, plan);
+    let wants_rows = plan.representation || plan.location;
+    let returning = match (wants_rows, returning_columns(plan)) {
+        (false, _) => "1".to_string(),
+        (true, None) => format!("{target}.*"),
+        (true, Some(cols)) => cols
+            .iter()
+            .map(|c| format!("{target}.{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let returning_kw = if matches!(plan.kind, MutationKind::Update) && plan.columns.is_empty() {
+        // the no-op update is a SELECT: its select list already is the whole row
+        String::new()
+    } else {
+        format!(" RETURNING {returning}")
+    };
+    let inserted = if plan.track_inserted {
+        let cols = match (wants_rows, returning_columns(plan)) {
+            (false, _) => "1".to_string(),
+            (true, None) => plan
+                .table
+                .columns
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (true, Some(cols)) => cols
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let inserted_flag = inserted_flag(plan, &target);
+        b.push(&format!(
+            "WITH pgrst_mutation AS ({mutation}{returning_kw}, {inserted_flag} AS pgrst_inserted), \
+             pgrst_source AS (SELECT {cols} FROM pgrst_mutation)"
+        ));
+        "(SELECT pg_catalog.count(*) FROM pgrst_mutation WHERE pgrst_inserted)"
+    } else {
+        b.push(&format!("WITH pgrst_source AS ({mutation}{returning_kw})"));
+        "NULL"
+    };
+    let rows = if wants_rows {
+        let root = &plan.read.root;
+        let (select, group_by) = select_list(&mut b, root, true);
+        let from = from_clause(&mut b, root, false, Some("pgrst_source".to_string()));
+        let w = where_clause(&mut b, root, Vec::new());
+        let o = order_clause(&mut b, root);
+        format!("SELECT {select}{from}{w}{group_by}{o}")
+    } else {
+        "SELECT * FROM pgrst_source".to_string()
+    };
+    let body = if plan.representation || plan.location {
+        body_expr(&plan.read)
+    } else {
+        "''".into()
+    };
+    b.push(&format!(
+        " SELECT NULL::int8, pg_catalog.count(*)::int8, {inserted}::int8, ({body}), \
+         {RESPONSE_GUCS} FROM ({rows}) _postgrest_t"
+    ));
+    b.finish_as(RowShape::Written)
+}

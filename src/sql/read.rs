@@ -1,0 +1,747 @@
+//! Reads: the select list, embeds as lateral joins, filters, order, pages and the body.
+
+use super::result::RESPONSE_GUCS;
+use super::*;
+
+/// A field as an SQL expression over `row_ref`, with its JSON path.
+pub(super) fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &Field) -> String {
+    let computed = table
+        .column(&field.name)
+        .is_none()
+        .then(|| table.field(&field.name).and_then(|c| c.function.as_ref()))
+        .flatten();
+    let column = match computed {
+        // A computed field is called with the row cast to the table's type, which also
+        // picks the right overload and works on rows of a write's RETURNING.
+        Some(function) => format!(
+            "{function}({}::{})",
+            whole_row(row_ref, table),
+            table_ref(table)
+        ),
+        None => format!("{row_ref}.{}", quote_ident(&field.name)),
+    };
+    if field.json_path.is_empty() {
+        return column;
+    }
+    let is_json = table.field(&field.name).is_some_and(|c| c.is_json());
+    let mut expr = if is_json {
+        column
+    } else {
+        format!("to_jsonb({column})")
+    };
+    for step in &field.json_path {
+        let arrow = if step.as_text { "->>" } else { "->" };
+        let key = match &step.key {
+            JsonKey::Key(k) => format!("{}::text", b.param(k.clone())),
+            JsonKey::Index(i) => format!("{}::int", b.param(i.to_string())),
+        };
+        expr = format!("{expr}{arrow}{key}");
+    }
+    expr
+}
+
+pub(super) fn column_output_name(
+    field: &Field,
+    alias: &Option<String>,
+    aggregate: &Option<Aggregate>,
+) -> String {
+    match (alias, aggregate) {
+        (Some(a), _) => a.clone(),
+        (None, Some(agg)) => agg.func.name().to_string(),
+        (None, None) => field.output_name().to_string(),
+    }
+}
+
+/// Names a node contributes to its output object (for spreading it into its parent).
+pub(super) fn output_names(node: &ReadNode) -> Vec<String> {
+    let mut names = Vec::new();
+    for item in &node.select {
+        match item {
+            SelectItem::Star => names.extend(node.table.columns.iter().map(|c| c.name.clone())),
+            SelectItem::Column {
+                field,
+                alias,
+                aggregate,
+                ..
+            } => names.push(column_output_name(field, alias, aggregate)),
+            SelectItem::Embed { .. } => {}
+        }
+    }
+    for e in &node.embeds {
+        if e.spread {
+            names.extend(output_names(&e.node));
+        } else if !e.is_empty() {
+            names.push(e.name.clone());
+        }
+    }
+    names
+}
+
+/// Aggregates a spread node leaves for its parent to apply, by output name: its own and
+/// those its spread children left to it.
+pub fn hoisted_aggregates(node: &ReadNode) -> Vec<(String, Aggregate)> {
+    let mut out = Vec::new();
+    for item in &node.select {
+        if let SelectItem::Column {
+            field,
+            alias,
+            aggregate: Some(agg),
+            ..
+        } = item
+        {
+            out.push((
+                column_output_name(field, alias, &Some(agg.clone())),
+                agg.clone(),
+            ));
+        }
+    }
+    for e in node.embeds.iter().filter(|e| e.spread) {
+        out.extend(hoisted_aggregates(&e.node));
+    }
+    out
+}
+
+pub(super) fn apply_aggregate(agg: &Aggregate, input: &str) -> String {
+    let call = format!("pg_catalog.{}({input})", agg.func.name());
+    match &agg.cast {
+        Some(cast) => format!("CAST({call} AS {})", type_name(cast)),
+        None => call,
+    }
+}
+
+/// A column of a domain with a `domain -> json` cast is output through it.
+pub(super) fn represented(expr: String, to_json: Option<&str>) -> String {
+    match to_json {
+        Some(function) => format!("{function}({expr})"),
+        None => expr,
+    }
+}
+
+/// One output column: expression, output name (empty for `t.*`), whether it aggregates.
+pub(super) struct OutColumn {
+    expr: String,
+    name: String,
+    aggregate: bool,
+}
+
+/// The node's output columns. A root or plain embed applies aggregates itself (and those
+/// its spreads hoist to it); a spread node leaves its aggregates to its parent.
+pub(super) fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -> Vec<OutColumn> {
+    let row_ref = node_ref(node);
+    let own_aggregates = node.select.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Column {
+                aggregate: Some(_),
+                ..
+            }
+        )
+    });
+    let hoisting = node
+        .embeds
+        .iter()
+        .any(|e| e.spread && !hoisted_aggregates(&e.node).is_empty());
+    // `*` is spelled out when aggregating (to group by the columns) and when a column
+    // has a data representation (to apply it).
+    let has_repr = node.table.columns.iter().any(|c| c.repr.to_json.is_some());
+    let expand_star = own_aggregates || hoisting || has_repr;
+    let mut out = Vec::new();
+    for item in &node.select {
+        match item {
+            SelectItem::Star if expand_star => {
+                for c in &node.table.columns {
+                    let column = format!("{row_ref}.{}", quote_ident(&c.name));
+                    out.push(OutColumn {
+                        expr: represented(column, c.repr.to_json.as_deref()),
+                        name: c.name.clone(),
+                        aggregate: false,
+                    });
+                }
+            }
+            SelectItem::Star => out.push(OutColumn {
+                expr: format!("{row_ref}.*"),
+                name: String::new(),
+                aggregate: false,
+            }),
+            SelectItem::Column {
+                field,
+                alias,
+                cast,
+                aggregate,
+            } => {
+                let name = column_output_name(field, alias, aggregate);
+                let mut expr = if field.name == "*" && aggregate.is_some() {
+                    // count() counts rows; a spread leaves a non-null marker per row
+                    if aggregating { "*" } else { "1" }.to_string()
+                } else {
+                    let repr = node
+                        .table
+                        .column(&field.name)
+                        .filter(|_| field.json_path.is_empty())
+                        .and_then(|c| c.repr.to_json.as_deref());
+                    represented(field_expr(b, node.table, &row_ref, field), repr)
+                };
+                if let Some(cast) = cast {
+                    expr = format!("CAST({expr} AS {})", type_name(cast));
+                }
+                let aggregate = aggregate.as_ref().filter(|_| aggregating);
+                out.push(OutColumn {
+                    expr: match aggregate {
+                        Some(agg) => apply_aggregate(agg, &expr),
+                        None => expr,
+                    },
+                    name,
+                    aggregate: aggregate.is_some(),
+                });
+            }
+            SelectItem::Embed { .. } => {}
+        }
+    }
+    for e in &node.embeds {
+        let j = quote_ident(&e.join_alias);
+        if e.spread {
+            let hoisted = if aggregating {
+                hoisted_aggregates(&e.node)
+            } else {
+                Vec::new()
+            };
+            for name in output_names(&e.node) {
+                let column = format!("{j}.{}", quote_ident(&name));
+                let agg = hoisted.iter().find(|(n, _)| *n == name).map(|(_, a)| a);
+                out.push(OutColumn {
+                    expr: match agg {
+                        Some(agg) => apply_aggregate(agg, &column),
+                        None => column,
+                    },
+                    name,
+                    aggregate: agg.is_some(),
+                });
+            }
+        } else if e.is_empty() {
+            continue;
+        } else if e.is_to_one() {
+            // The columns the parent orders by are not part of the embedded object.
+            let hidden: String = order_refs(node, e)
+                .map(|(i, _)| format!(" - '{}'", order_column(i)))
+                .collect();
+            out.push(OutColumn {
+                expr: format!("row_to_json({j}.*)::jsonb{hidden}"),
+                name: e.name.clone(),
+                aggregate: false,
+            });
+        } else {
+            out.push(OutColumn {
+                expr: format!("COALESCE({j}.{j}, '[]')"),
+                name: e.name.clone(),
+                aggregate: false,
+            });
+        }
+    }
+    out
+}
+
+/// The select list and, when something aggregates, the GROUP BY clause.
+pub(super) fn select_list(b: &mut Builder, node: &ReadNode, aggregating: bool) -> (String, String) {
+    let columns = out_columns(b, node, aggregating);
+    if columns.is_empty() {
+        return ("NULL".to_string(), String::new());
+    }
+    let list: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if c.name.is_empty() {
+                c.expr.clone()
+            } else {
+                format!("{} AS {}", c.expr, quote_ident(&c.name))
+            }
+        })
+        .collect();
+    let keys: Vec<&str> = columns
+        .iter()
+        .filter(|c| !c.aggregate)
+        .map(|c| c.expr.as_str())
+        .collect();
+    let group_by = if columns.iter().any(|c| c.aggregate) && !keys.is_empty() {
+        format!(" GROUP BY {}", keys.join(", "))
+    } else {
+        String::new()
+    };
+    (list.join(", "), group_by)
+}
+
+/// A PostgreSQL array literal from list elements, every element quoted.
+pub(super) fn array_literal(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|i| format!("\"{}\"", i.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// `rel=is.null` / `rel=not.is.null` on an embedded resource: whether it has rows.
+pub(super) fn null_embed_check(node: &ReadNode, filter: &Filter) -> Option<String> {
+    if !filter.field.json_path.is_empty() {
+        return None;
+    }
+    let Operation::Is(is) = filter.operation else {
+        return None;
+    };
+    let wants_null = match is {
+        IsValue::Null => true,
+        IsValue::NotNull => false,
+        _ => return None,
+    } != filter.negated;
+    let e = node.embed(&filter.field.name)?;
+    let j = quote_ident(&e.join_alias);
+    let not = if wants_null { "NOT " } else { "" };
+    Some(if e.is_to_one() {
+        format!("{j} IS {not}DISTINCT FROM NULL")
+    } else if e.spread {
+        // spread to-many laterals carry their row count in a column named like the join
+        format!("{j}.{j} {} 0", if wants_null { "=" } else { ">" })
+    } else {
+        format!("{j}.{j} IS {}NULL", if wants_null { "" } else { "NOT " })
+    })
+}
+
+/// The `text -> domain` cast function that parses this filter's values, if any.
+pub(super) fn text_repr<'t>(table: &'t Table, filter: &Filter) -> Option<&'t str> {
+    if !filter.field.json_path.is_empty() {
+        return None;
+    }
+    table
+        .column(&filter.field.name)
+        .and_then(|c| c.repr.from_text.as_deref())
+}
+
+pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
+    if let Some(check) = null_embed_check(node, filter) {
+        return check;
+    }
+    let table = node.table;
+    let expr = field_expr(b, table, &node_ref(node), &filter.field);
+    let cond = match &filter.operation {
+        Operation::Compare {
+            op,
+            quantifier,
+            value,
+        } => {
+            let value = match op {
+                CompareOp::Like | CompareOp::Ilike => value.replace('*', "%"),
+                _ => value.clone(),
+            };
+            let p = b.param(value);
+            let p = match text_repr(table, filter) {
+                Some(function)
+                    if quantifier.is_none()
+                        && !matches!(
+                            op,
+                            CompareOp::Like
+                                | CompareOp::Ilike
+                                | CompareOp::Match
+                                | CompareOp::Imatch
+                        ) =>
+                {
+                    format!("{function}({p}::text)")
+                }
+                _ => p,
+            };
+            match quantifier {
+                None => format!("{expr} {} {p}", op.sql()),
+                Some(Quantifier::Any) => format!("{expr} {} ANY({p})", op.sql()),
+                Some(Quantifier::All) => format!("{expr} {} ALL({p})", op.sql()),
+            }
+        }
+        Operation::In(items) => {
+            let p = b.param(array_literal(items));
+            match text_repr(table, filter) {
+                Some(function) => format!(
+                    "{expr} = ANY(ARRAY(SELECT {function}(pgrst_v) FROM unnest({p}::text[]) AS pgrst_v))"
+                ),
+                None => format!("{expr} = ANY({p})"),
+            }
+        }
+        Operation::Is(v) => {
+            let test = match v {
+                IsValue::Null => "NULL",
+                IsValue::NotNull => "NOT NULL",
+                IsValue::True => "TRUE",
+                IsValue::False => "FALSE",
+                IsValue::Unknown => "UNKNOWN",
+            };
+            format!("{expr} IS {test}")
+        }
+        Operation::Fts {
+            kind,
+            language,
+            value,
+        } => {
+            let is_tsvector = filter.field.json_path.is_empty()
+                && table
+                    .field(&filter.field.name)
+                    .is_some_and(|c| c.is_tsvector());
+            let lang = language
+                .as_ref()
+                .map(|l| format!("{}::regconfig, ", b.param(l.clone())));
+            let lang = lang.unwrap_or_default();
+            let doc = if is_tsvector {
+                expr
+            } else {
+                format!("to_tsvector({lang}{expr})")
+            };
+            let q = b.param(value.clone());
+            format!("{doc} @@ {}({lang}{q})", kind.function())
+        }
+    };
+    if filter.negated {
+        format!("NOT ({cond})")
+    } else {
+        cond
+    }
+}
+
+pub(super) fn tree_sql(b: &mut Builder, node: &ReadNode, tree: &LogicTree) -> String {
+    match tree {
+        LogicTree::Filter(f) => filter_sql(b, node, f),
+        LogicTree::Expr {
+            negated,
+            or,
+            children,
+        } => {
+            let joiner = if *or { " OR " } else { " AND " };
+            let parts: Vec<String> = children.iter().map(|c| tree_sql(b, node, c)).collect();
+            let group = format!("({})", parts.join(joiner));
+            if *negated {
+                format!("NOT {group}")
+            } else {
+                group
+            }
+        }
+    }
+}
+
+/// The node's filters (and join conditions, if any) as a WHERE clause.
+pub(super) fn where_clause(
+    b: &mut Builder,
+    node: &ReadNode,
+    join_conditions: Vec<String>,
+) -> String {
+    let mut parts = join_conditions;
+    for f in &node.filters {
+        parts.push(tree_sql(b, node, f));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(" WHERE {}", parts.join(" AND "))
+}
+
+/// The parent's order terms on a to-one embed's columns, with their index.
+pub(super) fn order_refs<'n>(
+    parent: &'n ReadNode,
+    e: &'n Embed,
+) -> impl Iterator<Item = (usize, &'n crate::request::query::OrderTerm)> + 'n {
+    parent.order.iter().enumerate().filter(move |(_, t)| {
+        e.is_to_one()
+            && t.relation.as_deref() == Some(e.name.as_str())
+            && !has_output(&e.node, &t.field)
+    })
+}
+
+/// Whether a node's output has a column of this name: ordering by it refers to that
+/// output (an alias included, as in PostgREST), and stays valid when the parent groups by
+/// it.
+pub(super) fn has_output(node: &ReadNode, field: &crate::request::query::Field) -> bool {
+    output_names(node).contains(&field.name)
+}
+
+/// The name under which a to-one embed's subquery gives the column that order term `i`
+/// of its parent sorts by (whether or not the embed selects that column, or renames it).
+pub(super) fn order_column(i: usize) -> String {
+    format!("pgrst_order_{i}")
+}
+
+pub(super) fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
+    if node.order.is_empty() {
+        return String::new();
+    }
+    let row_ref = node_ref(node);
+    let terms: Vec<String> = node
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut s = match t.relation.as_ref().and_then(|r| node.embed(r)) {
+                Some(e) if has_output(&e.node, &t.field) => {
+                    field_expr(b, e.node.table, &quote_ident(&e.join_alias), &t.field)
+                }
+                Some(e) => format!(
+                    "{}.{}",
+                    quote_ident(&e.join_alias),
+                    quote_ident(&order_column(i))
+                ),
+                None => field_expr(b, node.table, &row_ref, &t.field),
+            };
+            match t.direction {
+                Some(Direction::Asc) => s.push_str(" ASC"),
+                Some(Direction::Desc) => s.push_str(" DESC"),
+                None => {}
+            }
+            match t.nulls {
+                Some(Nulls::First) => s.push_str(" NULLS FIRST"),
+                Some(Nulls::Last) => s.push_str(" NULLS LAST"),
+                None => {}
+            }
+            s
+        })
+        .collect();
+    format!(" ORDER BY {}", terms.join(", "))
+}
+
+pub(super) fn page_clause(b: &mut Builder, node: &ReadNode) -> String {
+    let mut s = String::new();
+    if let Some(limit) = node.limit {
+        s.push_str(&format!(" LIMIT {}", b.param(limit.to_string())));
+    }
+    if node.offset > 0 {
+        s.push_str(&format!(" OFFSET {}", b.param(node.offset.to_string())));
+    }
+    s
+}
+
+/// Whether a filter of this node mentions the embed (a null-embed condition).
+pub(super) fn filtered_on(node: &ReadNode, name: &str) -> bool {
+    fn mentions(tree: &LogicTree, name: &str) -> bool {
+        match tree {
+            LogicTree::Filter(f) => f.field.name == name && f.field.json_path.is_empty(),
+            LogicTree::Expr { children, .. } => children.iter().any(|c| mentions(c, name)),
+        }
+    }
+    node.filters.iter().any(|f| mentions(f, name))
+}
+
+/// `FROM table [AS alias]` plus a lateral join per embed. `only_filtering` keeps just
+/// the joins that can remove rows (inner joins and null-embed conditions), for counts.
+/// `source` replaces the table (a computed relationship's function call).
+pub(super) fn from_clause(
+    b: &mut Builder,
+    node: &ReadNode,
+    only_filtering: bool,
+    source: Option<String>,
+) -> String {
+    let mut s = format!(" FROM {}", source.unwrap_or_else(|| table_ref(node.table)));
+    if let Some(a) = &node.alias {
+        s.push_str(&format!(" AS {}", quote_ident(a)));
+    }
+    for e in &node.embeds {
+        if only_filtering && !e.inner && !filtered_on(node, &e.name) {
+            continue;
+        }
+        s.push_str(&embed_join(b, node, e));
+    }
+    s
+}
+
+/// The lateral join that computes one embedded resource for each parent row.
+pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
+    let parent_ref = node_ref(parent);
+    let child = &e.node;
+    let child_ref = node_ref(child);
+    let j = quote_ident(&e.join_alias);
+    let mut conditions = Vec::new();
+    let mut junction_from = String::new();
+    match &e.rel.junction {
+        Some(jn) => {
+            let jref = quote_ident(&format!("{}_j", e.join_alias));
+            junction_from = format!(
+                ", {}.{} AS {jref}",
+                quote_ident(&e.rel.schema),
+                quote_ident(&jn.table)
+            );
+            for (source, jcol) in &jn.source_columns {
+                conditions.push(format!(
+                    "{jref}.{} = {parent_ref}.{}",
+                    quote_ident(jcol),
+                    quote_ident(source)
+                ));
+            }
+            for (jcol, target) in &jn.target_columns {
+                conditions.push(format!(
+                    "{jref}.{} = {child_ref}.{}",
+                    quote_ident(jcol),
+                    quote_ident(target)
+                ));
+            }
+        }
+        None => {
+            for (parent_col, child_col) in &e.rel.columns {
+                conditions.push(format!(
+                    "{child_ref}.{} = {parent_ref}.{}",
+                    quote_ident(child_col),
+                    quote_ident(parent_col)
+                ));
+            }
+        }
+    }
+    let (mut select, group_by) = select_list(b, child, !e.spread);
+    for (i, t) in order_refs(parent, e) {
+        let column = field_expr(b, child.table, &child_ref, &t.field);
+        select.push_str(&format!(", {column} AS {}", quote_ident(&order_column(i))));
+    }
+    let mut inner = format!("SELECT {select}");
+    // A computed relationship calls its function with the parent's whole row, cast to
+    // the parent's type: that picks the overload and works over a write's RETURNING rows.
+    let source = e.rel.function.as_ref().map(|f| {
+        let parent_row = match &parent.alias {
+            Some(a) => quote_ident(a),
+            None => quote_ident(&parent.table.name),
+        };
+        format!("{f}({parent_row}::{})", table_ref(parent.table))
+    });
+    inner.push_str(&from_clause(b, child, false, source));
+    inner.push_str(&junction_from);
+    inner.push_str(&where_clause(b, child, conditions));
+    inner.push_str(&group_by);
+    inner.push_str(&order_clause(b, child));
+    inner.push_str(&page_clause(b, child));
+    let join = if e.inner {
+        "INNER JOIN LATERAL"
+    } else {
+        "LEFT JOIN LATERAL"
+    };
+    if e.is_to_one() {
+        return format!(" {join} ({inner}) AS {j} ON TRUE");
+    }
+    let sub = quote_ident(&format!("{}_rows", e.join_alias));
+    if e.spread {
+        let mut columns: Vec<String> = output_names(child)
+            .iter()
+            .map(|n| {
+                let n = quote_ident(n);
+                format!("COALESCE(json_agg({sub}.{n}), '[]') AS {n}")
+            })
+            .collect();
+        columns.push(format!("pg_catalog.count(*) AS {j}"));
+        let on = if e.inner {
+            format!("{j}.{j} > 0")
+        } else {
+            "TRUE".to_string()
+        };
+        return format!(
+            " {join} (SELECT {} FROM ({inner}) AS {sub}) AS {j} ON {on}",
+            columns.join(", ")
+        );
+    }
+    let on = if e.inner {
+        format!("{j}.{j} IS NOT NULL")
+    } else {
+        "TRUE".to_string()
+    };
+    format!(" {join} (SELECT json_agg({sub})::jsonb AS {j} FROM ({inner}) AS {sub}) AS {j} ON {on}")
+}
+
+/// A custom media type's body: the value itself when its binary form is the body,
+/// else its text output (format() applies the type's output function).
+pub(super) fn handler_output(media: &crate::schema::routines::MediaHandler, value: &str) -> String {
+    if media.raw {
+        value.to_string()
+    } else {
+        format!("format('%s', {value})")
+    }
+}
+
+/// The body expression over the page rows `_postgrest_t`.
+pub(super) fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
+    if plan.head {
+        return "''".into();
+    }
+    if let Some(agg) = &plan.aggregate {
+        // A table's handler takes that table's row type (the select is then the default,
+        // so the columns match); an `anyelement` one takes the rows as they are. The
+        // output goes out as PostgreSQL sends it (see MediaHandler::raw); no row at all
+        // answers an empty body.
+        let row = match &agg.relation {
+            Some((schema, name)) => format!(
+                "_postgrest_t::{}.{}",
+                quote_ident(schema),
+                quote_ident(name)
+            ),
+            None => "_postgrest_t".to_string(),
+        };
+        return handler_output(&agg.media, &format!("{}({row})", agg.qualified())).into();
+    }
+    let builtin = match plan.media_type {
+        MediaType::Json => "coalesce(json_agg(_postgrest_t), '[]')",
+        MediaType::SingleObject => "coalesce(json_agg(_postgrest_t)->0, 'null')",
+        MediaType::StrippedArray => "coalesce(json_strip_nulls(json_agg(_postgrest_t)), '[]')",
+        MediaType::StrippedObject => {
+            "coalesce(json_strip_nulls(json_agg(_postgrest_t)->0), 'null')"
+        }
+        // Header from the first row's keys, then each row in record text form without
+        // its parentheses: PostgreSQL's own quoting, NULL as an empty field.
+        // PostGIS turns each row into a Feature (its first geometry column the geometry,
+        // the other columns the properties); without one it raises 22023.
+        MediaType::GeoJson => {
+            "json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(ST_AsGeoJSON(_postgrest_t)::json), '[]'))"
+        }
+        MediaType::Csv => {
+            "(SELECT coalesce(string_agg(k.key, ','), '') FROM json_object_keys(json_agg(_postgrest_t)->0) AS k(key)) || E'\\n' || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), E'\\n'), '')"
+        }
+    };
+    builtin.into()
+}
+
+/// The read statement: columns total_result_set (int8, NULL unless counted exactly),
+/// page_total (int8), body (text), response_headers, response_status (text).
+pub fn read_statement(plan: &ReadPlan) -> Statement {
+    let mut b = Builder::default();
+    b.push("WITH ");
+    read_ctes(&mut b, plan, None, &body_expr(plan));
+    b.finish()
+}
+
+/// `pgrst_source` (and `pgrst_source_count`) over the table, or over `source` (a CTE
+/// already written into `b`), then the final projection with `body`.
+pub(super) fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, body: &str) {
+    let root = &plan.root;
+    let (select, group_by) = select_list(b, root, true);
+    let from = from_clause(b, root, false, source.map(str::to_string));
+    let w = where_clause(b, root, Vec::new());
+    let o = order_clause(b, root);
+    let p = page_clause(b, root);
+    b.push(&format!(
+        "pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
+    ));
+    let total = match plan.count {
+        None => "NULL".to_string(),
+        Some(crate::request::CountPref::Planned) if source.is_none() => "NULL".to_string(),
+        Some(_) if plan.paged => {
+            let from = from_clause(b, root, true, source.map(str::to_string));
+            let w = where_clause(b, root, Vec::new());
+            let mut count_cte = format!(", pgrst_source_count AS (SELECT 1{from}{w}");
+            if let (Some(crate::request::CountPref::Estimated), Some(max), None) =
+                (plan.count, plan.max_rows, source)
+            {
+                let p = b.param((max + 1).to_string());
+                count_cte.push_str(&format!(" LIMIT {p}"));
+            }
+            count_cte.push(')');
+            b.push(&count_cte);
+            "(SELECT pg_catalog.count(*) FROM pgrst_source_count)".to_string()
+        }
+        Some(_) => "pg_catalog.count(*)".to_string(),
+    };
+    b.push(&format!(
+        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body}), \
+         {RESPONSE_GUCS} FROM (SELECT * FROM pgrst_source) _postgrest_t"
+    ));
+}
+
+/// `EXPLAIN (FORMAT JSON)` of the rows a count would see, for count=planned/estimated.
+pub fn planned_count_statement(plan: &ReadPlan) -> Statement {
+    let mut b = Builder::default();
+    let from = from_clause(&mut b, &plan.root, true, None);
+    let w = where_clause(&mut b, &plan.root, Vec::new());
+    b.push(&format!("EXPLAIN (FORMAT JSON) SELECT 1{from}{w}"));
+    b.finish()
+}

@@ -1,0 +1,314 @@
+//! SQL snapshots: the statements plans render to.
+use super::*;
+use crate::plan::read::read_plan;
+use crate::plan::Negotiated;
+use crate::request::{parse_query, Action, ApiRequest, CountPref, Method};
+use crate::schema::{Cardinality, Column, Junction, Relationship, SchemaCache};
+
+fn table() -> Table {
+    let col = |name: &str, base: &str| Column {
+        name: name.into(),
+        data_type: base.into(),
+        base_type: base.into(),
+        nullable: true,
+        default: None,
+        enum_values: vec![],
+        description: None,
+        function: None,
+        repr: Default::default(),
+    };
+    Table {
+        schema: "api".into(),
+        name: "items".into(),
+        kind: "table",
+        description: None,
+        columns: vec![
+            col("id", "int4"),
+            col("data", "jsonb"),
+            col("doc", "tsvector"),
+            col("body", "text"),
+        ],
+        primary_key: vec!["id".into()],
+        computed_fields: vec![],
+        updatable_events: 28,
+    }
+}
+
+fn cache() -> SchemaCache {
+    let mut cache = SchemaCache::default();
+    let t = table();
+    cache
+        .tables
+        .entry(t.schema.clone())
+        .or_default()
+        .insert(t.name.clone(), t);
+    cache
+}
+
+fn request(query: &str) -> ApiRequest {
+    ApiRequest {
+        method: Method::Get,
+        action: Action::Read {
+            relation: "items".into(),
+        },
+        query: parse_query(query).unwrap(),
+        prefs: Default::default(),
+        range: None,
+        path: "/items".into(),
+        headers: vec![],
+        cookies: vec![],
+        profile: None,
+        authorization: None,
+        accept: None,
+        content_type: None,
+    }
+}
+
+fn render(query: &str, count: Option<CountPref>) -> Statement {
+    let cache = cache();
+    let mut req = request(query);
+    req.prefs.count = count;
+    let plan = read_plan(
+        &req,
+        &Negotiated::default(),
+        &cache,
+        "api",
+        "items",
+        &Default::default(),
+    )
+    .unwrap();
+    read_statement(&plan)
+}
+
+#[test]
+fn quoting() {
+    assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    assert_eq!(
+        quote_qualified("test.switch_role"),
+        "\"test\".\"switch_role\""
+    );
+}
+
+#[test]
+fn filters_bind_every_value() {
+    let s = render("select=id,x:data->a->>b&id=in.(1,2)&body=like.*a*&or=(id.eq.1,id.not.is.null)&doc=fts(english).cat&body=fts.dog&order=data->n.desc.nullslast", None);
+    assert_eq!(
+        s.sql,
+        "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\", \"api\".\"items\".\"data\"->$1::text->>$2::text AS \"x\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" = ANY($3) AND \"api\".\"items\".\"body\" LIKE $4 AND (\"api\".\"items\".\"id\" = $5 OR NOT (\"api\".\"items\".\"id\" IS NULL)) AND \"api\".\"items\".\"doc\" @@ to_tsquery($6::regconfig, $7) AND to_tsvector(\"api\".\"items\".\"body\") @@ to_tsquery($8) ORDER BY \"api\".\"items\".\"data\"->$9::text DESC NULLS LAST) SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"
+    );
+    assert_eq!(
+        s.params,
+        vec![
+            "a",
+            "b",
+            "{\"1\",\"2\"}",
+            "%a%",
+            "1",
+            "english",
+            "cat",
+            "dog",
+            "n"
+        ]
+    );
+}
+
+#[test]
+fn exact_count_with_a_page_uses_its_own_query() {
+    let s = render("id=gt.1&limit=10", Some(CountPref::Exact));
+    assert!(s.sql.contains("LIMIT $2) , pgrst_source_count AS (SELECT 1 FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" > $3)") || s.sql.contains("LIMIT $2), pgrst_source_count AS (SELECT 1 FROM \"api\".\"items\" WHERE \"api\".\"items\".\"id\" > $3)"), "{}", s.sql);
+    assert_eq!(s.params, vec!["1", "10", "1"]);
+}
+
+#[test]
+fn non_json_columns_are_wrapped_for_paths() {
+    let s = render("select=body->0", None);
+    assert!(s
+        .sql
+        .contains("to_jsonb(\"api\".\"items\".\"body\")->$1::int AS \"body\""));
+}
+
+fn simple_table(name: &str, cols: &[&str]) -> Table {
+    Table {
+        schema: "api".into(),
+        name: name.into(),
+        kind: "table",
+        description: None,
+        columns: cols
+            .iter()
+            .map(|c| Column {
+                name: c.to_string(),
+                data_type: "int4".into(),
+                base_type: "int4".into(),
+                nullable: true,
+                default: None,
+                enum_values: vec![],
+                description: None,
+                function: None,
+                repr: Default::default(),
+            })
+            .collect(),
+        primary_key: vec!["id".into()],
+        computed_fields: vec![],
+        updatable_events: 28,
+    }
+}
+
+fn rel(table: &str, foreign: &str, card: Cardinality, cols: &[(&str, &str)]) -> Relationship {
+    Relationship {
+        schema: "api".into(),
+        table: table.into(),
+        foreign_table: foreign.into(),
+        cardinality: card,
+        constraint: format!("{table}_{foreign}_fkey"),
+        columns: cols
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        junction: None,
+        is_self: false,
+        foreign_is_view: false,
+        function: None,
+        holds_key: card == Cardinality::ManyToOne,
+    }
+}
+
+/// films -> directors (M2O), directors -> films (O2M), films <-> actors through roles.
+fn film_cache() -> SchemaCache {
+    let mut cache = SchemaCache::default();
+    for t in [
+        simple_table("films", &["id", "director_id"]),
+        simple_table("directors", &["id"]),
+        simple_table("actors", &["id"]),
+        simple_table("roles", &["film_id", "actor_id"]),
+    ] {
+        cache
+            .tables
+            .entry("api".into())
+            .or_default()
+            .insert(t.name.clone(), t);
+    }
+    let mut m2m = rel("films", "actors", Cardinality::ManyToMany, &[]);
+    m2m.junction = Some(Junction {
+        table: "roles".into(),
+        source_constraint: "roles_film_id_fkey".into(),
+        source_columns: vec![("id".into(), "film_id".into())],
+        target_constraint: "roles_actor_id_fkey".into(),
+        target_columns: vec![("actor_id".into(), "id".into())],
+    });
+    cache.relationships.insert(
+        ("api".into(), "films".into()),
+        vec![
+            rel(
+                "films",
+                "directors",
+                Cardinality::ManyToOne,
+                &[("director_id", "id")],
+            ),
+            m2m,
+        ],
+    );
+    cache.relationships.insert(
+        ("api".into(), "directors".into()),
+        vec![rel(
+            "directors",
+            "films",
+            Cardinality::OneToMany,
+            &[("id", "director_id")],
+        )],
+    );
+    cache
+}
+
+fn render_on(cache: &SchemaCache, table: &str, query: &str) -> String {
+    let mut req = request(query);
+    req.action = Action::Read {
+        relation: table.into(),
+    };
+    let plan = read_plan(
+        &req,
+        &Negotiated::default(),
+        cache,
+        "api",
+        table,
+        &Default::default(),
+    )
+    .unwrap();
+    read_statement(&plan).sql
+}
+
+const TAIL: &str = " SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t";
+
+#[test]
+fn many_to_one_is_one_lateral_join_in_one_statement() {
+    let sql = render_on(&film_cache(), "films", "select=id,directors(id)");
+    assert_eq!(
+        sql,
+        format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", row_to_json(\"films_directors_1\".*)::jsonb AS \"directors\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT \"directors_1\".\"id\" AS \"id\" FROM \"api\".\"directors\" AS \"directors_1\" WHERE \"directors_1\".\"id\" = \"api\".\"films\".\"director_id\") AS \"films_directors_1\" ON TRUE){TAIL}")
+    );
+}
+
+#[test]
+fn one_to_many_aggregates_children_in_a_lateral_subquery() {
+    let sql = render_on(
+        &film_cache(),
+        "directors",
+        "select=id,films!inner(id)&films.order=id.desc&films.limit=2",
+    );
+    assert_eq!(
+        sql,
+        format!("WITH pgrst_source AS (SELECT \"api\".\"directors\".\"id\" AS \"id\", COALESCE(\"directors_films_1\".\"directors_films_1\", '[]') AS \"films\" FROM \"api\".\"directors\" INNER JOIN LATERAL (SELECT json_agg(\"directors_films_1_rows\")::jsonb AS \"directors_films_1\" FROM (SELECT \"films_1\".\"id\" AS \"id\" FROM \"api\".\"films\" AS \"films_1\" WHERE \"films_1\".\"director_id\" = \"api\".\"directors\".\"id\" ORDER BY \"films_1\".\"id\" DESC LIMIT $1) AS \"directors_films_1_rows\") AS \"directors_films_1\" ON \"directors_films_1\".\"directors_films_1\" IS NOT NULL){TAIL}")
+    );
+}
+
+#[test]
+fn many_to_many_joins_the_junction_inside_the_lateral_subquery() {
+    let sql = render_on(&film_cache(), "films", "select=id,actors(id)");
+    assert_eq!(
+        sql,
+        format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", COALESCE(\"films_actors_1\".\"films_actors_1\", '[]') AS \"actors\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT json_agg(\"films_actors_1_rows\")::jsonb AS \"films_actors_1\" FROM (SELECT \"actors_1\".\"id\" AS \"id\" FROM \"api\".\"actors\" AS \"actors_1\", \"api\".\"roles\" AS \"films_actors_1_j\" WHERE \"films_actors_1_j\".\"film_id\" = \"api\".\"films\".\"id\" AND \"films_actors_1_j\".\"actor_id\" = \"actors_1\".\"id\") AS \"films_actors_1_rows\") AS \"films_actors_1\" ON TRUE){TAIL}")
+    );
+}
+
+/// shipments -> orders on a two-column key (M2O).
+fn composite_cache() -> SchemaCache {
+    let mut cache = SchemaCache::default();
+    for t in [
+        simple_table("orders", &["id", "region", "num"]),
+        simple_table("shipments", &["id", "order_region", "order_num"]),
+    ] {
+        cache
+            .tables
+            .entry("api".into())
+            .or_default()
+            .insert(t.name.clone(), t);
+    }
+    let key = [("order_region", "region"), ("order_num", "num")];
+    cache.relationships.insert(
+        ("api".into(), "shipments".into()),
+        vec![rel("shipments", "orders", Cardinality::ManyToOne, &key)],
+    );
+    cache
+}
+
+#[test]
+fn composite_keys_join_on_every_column_pair() {
+    let sql = render_on(&composite_cache(), "shipments", "select=id,orders(id)");
+    assert_eq!(
+        sql,
+        format!("WITH pgrst_source AS (SELECT \"api\".\"shipments\".\"id\" AS \"id\", row_to_json(\"shipments_orders_1\".*)::jsonb AS \"orders\" FROM \"api\".\"shipments\" LEFT JOIN LATERAL (SELECT \"orders_1\".\"id\" AS \"id\" FROM \"api\".\"orders\" AS \"orders_1\" WHERE \"orders_1\".\"region\" = \"api\".\"shipments\".\"order_region\" AND \"orders_1\".\"num\" = \"api\".\"shipments\".\"order_num\") AS \"shipments_orders_1\" ON TRUE){TAIL}")
+    );
+}
+
+#[test]
+fn spreads_and_ordering_by_a_to_one_embed_stay_one_statement() {
+    let sql = render_on(
+        &film_cache(),
+        "films",
+        "select=id,...directors(director:id)&order=directors(id).desc",
+    );
+    // The embed's subquery also gives the column the parent sorts by, under its own name.
+    assert_eq!(
+        sql,
+        format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", \"films_directors_1\".\"director\" AS \"director\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT \"directors_1\".\"id\" AS \"director\", \"directors_1\".\"id\" AS \"pgrst_order_0\" FROM \"api\".\"directors\" AS \"directors_1\" WHERE \"directors_1\".\"id\" = \"api\".\"films\".\"director_id\") AS \"films_directors_1\" ON TRUE ORDER BY \"films_directors_1\".\"pgrst_order_0\" DESC){TAIL}")
+    );
+}
