@@ -270,7 +270,7 @@ pub struct UnknownKey {
 
 impl UnknownKey {
     fn warning(&self) -> String {
-        let closest = crate::schema::closest(KEYS.iter().map(|(k, _, _)| *k), &self.key, 0.6);
+        let closest = crate::hints::closest(KEYS.iter().map(|(k, _, _)| *k), &self.key, 0.6);
         match closest {
             Some(k) => format!("unknown {}: ignored (did you mean {k}?)", self.source),
             None => format!("unknown {}: ignored", self.source),

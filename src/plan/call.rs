@@ -241,7 +241,7 @@ fn no_function(
             .filter(|(s, n)| s == schema && n != name)
             .map(|(_, n)| n.as_str());
         // PostgREST's minimum score for a function name hint.
-        crate::schema::closest(names, name, 0.75)
+        crate::hints::closest(names, name, 0.75)
             .map(|n| format!("Perhaps you meant to call the function {schema}.{n}"))
     } else {
         let given = param_list(keys.iter().map(String::as_str).collect());
@@ -250,7 +250,7 @@ fn no_function(
             .map(|r| param_list(r.params.iter().map(|p| p.name.as_str()).collect()))
             .collect();
         // Lists differ in punctuation-heavy ways, hence the lower bar than for names.
-        crate::schema::closest(lists.iter().map(String::as_str), &given, 0.35)
+        crate::hints::closest(lists.iter().map(String::as_str), &given, 0.35)
             .map(|l| format!("Perhaps you meant to call the function {schema}.{name}{l}"))
     };
     let mut keys = keys.to_vec();

@@ -4,7 +4,7 @@ use super::page::{cap, last_for, page};
 use super::relationships::{find_relationship, no_relationship};
 use super::{Negotiated, PlanConfig};
 use crate::error::ApiError;
-use crate::request::query::{LogicTree, Operation, OrderTerm, SelectItem};
+use crate::request::query::{Aggregate, Field, LogicTree, Operation, OrderTerm, SelectItem};
 use crate::request::{ApiRequest, CountPref, MediaType, Method};
 use crate::schema::{Relationship, SchemaCache, Table};
 
@@ -113,6 +113,30 @@ impl<'a> ReadNode<'a> {
             node = &embed.node;
         }
         found
+    }
+
+    /// Aggregates a spread node leaves for its parent to apply, by output name: its own and
+    /// those its spread children left to it.
+    pub fn hoisted_aggregates(&self) -> Vec<(String, Aggregate)> {
+        let mut out = Vec::new();
+        for item in &self.select {
+            if let SelectItem::Column {
+                field,
+                alias,
+                aggregate: Some(agg),
+                ..
+            } = item
+            {
+                out.push((
+                    column_output_name(field, alias, &Some(agg.clone())),
+                    agg.clone(),
+                ));
+            }
+        }
+        for e in self.embeds.iter().filter(|e| e.spread) {
+            out.extend(e.node.hoisted_aggregates());
+        }
+        out
     }
 
     pub fn embed(&self, name: &str) -> Option<&Embed<'a>> {
@@ -256,7 +280,7 @@ fn uses_aggregates(items: &[SelectItem]) -> bool {
 /// Aggregates cannot be hoisted out of to-many spreads (PostgREST does not either).
 fn check_spread_aggregates(node: &ReadNode) -> Result<(), ApiError> {
     for e in &node.embeds {
-        if e.spread && !e.is_to_one() && !crate::sql::hoisted_aggregates(&e.node).is_empty() {
+        if e.spread && !e.is_to_one() && !e.node.hoisted_aggregates().is_empty() {
             return Err(ApiError::NotImplemented(
                 "Aggregates are not implemented for one-to-many or many-to-many spreads.".into(),
             ));
@@ -367,4 +391,17 @@ pub fn read_plan_on<'a>(
         max_rows,
         legacy_targets,
     })
+}
+
+/// The key a selected column has in the output object.
+pub fn column_output_name(
+    field: &Field,
+    alias: &Option<String>,
+    aggregate: &Option<Aggregate>,
+) -> String {
+    match (alias, aggregate) {
+        (Some(a), _) => a.clone(),
+        (None, Some(agg)) => agg.func.name().to_string(),
+        (None, None) => field.output_name().to_string(),
+    }
 }

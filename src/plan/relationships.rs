@@ -57,7 +57,7 @@ pub(super) fn no_relationship(
     let suggestion = if names.contains(&target) {
         None
     } else {
-        crate::schema::closest(names.into_iter(), target, 0.5)
+        crate::hints::closest(names.into_iter(), target, 0.5)
     };
     ApiError::NoRelationship {
         parent: parent.name.clone(),

@@ -21,21 +21,53 @@ pub struct Column {
     pub default: Option<String>,
     pub enum_values: Vec<String>,
     pub description: Option<String>,
-    /// For a computed field: the quoted, qualified function computing it.
-    pub function: Option<String>,
+    /// For a computed field: the function computing it.
+    pub function: Option<QualifiedName>,
     /// Data representation casts defined for the column's domain.
     pub repr: Repr,
+}
+
+/// A function's schema and name as the catalog has them (unquoted: `sql` quotes them
+/// where it writes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualifiedName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualifiedName {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> QualifiedName {
+        QualifiedName {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    /// From the catalog's `ARRAY[schema, name]`.
+    fn from_pair(pair: Option<Vec<String>>) -> Option<QualifiedName> {
+        match pair?.as_slice() {
+            [schema, name] => Some(QualifiedName::new(schema, name)),
+            _ => None,
+        }
+    }
+}
+
+/// Shown as `schema.name` in /schema_cache and --dump-schema.
+impl Serialize for QualifiedName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}.{}", self.schema, self.name))
+    }
 }
 
 /// Casts a domain defines to present itself in JSON and to read values (PostgREST's data
 /// representations): output through `domain -> json`, input through `json -> domain`
 /// (bodies) and `text -> domain` (filter values). PostgreSQL ignores casts on domains in
-/// CAST(), so these are the quoted, qualified cast functions, called directly.
+/// CAST(), so these are the cast functions, called directly.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Repr {
-    pub to_json: Option<String>,
-    pub from_json: Option<String>,
-    pub from_text: Option<String>,
+    pub to_json: Option<QualifiedName>,
+    pub from_json: Option<QualifiedName>,
+    pub from_text: Option<QualifiedName>,
 }
 
 impl Column {
@@ -99,39 +131,6 @@ impl Table {
     }
 }
 
-/// The candidate most similar to `name` (normalized Levenshtein at least `threshold`);
-/// none when two candidates tie, since a hint naming one of them would be a guess.
-pub fn closest<'a>(
-    candidates: impl Iterator<Item = &'a str>,
-    name: &str,
-    threshold: f64,
-) -> Option<String> {
-    let mut best: Option<(f64, &str)> = None;
-    let mut tie = false;
-    let name_len = name.chars().count();
-    for c in candidates {
-        // Similarity is at most shorter/longer length: skipping candidates that cannot
-        // reach the threshold changes no answer, and keeps a 400 KB name in a URL from
-        // costing O(length x candidates) of edit distance.
-        let c_len = c.chars().count();
-        let (short, long) = (c_len.min(name_len), c_len.max(name_len));
-        if long > 0 && (short as f64) < threshold * long as f64 {
-            continue;
-        }
-        let score = strsim::normalized_levenshtein(c, name);
-        match best {
-            Some((b, other)) if (score - b).abs() < 1e-9 && other != c => tie = true,
-            Some((b, _)) if score <= b => {}
-            _ => {
-                best = Some((score, c));
-                tie = false;
-            }
-        }
-    }
-    best.filter(|(score, _)| *score >= threshold && !tie)
-        .map(|(_, c)| c.to_string())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Cardinality {
     ManyToOne,
@@ -182,9 +181,9 @@ pub struct Relationship {
     pub junction: Option<Junction>,
     pub is_self: bool,
     pub foreign_is_view: bool,
-    /// For a computed relationship: the quoted, qualified function taking a `table` row
-    /// and returning `foreign_table` rows.
-    pub function: Option<String>,
+    /// For a computed relationship: the function taking a `table` row and returning
+    /// `foreign_table` rows.
+    pub function: Option<QualifiedName>,
     /// This side's columns hold the foreign key (many-to-one, or the referencing side of
     /// a one-to-one).
     pub holds_key: bool,
@@ -254,13 +253,13 @@ SELECT n.nspname::text, c.relname::text, a.attname::text,
        coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
                  FROM pg_enum e WHERE e.enumtypid = coalesce(bt.oid, t.oid)), '{}'),
        col_description(c.oid, a.attnum),
-       (SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_cast k
+       (SELECT ARRAY[fn.nspname::text, f.proname::text] FROM pg_cast k
           JOIN pg_proc f ON f.oid = k.castfunc JOIN pg_namespace fn ON fn.oid = f.pronamespace
           WHERE t.typtype = 'd' AND k.castsource = a.atttypid AND k.casttarget = 'json'::regtype),
-       (SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_cast k
+       (SELECT ARRAY[fn.nspname::text, f.proname::text] FROM pg_cast k
           JOIN pg_proc f ON f.oid = k.castfunc JOIN pg_namespace fn ON fn.oid = f.pronamespace
           WHERE t.typtype = 'd' AND k.casttarget = a.atttypid AND k.castsource = 'json'::regtype),
-       (SELECT format('%I.%I', fn.nspname, f.proname) FROM pg_cast k
+       (SELECT ARRAY[fn.nspname::text, f.proname::text] FROM pg_cast k
           JOIN pg_proc f ON f.oid = k.castfunc JOIN pg_namespace fn ON fn.oid = f.pronamespace
           WHERE t.typtype = 'd' AND k.casttarget = a.atttypid AND k.castsource = 'text'::regtype)
 FROM pg_attribute a
@@ -363,11 +362,7 @@ async fn load_functions(
                         junction: None,
                         foreign_is_view,
                         holds_key: false,
-                        function: Some(format!(
-                            "{}.{}",
-                            crate::sql::quote_ident(&fn_schema),
-                            crate::sql::quote_ident(&fn_name)
-                        )),
+                        function: Some(QualifiedName::new(&fn_schema, &fn_name)),
                     });
             }
             (None, None) if !returns_set => {
@@ -384,11 +379,7 @@ async fn load_functions(
                         enum_values: Vec::new(),
                         description: r.get(10),
                         repr: Repr::default(),
-                        function: Some(format!(
-                            "{}.{}",
-                            crate::sql::quote_ident(&fn_schema),
-                            crate::sql::quote_ident(&fn_name)
-                        )),
+                        function: Some(QualifiedName::new(&fn_schema, &fn_name)),
                     });
                 }
             }
@@ -463,9 +454,9 @@ impl SchemaCache {
                 description: row.get(8),
                 function: None,
                 repr: Repr {
-                    to_json: row.get(9),
-                    from_json: row.get(10),
-                    from_text: row.get(11),
+                    to_json: QualifiedName::from_pair(row.get(9)),
+                    from_json: QualifiedName::from_pair(row.get(10)),
+                    from_text: QualifiedName::from_pair(row.get(11)),
                 },
             });
         }
@@ -521,7 +512,7 @@ impl SchemaCache {
         if tables.len() >= 500 {
             return None;
         }
-        closest(tables.keys().map(String::as_str), name, 0.75)
+        crate::hints::closest(tables.keys().map(String::as_str), name, 0.75)
     }
 
     pub fn relationships_of(&self, schema: &str, table: &str) -> &[Relationship] {

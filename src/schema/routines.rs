@@ -62,16 +62,6 @@ pub struct AggHandler {
     pub relation: Option<(String, String)>,
 }
 
-impl AggHandler {
-    pub fn qualified(&self) -> String {
-        format!(
-            "{}.{}",
-            crate::sql::quote_ident(&self.schema),
-            crate::sql::quote_ident(&self.name)
-        )
-    }
-}
-
 const AGGREGATES_SQL: &str = r#"
 SELECT n.nspname::text, p.proname::text, rt.typname::text,
   coalesce(bt.typname::text, ''), an.nspname::text, ac.relname::text
@@ -126,16 +116,6 @@ pub struct Routine {
     /// For a `Composite` result: a table-like description of its columns (OUT and TABLE
     /// parameters; none for a bare `record`), so reads can select and filter on it.
     pub result_table: Option<super::Table>,
-}
-
-impl Routine {
-    pub fn qualified(&self) -> String {
-        format!(
-            "{}.{}",
-            crate::sql::quote_ident(&self.schema),
-            crate::sql::quote_ident(&self.name)
-        )
-    }
 }
 
 /// Input parameters come from unnest over the argument arrays; OUT and TABLE columns

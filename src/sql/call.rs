@@ -18,7 +18,7 @@ pub(super) fn varying(type_name: &str) -> String {
 pub fn call_statement(plan: &CallPlan) -> Statement {
     let mut b = Builder::default();
     let routine = plan.routine;
-    let function = routine.qualified();
+    let function = qualified(&routine.schema, &routine.name);
     // Results without known columns are one value per row.
     let result_columns: Vec<String> = match (&routine.returns, &routine.result_table) {
         (crate::schema::routines::Returns::Composite, Some(t)) => {

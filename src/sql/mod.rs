@@ -13,9 +13,10 @@ mod tests;
 pub use call::call_statement;
 pub use envelope::Envelope;
 pub use mutate::mutate_statement;
-pub use read::{hoisted_aggregates, planned_count_statement, read_statement};
+pub use read::{planned_count_statement, read_statement};
 pub use result::RowShape;
 
+use crate::plan::read::column_output_name;
 use crate::plan::{CallArgs, CallPlan, Embed, MutatePlan, MutationKind, ReadNode, ReadPlan};
 use crate::request::prefer::Resolution;
 use crate::request::query::{
@@ -23,7 +24,7 @@ use crate::request::query::{
     Quantifier, SelectItem,
 };
 use crate::request::MediaType;
-use crate::schema::Table;
+use crate::schema::{QualifiedName, Table};
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,16 @@ pub struct Statement {
 
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// A function of the schema cache, quoted.
+pub(super) fn function_ref(f: &crate::schema::QualifiedName) -> String {
+    qualified(&f.schema, &f.name)
 }
 
 /// Quotes a dotted name like `schema.fn` part by part.

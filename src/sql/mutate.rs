@@ -114,7 +114,7 @@ pub(super) fn column_list(plan: &MutatePlan, prefix: &str) -> String {
 pub(super) fn payload_value(c: &crate::schema::Column, source: &str) -> String {
     let value = format!("{source}.{}", quote_ident(&c.name));
     match &c.repr.from_json {
-        Some(function) => format!("{function}({value})"),
+        Some(function) => format!("{}({value})", function_ref(function)),
         None => value,
     }
 }

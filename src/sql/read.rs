@@ -14,7 +14,8 @@ pub(super) fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &
         // A computed field is called with the row cast to the table's type, which also
         // picks the right overload and works on rows of a write's RETURNING.
         Some(function) => format!(
-            "{function}({}::{})",
+            "{}({}::{})",
+            function_ref(function),
             whole_row(row_ref, table),
             table_ref(table)
         ),
@@ -38,18 +39,6 @@ pub(super) fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &
         expr = format!("{expr}{arrow}{key}");
     }
     expr
-}
-
-pub(super) fn column_output_name(
-    field: &Field,
-    alias: &Option<String>,
-    aggregate: &Option<Aggregate>,
-) -> String {
-    match (alias, aggregate) {
-        (Some(a), _) => a.clone(),
-        (None, Some(agg)) => agg.func.name().to_string(),
-        (None, None) => field.output_name().to_string(),
-    }
 }
 
 /// Names a node contributes to its output object (for spreading it into its parent).
@@ -77,30 +66,6 @@ pub(super) fn output_names(node: &ReadNode) -> Vec<String> {
     names
 }
 
-/// Aggregates a spread node leaves for its parent to apply, by output name: its own and
-/// those its spread children left to it.
-pub fn hoisted_aggregates(node: &ReadNode) -> Vec<(String, Aggregate)> {
-    let mut out = Vec::new();
-    for item in &node.select {
-        if let SelectItem::Column {
-            field,
-            alias,
-            aggregate: Some(agg),
-            ..
-        } = item
-        {
-            out.push((
-                column_output_name(field, alias, &Some(agg.clone())),
-                agg.clone(),
-            ));
-        }
-    }
-    for e in node.embeds.iter().filter(|e| e.spread) {
-        out.extend(hoisted_aggregates(&e.node));
-    }
-    out
-}
-
 pub(super) fn apply_aggregate(agg: &Aggregate, input: &str) -> String {
     let call = format!("pg_catalog.{}({input})", agg.func.name());
     match &agg.cast {
@@ -110,9 +75,9 @@ pub(super) fn apply_aggregate(agg: &Aggregate, input: &str) -> String {
 }
 
 /// A column of a domain with a `domain -> json` cast is output through it.
-pub(super) fn represented(expr: String, to_json: Option<&str>) -> String {
+pub(super) fn represented(expr: String, to_json: Option<&QualifiedName>) -> String {
     match to_json {
-        Some(function) => format!("{function}({expr})"),
+        Some(function) => format!("{}({expr})", function_ref(function)),
         None => expr,
     }
 }
@@ -140,7 +105,7 @@ pub(super) fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -
     let hoisting = node
         .embeds
         .iter()
-        .any(|e| e.spread && !hoisted_aggregates(&e.node).is_empty());
+        .any(|e| e.spread && !e.node.hoisted_aggregates().is_empty());
     // `*` is spelled out when aggregating (to group by the columns) and when a column
     // has a data representation (to apply it).
     let has_repr = node.table.columns.iter().any(|c| c.repr.to_json.is_some());
@@ -152,7 +117,7 @@ pub(super) fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -
                 for c in &node.table.columns {
                     let column = format!("{row_ref}.{}", quote_ident(&c.name));
                     out.push(OutColumn {
-                        expr: represented(column, c.repr.to_json.as_deref()),
+                        expr: represented(column, c.repr.to_json.as_ref()),
                         name: c.name.clone(),
                         aggregate: false,
                     });
@@ -178,7 +143,7 @@ pub(super) fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -
                         .table
                         .column(&field.name)
                         .filter(|_| field.json_path.is_empty())
-                        .and_then(|c| c.repr.to_json.as_deref());
+                        .and_then(|c| c.repr.to_json.as_ref());
                     represented(field_expr(b, node.table, &row_ref, field), repr)
                 };
                 if let Some(cast) = cast {
@@ -201,7 +166,7 @@ pub(super) fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -
         let j = quote_ident(&e.join_alias);
         if e.spread {
             let hoisted = if aggregating {
-                hoisted_aggregates(&e.node)
+                e.node.hoisted_aggregates()
             } else {
                 Vec::new()
             };
@@ -305,13 +270,13 @@ pub(super) fn null_embed_check(node: &ReadNode, filter: &Filter) -> Option<Strin
 }
 
 /// The `text -> domain` cast function that parses this filter's values, if any.
-pub(super) fn text_repr<'t>(table: &'t Table, filter: &Filter) -> Option<&'t str> {
+pub(super) fn text_repr<'t>(table: &'t Table, filter: &Filter) -> Option<&'t QualifiedName> {
     if !filter.field.json_path.is_empty() {
         return None;
     }
     table
         .column(&filter.field.name)
-        .and_then(|c| c.repr.from_text.as_deref())
+        .and_then(|c| c.repr.from_text.as_ref())
 }
 
 pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
@@ -342,7 +307,7 @@ pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> S
                                 | CompareOp::Imatch
                         ) =>
                 {
-                    format!("{function}({p}::text)")
+                    format!("{}({p}::text)", function_ref(function))
                 }
                 _ => p,
             };
@@ -356,7 +321,8 @@ pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> S
             let p = b.param(array_literal(items));
             match text_repr(table, filter) {
                 Some(function) => format!(
-                    "{expr} = ANY(ARRAY(SELECT {function}(pgrst_v) FROM unnest({p}::text[]) AS pgrst_v))"
+                    "{expr} = ANY(ARRAY(SELECT {}(pgrst_v) FROM unnest({p}::text[]) AS pgrst_v))",
+                    function_ref(function)
                 ),
                 None => format!("{expr} = ANY({p})"),
             }
@@ -596,7 +562,11 @@ pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> Strin
             Some(a) => quote_ident(a),
             None => quote_ident(&parent.table.name),
         };
-        format!("{f}({parent_row}::{})", table_ref(parent.table))
+        format!(
+            "{}({parent_row}::{})",
+            function_ref(f),
+            table_ref(parent.table)
+        )
     });
     inner.push_str(&from_clause(b, child, false, source));
     inner.push_str(&junction_from);
@@ -668,7 +638,11 @@ pub(super) fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
             ),
             None => "_postgrest_t".to_string(),
         };
-        return handler_output(&agg.media, &format!("{}({row})", agg.qualified())).into();
+        return handler_output(
+            &agg.media,
+            &format!("{}({row})", qualified(&agg.schema, &agg.name)),
+        )
+        .into();
     }
     let builtin = match plan.media_type {
         MediaType::Json => "coalesce(json_agg(_postgrest_t), '[]')",
