@@ -5,6 +5,7 @@
 //! text and no I/O here.
 
 pub mod call;
+pub mod fields;
 pub mod mutate;
 pub mod negotiate;
 pub mod page;
@@ -279,3 +280,5 @@ fn root_plan<'a>(
         }),
     }
 }
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,12 @@
 //! Writes: POST, PUT, PATCH, DELETE.
 
-use super::read::{read_plan, ReadPlan};
+use super::fields::{self, Condition, OrderKey, Output, Source};
+use super::read::{conditions_of, read_plan, ReadNode, ReadPlan};
 use super::{Negotiated, PlanConfig};
 use crate::error::ApiError;
 use crate::request::payload::Payload;
 use crate::request::prefer::{Resolution, ReturnPref};
-use crate::request::query::{CompareOp, Filter, LogicTree, Operation, SelectItem};
+use crate::request::query::{CompareOp, Filter, LogicTree, Operation};
 use crate::request::{ApiRequest, Method};
 use crate::schema::{Column, SchemaCache, Table};
 use MutationKind::{Delete, Insert, Put, Update};
@@ -35,7 +36,9 @@ pub struct MutatePlan<'a> {
     pub payload: String,
     pub missing_default: bool,
     /// Which rows PATCH and DELETE touch.
-    pub filters: Vec<LogicTree>,
+    pub filters: Vec<Condition<'a>>,
+    /// What RETURNING lists: `None` = the whole row.
+    pub returning: Option<Vec<String>>,
     /// The representation, read from the written rows (`pgrst_source`).
     pub read: ReadPlan<'a>,
     pub representation: bool,
@@ -45,7 +48,7 @@ pub struct MutatePlan<'a> {
     pub track_inserted: bool,
 }
 
-fn put_key(table: &Table, filters: &[LogicTree]) -> Result<Vec<(String, String)>, ApiError> {
+fn put_key(table: &Table, filters: &[&LogicTree]) -> Result<Vec<(String, String)>, ApiError> {
     let mut key = Vec::new();
     for f in filters {
         match f {
@@ -90,7 +93,19 @@ pub fn mutate_plan<'a>(
     };
     let mut read = read_plan(req, neg, cache, schema, name, &config)?;
     let table = read.root.table;
-    let filters = std::mem::take(&mut read.root.filters);
+    // The write's own filters name no embeds (the statement filters the table itself).
+    let root_trees: Vec<&LogicTree> = req
+        .query
+        .filters
+        .iter()
+        .filter(|(path, _)| path.is_empty())
+        .map(|(_, tree)| tree)
+        .collect();
+    let filters = root_trees
+        .iter()
+        .map(|tree| conditions_of(table, |_| false, tree))
+        .collect();
+    read.root.filters.clear();
     read.root.offset = 0;
     read.root.limit = None;
     read.root.alias = Some(table.name.clone());
@@ -128,7 +143,7 @@ pub fn mutate_plan<'a>(
                 return Err(ApiError::PutLimitNotAllowed);
             }
             Put {
-                key: put_key(table, &filters)?,
+                key: put_key(table, &root_trees)?,
             }
         }
         Method::Patch => Update,
@@ -142,12 +157,9 @@ pub fn mutate_plan<'a>(
         read.root.select = table
             .primary_key
             .iter()
-            .map(|c| SelectItem::Column {
-                field: crate::request::query::Field {
-                    name: c.clone(),
-                    json_path: Vec::new(),
-                },
-                alias: None,
+            .map(|c| Output::Field {
+                field: fields::column(table, c),
+                name: c.clone(),
                 cast: None,
                 aggregate: None,
             })
@@ -164,8 +176,10 @@ pub fn mutate_plan<'a>(
             Put { .. } => true,
             _ => false,
         };
+    let returning = returning_columns(table, &read.root, location);
     Ok(MutatePlan {
         kind,
+        returning,
         table,
         columns,
         payload: payload.map(|p| p.json).unwrap_or_default(),
@@ -198,4 +212,45 @@ pub fn payload(api: &ApiRequest, body: bytes::Bytes) -> Result<Option<Payload>, 
         }));
     }
     payload::parse(content_type, body).map(Some)
+}
+
+/// What RETURNING lists for the representation to read: the columns it selects, orders
+/// by and joins embeds on (and the key for Location); `None` = the whole row, when it
+/// selects `*`, a computed field or a computed relationship.
+fn returning_columns(table: &Table, root: &ReadNode, location: bool) -> Option<Vec<String>> {
+    let mut cols: Vec<String> = Vec::new();
+    let mut add = |c: &str| {
+        if !cols.iter().any(|x| x == c) {
+            cols.push(c.to_string());
+        }
+    };
+    for o in &root.select {
+        match o {
+            Output::CountRows { .. } => {}
+            Output::Field { field, .. }
+                if field.source == Source::Column && table.column(&field.field.name).is_some() =>
+            {
+                add(&field.field.name)
+            }
+            _ => return None,
+        }
+    }
+    for t in &root.order {
+        if let OrderKey::Own(f) = &t.key {
+            add(&f.field.name);
+        }
+    }
+    for e in &root.embeds {
+        if e.rel.function.is_some() {
+            return None;
+        }
+        match &e.rel.junction {
+            Some(j) => j.source_columns.iter().for_each(|(c, _)| add(c)),
+            None => e.rel.columns.iter().for_each(|(c, _)| add(c)),
+        }
+    }
+    if location {
+        table.primary_key.iter().for_each(|c| add(c));
+    }
+    (!cols.is_empty()).then_some(cols)
 }

@@ -1,5 +1,6 @@
 //! Reads: the tree of nodes a select builds, with filters, order and pages.
 
+use super::fields::{self, Condition, OrderKey, Ordering, Output, ResolvedField};
 use super::page::{cap, last_for, page};
 use super::relationships::{find_relationship, no_relationship};
 use super::{Negotiated, PlanConfig};
@@ -31,10 +32,12 @@ pub struct ReadNode<'a> {
     pub table: &'a Table,
     /// SQL alias; `None` for the root, which is referred to by its qualified name.
     pub alias: Option<String>,
-    /// `Star` and `Column` items only; embeds are in `embeds`.
-    pub select: Vec<SelectItem>,
-    pub filters: Vec<LogicTree>,
-    pub order: Vec<OrderTerm>,
+    /// The node's own output columns; embeds are in `embeds`.
+    pub select: Vec<Output<'a>>,
+    pub filters: Vec<Condition<'a>>,
+    pub order: Vec<Ordering<'a>>,
+    /// Order terms as given, until the whole tree is known (see `resolve_order`).
+    pending_order: Vec<OrderTerm>,
     /// First row (0-based) of the page.
     pub offset: i64,
     /// Rows in the page; `None` = no limit.
@@ -54,6 +57,9 @@ pub struct Embed<'a> {
     /// Alias of the lateral subquery in the parent's FROM.
     pub join_alias: String,
     pub node: ReadNode<'a>,
+    /// Columns the parent orders by that this to-one embed does not output: its subquery
+    /// gives them under these names, and they are left out of the embedded object.
+    pub hidden_order: Vec<(String, ResolvedField<'a>)>,
 }
 
 impl Embed<'_> {
@@ -119,24 +125,44 @@ impl<'a> ReadNode<'a> {
     /// those its spread children left to it.
     pub fn hoisted_aggregates(&self) -> Vec<(String, Aggregate)> {
         let mut out = Vec::new();
-        for item in &self.select {
-            if let SelectItem::Column {
-                field,
-                alias,
-                aggregate: Some(agg),
-                ..
-            } = item
-            {
-                out.push((
-                    column_output_name(field, alias, &Some(agg.clone())),
-                    agg.clone(),
-                ));
+        for o in &self.select {
+            if let (Some(name), Some(agg)) = (o.name(), o.aggregate()) {
+                out.push((name.to_string(), agg.clone()));
             }
         }
         for e in self.embeds.iter().filter(|e| e.spread) {
             out.extend(e.node.hoisted_aggregates());
         }
         out
+    }
+
+    /// Names the node contributes to its output object (what spreading it into its parent
+    /// adds, and what an order term on it can refer to).
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for o in &self.select {
+            match o.name() {
+                Some(name) => names.push(name.to_string()),
+                None => names.extend(self.table.columns.iter().map(|c| c.name.clone())),
+            }
+        }
+        for e in &self.embeds {
+            if e.spread {
+                names.extend(e.node.output_names());
+            } else if !e.is_empty() {
+                names.push(e.name.clone());
+            }
+        }
+        names
+    }
+
+    /// Whether the node aggregates itself or has aggregates hoisted to it by spreads.
+    fn aggregates(&self) -> bool {
+        self.select.iter().any(|o| o.aggregate().is_some())
+            || self
+                .embeds
+                .iter()
+                .any(|e| e.spread && !e.node.hoisted_aggregates().is_empty())
     }
 
     pub fn embed(&self, name: &str) -> Option<&Embed<'a>> {
@@ -182,16 +208,8 @@ fn build_node<'a>(
     items: &[SelectItem],
     depth: usize,
 ) -> Result<ReadNode<'a>, ApiError> {
-    let mut node = ReadNode {
-        table,
-        alias,
-        select: Vec::new(),
-        filters: Vec::new(),
-        order: Vec::new(),
-        offset: 0,
-        limit: None,
-        embeds: Vec::new(),
-    };
+    let mut node = ReadNode::new(table, alias);
+    let mut own: Vec<SelectItem> = Vec::new();
     for item in items {
         let SelectItem::Embed {
             name,
@@ -202,7 +220,7 @@ fn build_node<'a>(
             items,
         } = item
         else {
-            node.select.push(legacy_count(table, item));
+            own.push(legacy_count(table, item));
             continue;
         };
         let rel = find_relationship(cache, table, name, hint.as_deref())?;
@@ -225,14 +243,96 @@ fn build_node<'a>(
             inner: *join == Some(crate::request::query::JoinType::Inner),
             spread: *spread,
             node: child,
+            hidden_order: Vec::new(),
         });
     }
+    node.select = outputs(&node, &own);
     Ok(node)
+}
+
+impl<'a> ReadNode<'a> {
+    /// The table alone with `filters`, referred to by its name (a write's target).
+    pub fn filtering(table: &'a Table, filters: Vec<Condition<'a>>) -> ReadNode<'a> {
+        ReadNode {
+            filters,
+            ..ReadNode::new(table, None)
+        }
+    }
+
+    fn new(table: &'a Table, alias: Option<String>) -> ReadNode<'a> {
+        ReadNode {
+            table,
+            alias,
+            select: Vec::new(),
+            filters: Vec::new(),
+            order: Vec::new(),
+            pending_order: Vec::new(),
+            offset: 0,
+            limit: None,
+            embeds: Vec::new(),
+        }
+    }
+}
+
+/// The node's own select items as output columns. `*` is spelled out column by column
+/// when the node aggregates (to group by the columns) and when a column has a data
+/// representation (to apply it); otherwise it stays `t.*`.
+fn outputs<'a>(node: &ReadNode<'a>, items: &[SelectItem]) -> Vec<Output<'a>> {
+    let table = node.table;
+    let own_aggregates = items.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Column {
+                aggregate: Some(_),
+                ..
+            }
+        )
+    });
+    let has_repr = table.columns.iter().any(|c| c.repr.to_json.is_some());
+    let expand_star = own_aggregates || node.aggregates() || has_repr;
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Star if expand_star => {
+                out.extend(table.columns.iter().map(|c| Output::Field {
+                    field: fields::column(table, &c.name),
+                    name: c.name.clone(),
+                    cast: None,
+                    aggregate: None,
+                }))
+            }
+            SelectItem::Star => out.push(Output::AllColumns),
+            SelectItem::Column {
+                field,
+                alias,
+                cast,
+                aggregate,
+            } => {
+                let name = column_output_name(field, alias, aggregate);
+                let cast = cast.clone();
+                out.push(match aggregate {
+                    Some(agg) if field.name == "*" => Output::CountRows {
+                        name,
+                        cast,
+                        aggregate: agg.clone(),
+                    },
+                    _ => Output::Field {
+                        field: fields::resolve(table, field),
+                        name,
+                        cast,
+                        aggregate: aggregate.clone(),
+                    },
+                });
+            }
+            SelectItem::Embed { .. } => {}
+        }
+    }
+    out
 }
 
 /// Checks related order terms (`order=rel(col)`) against the node's embeds.
 fn check_related_order(node: &ReadNode) -> Result<(), ApiError> {
-    for term in &node.order {
+    for term in &node.pending_order {
         if let Some(rel) = &term.relation {
             let embed = node
                 .embed(rel)
@@ -347,17 +447,19 @@ pub fn read_plan_on<'a>(
     for (path, tree) in &req.query.filters {
         let node = root.at_path(path, legacy_names)?;
         check_embed_filters(node, tree)?;
-        node.filters.push(tree.clone());
+        let condition = conditions_of(node.table, |n| node.embed(n).is_some(), tree);
+        node.filters.push(condition);
     }
     for (path, terms) in &req.query.order {
         root.at_path(path, legacy_names)?
-            .order
+            .pending_order
             .extend(terms.iter().cloned());
     }
     for (path, _) in req.query.limits.iter().chain(&req.query.offsets) {
         root.at_path(path, legacy_names)?;
     }
     check_related_order(&root)?;
+    resolve_order(&mut root);
     check_spread_aggregates(&root)?;
     let mut legacy_targets: Vec<(String, String)> = Vec::new();
     let paths = (req.query.filters.iter().map(|(p, _)| p))
@@ -403,5 +505,63 @@ pub fn column_output_name(
         (Some(a), _) => a.clone(),
         (None, Some(agg)) => agg.func.name().to_string(),
         (None, None) => field.output_name().to_string(),
+    }
+}
+
+/// A logic tree's conditions, its fields resolved in `table`.
+pub fn conditions_of<'a>(
+    table: &'a Table,
+    has_embed: impl Fn(&str) -> bool + Copy,
+    tree: &LogicTree,
+) -> Condition<'a> {
+    match tree {
+        LogicTree::Filter(f) => fields::condition(table, has_embed, f),
+        LogicTree::Expr {
+            negated,
+            or,
+            children,
+        } => Condition::Tree {
+            negated: *negated,
+            or: *or,
+            children: children
+                .iter()
+                .map(|c| conditions_of(table, has_embed, c))
+                .collect(),
+        },
+    }
+}
+
+/// Resolves every node's order terms, once the tree and its outputs are known: a term on
+/// a to-one embed's column sorts by what the embed outputs under that name, or else by a
+/// hidden column the embed's subquery adds for it.
+fn resolve_order(node: &mut ReadNode) {
+    let terms = std::mem::take(&mut node.pending_order);
+    for (i, t) in terms.iter().enumerate() {
+        let key = match t
+            .relation
+            .as_ref()
+            .and_then(|r| node.embeds.iter_mut().find(|e| &e.name == r))
+        {
+            None => OrderKey::Own(fields::resolve(node.table, &t.field)),
+            Some(e) => {
+                let field = fields::resolve(e.node.table, &t.field);
+                let join_alias = e.join_alias.clone();
+                if e.node.output_names().contains(&t.field.name) {
+                    OrderKey::EmbedOutput { join_alias, field }
+                } else {
+                    let column = fields::hidden_order_column(i);
+                    e.hidden_order.push((column.clone(), field));
+                    OrderKey::EmbedHidden { join_alias, column }
+                }
+            }
+        };
+        node.order.push(Ordering {
+            key,
+            direction: t.direction,
+            nulls: t.nulls,
+        });
+    }
+    for e in &mut node.embeds {
+        resolve_order(&mut e.node);
     }
 }

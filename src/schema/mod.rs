@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+pub mod fixtures;
 mod relationships;
 pub mod routines;
 

@@ -16,12 +16,11 @@ pub use mutate::mutate_statement;
 pub use read::{planned_count_statement, read_statement};
 pub use result::RowShape;
 
-use crate::plan::read::column_output_name;
+use crate::plan::fields::{Condition, OrderKey, Output, ResolvedField, Source};
 use crate::plan::{CallArgs, CallPlan, Embed, MutatePlan, MutationKind, ReadNode, ReadPlan};
 use crate::request::prefer::Resolution;
 use crate::request::query::{
-    Aggregate, CompareOp, Direction, Field, Filter, IsValue, JsonKey, LogicTree, Nulls, Operation,
-    Quantifier, SelectItem,
+    Aggregate, CompareOp, Direction, IsValue, JsonKey, Nulls, Operation, Quantifier,
 };
 use crate::request::MediaType;
 use crate::schema::{QualifiedName, Table};

@@ -5,48 +5,6 @@ use super::read::*;
 use super::result::RESPONSE_GUCS;
 use super::*;
 
-/// What RETURNING lists: `None` = the whole row.
-pub(super) fn returning_columns(plan: &MutatePlan) -> Option<Vec<String>> {
-    let root = &plan.read.root;
-    let table = plan.table;
-    let mut cols: Vec<String> = Vec::new();
-    let mut add = |c: &str| {
-        if !cols.iter().any(|x| x == c) {
-            cols.push(c.to_string());
-        }
-    };
-    for item in &root.select {
-        match item {
-            SelectItem::Column { field, .. } if field.name == "*" => {}
-            SelectItem::Column { field, .. } if table.column(&field.name).is_some() => {
-                add(&field.name)
-            }
-            // `*` and computed fields need the whole row
-            _ => return None,
-        }
-    }
-    for t in root.order.iter().filter(|t| t.relation.is_none()) {
-        add(&t.field.name);
-    }
-    for e in &root.embeds {
-        if e.rel.function.is_some() {
-            return None;
-        }
-        match &e.rel.junction {
-            Some(j) => j.source_columns.iter().for_each(|(c, _)| add(c)),
-            None => e.rel.columns.iter().for_each(|(c, _)| add(c)),
-        }
-    }
-    if plan.location {
-        table.primary_key.iter().for_each(|c| add(c));
-    }
-    if cols.is_empty() {
-        None
-    } else {
-        Some(cols)
-    }
-}
-
 /// The payload as rows: an array of objects (a single object becomes a one-element
 /// array; PUT and PATCH use the first element only).
 pub(super) fn payload_rows(b: &mut Builder, plan: &MutatePlan, first_only: bool) -> String {
@@ -217,16 +175,7 @@ pub(super) fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
 
 /// The target table as a node carrying the write's filters, referred to by its name.
 pub(super) fn filter_node<'a>(plan: &MutatePlan<'a>) -> ReadNode<'a> {
-    ReadNode {
-        table: plan.table,
-        alias: None,
-        select: Vec::new(),
-        filters: plan.filters.clone(),
-        order: Vec::new(),
-        offset: 0,
-        limit: None,
-        embeds: Vec::new(),
-    }
+    ReadNode::filtering(plan.table, plan.filters.clone())
 }
 
 /// A write and its representation in one statement: columns total (NULL), page_total,
@@ -265,7 +214,7 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     let target = table_ref(plan.table);
     let mutation = mutation_sql(&mut b, plan);
     let wants_rows = plan.representation || plan.location;
-    let returning = match (wants_rows, returning_columns(plan)) {
+    let returning = match (wants_rows, plan.returning.clone()) {
         (false, _) => "1".to_string(),
         (true, None) => format!("{target}.*"),
         (true, Some(cols)) => cols
@@ -281,7 +230,7 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
         format!(" RETURNING {returning}")
     };
     let inserted = if plan.track_inserted {
-        let cols = match (wants_rows, returning_columns(plan)) {
+        let cols = match (wants_rows, plan.returning.clone()) {
             (false, _) => "1".to_string(),
             (true, None) => plan
                 .table

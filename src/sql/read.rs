@@ -3,29 +3,29 @@
 use super::result::RESPONSE_GUCS;
 use super::*;
 
-/// A field as an SQL expression over `row_ref`, with its JSON path.
-pub(super) fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &Field) -> String {
-    let computed = table
-        .column(&field.name)
-        .is_none()
-        .then(|| table.field(&field.name).and_then(|c| c.function.as_ref()))
-        .flatten();
-    let column = match computed {
+/// A resolved field as an SQL expression over `row_ref`, with its JSON path.
+pub(super) fn field_expr(
+    b: &mut Builder,
+    table: &Table,
+    row_ref: &str,
+    resolved: &ResolvedField,
+) -> String {
+    let field = &resolved.field;
+    let column = match &resolved.source {
         // A computed field is called with the row cast to the table's type, which also
         // picks the right overload and works on rows of a write's RETURNING.
-        Some(function) => format!(
+        Source::Computed(function) => format!(
             "{}({}::{})",
             function_ref(function),
             whole_row(row_ref, table),
             table_ref(table)
         ),
-        None => format!("{row_ref}.{}", quote_ident(&field.name)),
+        Source::Column => format!("{row_ref}.{}", quote_ident(&field.name)),
     };
     if field.json_path.is_empty() {
         return column;
     }
-    let is_json = table.field(&field.name).is_some_and(|c| c.is_json());
-    let mut expr = if is_json {
+    let mut expr = if resolved.is_json {
         column
     } else {
         format!("to_jsonb({column})")
@@ -39,31 +39,6 @@ pub(super) fn field_expr(b: &mut Builder, table: &Table, row_ref: &str, field: &
         expr = format!("{expr}{arrow}{key}");
     }
     expr
-}
-
-/// Names a node contributes to its output object (for spreading it into its parent).
-pub(super) fn output_names(node: &ReadNode) -> Vec<String> {
-    let mut names = Vec::new();
-    for item in &node.select {
-        match item {
-            SelectItem::Star => names.extend(node.table.columns.iter().map(|c| c.name.clone())),
-            SelectItem::Column {
-                field,
-                alias,
-                aggregate,
-                ..
-            } => names.push(column_output_name(field, alias, aggregate)),
-            SelectItem::Embed { .. } => {}
-        }
-    }
-    for e in &node.embeds {
-        if e.spread {
-            names.extend(output_names(&e.node));
-        } else if !e.is_empty() {
-            names.push(e.name.clone());
-        }
-    }
-    names
 }
 
 pub(super) fn apply_aggregate(agg: &Aggregate, input: &str) -> String {
@@ -93,116 +68,114 @@ pub(super) struct OutColumn {
 /// its spreads hoist to it); a spread node leaves its aggregates to its parent.
 pub(super) fn out_columns(b: &mut Builder, node: &ReadNode, aggregating: bool) -> Vec<OutColumn> {
     let row_ref = node_ref(node);
-    let own_aggregates = node.select.iter().any(|i| {
-        matches!(
-            i,
-            SelectItem::Column {
-                aggregate: Some(_),
-                ..
-            }
-        )
-    });
-    let hoisting = node
-        .embeds
+    let mut out: Vec<OutColumn> = node
+        .select
         .iter()
-        .any(|e| e.spread && !e.node.hoisted_aggregates().is_empty());
-    // `*` is spelled out when aggregating (to group by the columns) and when a column
-    // has a data representation (to apply it).
-    let has_repr = node.table.columns.iter().any(|c| c.repr.to_json.is_some());
-    let expand_star = own_aggregates || hoisting || has_repr;
-    let mut out = Vec::new();
-    for item in &node.select {
-        match item {
-            SelectItem::Star if expand_star => {
-                for c in &node.table.columns {
-                    let column = format!("{row_ref}.{}", quote_ident(&c.name));
-                    out.push(OutColumn {
-                        expr: represented(column, c.repr.to_json.as_ref()),
-                        name: c.name.clone(),
-                        aggregate: false,
-                    });
-                }
-            }
-            SelectItem::Star => out.push(OutColumn {
+        .map(|o| own_column(b, node, &row_ref, o, aggregating))
+        .collect();
+    for e in &node.embeds {
+        out.extend(embed_columns(e, aggregating));
+    }
+    out
+}
+
+/// One of the node's own output columns.
+fn own_column(
+    b: &mut Builder,
+    node: &ReadNode,
+    row_ref: &str,
+    output: &Output,
+    aggregating: bool,
+) -> OutColumn {
+    let (expr, name, cast, aggregate) = match output {
+        Output::AllColumns => {
+            return OutColumn {
                 expr: format!("{row_ref}.*"),
                 name: String::new(),
                 aggregate: false,
-            }),
-            SelectItem::Column {
-                field,
-                alias,
-                cast,
-                aggregate,
-            } => {
-                let name = column_output_name(field, alias, aggregate);
-                let mut expr = if field.name == "*" && aggregate.is_some() {
-                    // count() counts rows; a spread leaves a non-null marker per row
-                    if aggregating { "*" } else { "1" }.to_string()
-                } else {
-                    let repr = node
-                        .table
-                        .column(&field.name)
-                        .filter(|_| field.json_path.is_empty())
-                        .and_then(|c| c.repr.to_json.as_ref());
-                    represented(field_expr(b, node.table, &row_ref, field), repr)
-                };
-                if let Some(cast) = cast {
-                    expr = format!("CAST({expr} AS {})", type_name(cast));
-                }
-                let aggregate = aggregate.as_ref().filter(|_| aggregating);
-                out.push(OutColumn {
-                    expr: match aggregate {
-                        Some(agg) => apply_aggregate(agg, &expr),
-                        None => expr,
-                    },
-                    name,
-                    aggregate: aggregate.is_some(),
-                });
             }
-            SelectItem::Embed { .. } => {}
         }
+        Output::Field {
+            field,
+            name,
+            cast,
+            aggregate,
+        } => {
+            let expr = represented(field_expr(b, node.table, row_ref, field), field.to_json);
+            (expr, name, cast, aggregate.as_ref())
+        }
+        // count() counts rows; a spread leaves a non-null marker per row
+        Output::CountRows {
+            name,
+            cast,
+            aggregate,
+        } => {
+            let marker = if aggregating { "*" } else { "1" };
+            (marker.to_string(), name, cast, Some(aggregate))
+        }
+    };
+    let expr = match cast {
+        Some(cast) => format!("CAST({expr} AS {})", type_name(cast)),
+        None => expr,
+    };
+    let aggregate = aggregate.filter(|_| aggregating);
+    OutColumn {
+        expr: match aggregate {
+            Some(agg) => apply_aggregate(agg, &expr),
+            None => expr,
+        },
+        name: name.clone(),
+        aggregate: aggregate.is_some(),
     }
-    for e in &node.embeds {
-        let j = quote_ident(&e.join_alias);
-        if e.spread {
-            let hoisted = if aggregating {
-                e.node.hoisted_aggregates()
-            } else {
-                Vec::new()
-            };
-            for name in output_names(&e.node) {
+}
+
+/// The columns an embed adds to its parent's output: a spread's columns (with the
+/// aggregates it hoists), a to-one embed's object, a to-many embed's array.
+fn embed_columns(e: &Embed, aggregating: bool) -> Vec<OutColumn> {
+    let j = quote_ident(&e.join_alias);
+    if e.spread {
+        let hoisted = if aggregating {
+            e.node.hoisted_aggregates()
+        } else {
+            Vec::new()
+        };
+        return e
+            .node
+            .output_names()
+            .into_iter()
+            .map(|name| {
                 let column = format!("{j}.{}", quote_ident(&name));
                 let agg = hoisted.iter().find(|(n, _)| *n == name).map(|(_, a)| a);
-                out.push(OutColumn {
+                OutColumn {
                     expr: match agg {
                         Some(agg) => apply_aggregate(agg, &column),
                         None => column,
                     },
                     name,
                     aggregate: agg.is_some(),
-                });
-            }
-        } else if e.is_empty() {
-            continue;
-        } else if e.is_to_one() {
-            // The columns the parent orders by are not part of the embedded object.
-            let hidden: String = order_refs(node, e)
-                .map(|(i, _)| format!(" - '{}'", order_column(i)))
-                .collect();
-            out.push(OutColumn {
-                expr: format!("row_to_json({j}.*)::jsonb{hidden}"),
-                name: e.name.clone(),
-                aggregate: false,
-            });
-        } else {
-            out.push(OutColumn {
-                expr: format!("COALESCE({j}.{j}, '[]')"),
-                name: e.name.clone(),
-                aggregate: false,
-            });
-        }
+                }
+            })
+            .collect();
     }
-    out
+    if e.is_empty() {
+        return Vec::new();
+    }
+    let expr = if e.is_to_one() {
+        // The columns the parent orders by are not part of the embedded object.
+        let hidden: String = e
+            .hidden_order
+            .iter()
+            .map(|(column, _)| format!(" - '{column}'"))
+            .collect();
+        format!("row_to_json({j}.*)::jsonb{hidden}")
+    } else {
+        format!("COALESCE({j}.{j}, '[]')")
+    };
+    vec![OutColumn {
+        expr,
+        name: e.name.clone(),
+        aggregate: false,
+    }]
 }
 
 /// The select list and, when something aggregates, the GROUP BY clause.
@@ -244,48 +217,32 @@ pub(super) fn array_literal(items: &[String]) -> String {
 }
 
 /// `rel=is.null` / `rel=not.is.null` on an embedded resource: whether it has rows.
-pub(super) fn null_embed_check(node: &ReadNode, filter: &Filter) -> Option<String> {
-    if !filter.field.json_path.is_empty() {
-        return None;
-    }
-    let Operation::Is(is) = filter.operation else {
-        return None;
+fn embed_presence(node: &ReadNode, embed: &str, present: bool) -> String {
+    let Some(e) = node.embed(embed) else {
+        // The planner names only embeds of this node.
+        return "FALSE".to_string();
     };
-    let wants_null = match is {
-        IsValue::Null => true,
-        IsValue::NotNull => false,
-        _ => return None,
-    } != filter.negated;
-    let e = node.embed(&filter.field.name)?;
     let j = quote_ident(&e.join_alias);
-    let not = if wants_null { "NOT " } else { "" };
-    Some(if e.is_to_one() {
+    if e.is_to_one() {
+        let not = if present { "" } else { "NOT " };
         format!("{j} IS {not}DISTINCT FROM NULL")
     } else if e.spread {
         // spread to-many laterals carry their row count in a column named like the join
-        format!("{j}.{j} {} 0", if wants_null { "=" } else { ">" })
+        format!("{j}.{j} {} 0", if present { ">" } else { "=" })
     } else {
-        format!("{j}.{j} IS {}NULL", if wants_null { "" } else { "NOT " })
-    })
+        format!("{j}.{j} IS {}NULL", if present { "NOT " } else { "" })
+    }
 }
 
-/// The `text -> domain` cast function that parses this filter's values, if any.
-pub(super) fn text_repr<'t>(table: &'t Table, filter: &Filter) -> Option<&'t QualifiedName> {
-    if !filter.field.json_path.is_empty() {
-        return None;
-    }
-    table
-        .column(&filter.field.name)
-        .and_then(|c| c.repr.from_text.as_ref())
-}
-
-pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> String {
-    if let Some(check) = null_embed_check(node, filter) {
-        return check;
-    }
-    let table = node.table;
-    let expr = field_expr(b, table, &node_ref(node), &filter.field);
-    let cond = match &filter.operation {
+fn filter_sql(
+    b: &mut Builder,
+    node: &ReadNode,
+    field: &ResolvedField,
+    negated: bool,
+    operation: &Operation,
+) -> String {
+    let expr = field_expr(b, node.table, &node_ref(node), field);
+    let cond = match operation {
         Operation::Compare {
             op,
             quantifier,
@@ -296,7 +253,7 @@ pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> S
                 _ => value.clone(),
             };
             let p = b.param(value);
-            let p = match text_repr(table, filter) {
+            let p = match field.from_text {
                 Some(function)
                     if quantifier.is_none()
                         && !matches!(
@@ -319,7 +276,7 @@ pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> S
         }
         Operation::In(items) => {
             let p = b.param(array_literal(items));
-            match text_repr(table, filter) {
+            match field.from_text {
                 Some(function) => format!(
                     "{expr} = ANY(ARRAY(SELECT {}(pgrst_v) FROM unnest({p}::text[]) AS pgrst_v))",
                     function_ref(function)
@@ -342,15 +299,11 @@ pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> S
             language,
             value,
         } => {
-            let is_tsvector = filter.field.json_path.is_empty()
-                && table
-                    .field(&filter.field.name)
-                    .is_some_and(|c| c.is_tsvector());
             let lang = language
                 .as_ref()
                 .map(|l| format!("{}::regconfig, ", b.param(l.clone())));
             let lang = lang.unwrap_or_default();
-            let doc = if is_tsvector {
+            let doc = if field.is_tsvector {
                 expr
             } else {
                 format!("to_tsvector({lang}{expr})")
@@ -359,17 +312,22 @@ pub(super) fn filter_sql(b: &mut Builder, node: &ReadNode, filter: &Filter) -> S
             format!("{doc} @@ {}({lang}{q})", kind.function())
         }
     };
-    if filter.negated {
+    if negated {
         format!("NOT ({cond})")
     } else {
         cond
     }
 }
 
-pub(super) fn tree_sql(b: &mut Builder, node: &ReadNode, tree: &LogicTree) -> String {
+pub(super) fn tree_sql(b: &mut Builder, node: &ReadNode, tree: &Condition) -> String {
     match tree {
-        LogicTree::Filter(f) => filter_sql(b, node, f),
-        LogicTree::Expr {
+        Condition::Filter {
+            field,
+            negated,
+            operation,
+        } => filter_sql(b, node, field, *negated, operation),
+        Condition::EmbedPresence { embed, present } => embed_presence(node, embed, *present),
+        Condition::Tree {
             negated,
             or,
             children,
@@ -402,31 +360,6 @@ pub(super) fn where_clause(
     format!(" WHERE {}", parts.join(" AND "))
 }
 
-/// The parent's order terms on a to-one embed's columns, with their index.
-pub(super) fn order_refs<'n>(
-    parent: &'n ReadNode,
-    e: &'n Embed,
-) -> impl Iterator<Item = (usize, &'n crate::request::query::OrderTerm)> + 'n {
-    parent.order.iter().enumerate().filter(move |(_, t)| {
-        e.is_to_one()
-            && t.relation.as_deref() == Some(e.name.as_str())
-            && !has_output(&e.node, &t.field)
-    })
-}
-
-/// Whether a node's output has a column of this name: ordering by it refers to that
-/// output (an alias included, as in PostgREST), and stays valid when the parent groups by
-/// it.
-pub(super) fn has_output(node: &ReadNode, field: &crate::request::query::Field) -> bool {
-    output_names(node).contains(&field.name)
-}
-
-/// The name under which a to-one embed's subquery gives the column that order term `i`
-/// of its parent sorts by (whether or not the embed selects that column, or renames it).
-pub(super) fn order_column(i: usize) -> String {
-    format!("pgrst_order_{i}")
-}
-
 pub(super) fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
     if node.order.is_empty() {
         return String::new();
@@ -435,18 +368,20 @@ pub(super) fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
     let terms: Vec<String> = node
         .order
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let mut s = match t.relation.as_ref().and_then(|r| node.embed(r)) {
-                Some(e) if has_output(&e.node, &t.field) => {
-                    field_expr(b, e.node.table, &quote_ident(&e.join_alias), &t.field)
+        .map(|t| {
+            let mut s = match &t.key {
+                OrderKey::Own(field) => field_expr(b, node.table, &row_ref, field),
+                OrderKey::EmbedOutput { join_alias, field } => {
+                    let embed_table = node
+                        .embeds
+                        .iter()
+                        .find(|e| &e.join_alias == join_alias)
+                        .map_or(node.table, |e| e.node.table);
+                    field_expr(b, embed_table, &quote_ident(join_alias), field)
                 }
-                Some(e) => format!(
-                    "{}.{}",
-                    quote_ident(&e.join_alias),
-                    quote_ident(&order_column(i))
-                ),
-                None => field_expr(b, node.table, &row_ref, &t.field),
+                OrderKey::EmbedHidden { join_alias, column } => {
+                    format!("{}.{}", quote_ident(join_alias), quote_ident(column))
+                }
             };
             match t.direction {
                 Some(Direction::Asc) => s.push_str(" ASC"),
@@ -477,13 +412,7 @@ pub(super) fn page_clause(b: &mut Builder, node: &ReadNode) -> String {
 
 /// Whether a filter of this node mentions the embed (a null-embed condition).
 pub(super) fn filtered_on(node: &ReadNode, name: &str) -> bool {
-    fn mentions(tree: &LogicTree, name: &str) -> bool {
-        match tree {
-            LogicTree::Filter(f) => f.field.name == name && f.field.json_path.is_empty(),
-            LogicTree::Expr { children, .. } => children.iter().any(|c| mentions(c, name)),
-        }
-    }
-    node.filters.iter().any(|f| mentions(f, name))
+    node.filters.iter().any(|f| f.mentions_embed(name))
 }
 
 /// `FROM table [AS alias]` plus a lateral join per embed. `only_filtering` keeps just
@@ -550,9 +479,9 @@ pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> Strin
         }
     }
     let (mut select, group_by) = select_list(b, child, !e.spread);
-    for (i, t) in order_refs(parent, e) {
-        let column = field_expr(b, child.table, &child_ref, &t.field);
-        select.push_str(&format!(", {column} AS {}", quote_ident(&order_column(i))));
+    for (name, field) in &e.hidden_order {
+        let column = field_expr(b, child.table, &child_ref, field);
+        select.push_str(&format!(", {column} AS {}", quote_ident(name)));
     }
     let mut inner = format!("SELECT {select}");
     // A computed relationship calls its function with the parent's whole row, cast to
@@ -584,7 +513,8 @@ pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> Strin
     }
     let sub = quote_ident(&format!("{}_rows", e.join_alias));
     if e.spread {
-        let mut columns: Vec<String> = output_names(child)
+        let mut columns: Vec<String> = child
+            .output_names()
             .iter()
             .map(|n| {
                 let n = quote_ident(n);
