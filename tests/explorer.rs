@@ -488,6 +488,19 @@ fn a_person_builds_runs_and_reads_a_filtered_request() {
     assert!(b.text("#url").contains("&genre=not.in.(poetry,history)&"));
     b.click("#send");
     b.wait_for("document.querySelectorAll('#result-table tbody tr').length === 6");
+    // Embedding along the foreign key the document describes: each book's author.
+    b.click("#embeds input[value=\"authors\"]");
+    assert!(b
+        .text("#url")
+        .contains("?select=title,published,authors(*)&"));
+    b.click("#send");
+    b.wait_for("document.querySelectorAll('#result-table tbody tr').length === 6");
+    let first = b.result_rows()[0].clone();
+    let author: Value = serde_json::from_str(first[2].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&first[0], &author["name"]),
+        (&json!("Pale Blue Dot"), &json!("Carl Sagan"))
+    );
 
     // A function with its parameters.
     b.click(&format!("{NAV}[data-path=\"/rpc/add_them\"]"));
@@ -593,11 +606,17 @@ fn demo_server_once() -> common::Server {
 
 #[test]
 fn a_function_with_one_unnamed_parameter_takes_the_body() {
-    let s = common::server();
+    // The document names a proxy as its server; the page still talks to where it came from.
+    let s = common::server_with(&[(
+        "PGRST_OPENAPI_SERVER_PROXY_URI",
+        "https://api.example.com:8443/v1",
+    )]);
     let mut b = Browser::launch("fixture");
     b.viewport(1024, 800);
     b.open(&format!("{}/#/rpc/shout", s.base));
     b.wait_for("document.querySelector('#builder') !== null");
+    assert_eq!(b.text("#url"), format!("{}/rpc/shout", s.base));
+    assert!(!b.text("header").contains("example.com"));
     let panel = b.text("#panel");
     assert!(!panel.contains("No parameters."), "{panel}");
     assert_eq!(
