@@ -517,6 +517,14 @@ fn a_person_builds_runs_and_reads_a_filtered_request() {
         format!("curl '{base}/rpc/add_them' -H 'Content-Type: application/json' -d '{{\"a\":2,\"b\":40}}'")
     );
     b.wait_for("(document.querySelector('#result-body') || {}).textContent === '42'");
+    b.screenshot("explorer-function.png");
+    // Enter in a field sends the request as the button does.
+    b.type_into("input.arg[name=\"b\"]", "5");
+    b.call(
+        "Input.dispatchKeyEvent",
+        json!({"type": "keyDown", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"}),
+    );
+    b.wait_for("(document.querySelector('#result-body') || {}).textContent === '7'");
 
     // Every request the page made went to the page's own origin.
     let requested = b.requested();
