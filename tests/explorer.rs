@@ -166,7 +166,8 @@ impl Browser {
 
     /// Waits until `expression` is truthy and returns its value.
     fn wait_for(&mut self, expression: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Generous: CI shares two cores between Chromium, pgrest and PostgreSQL.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let value = self.eval(expression);
             if !matches!(&value, Value::Null | Value::Bool(false))
