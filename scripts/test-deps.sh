@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and the machine lacks (Debian packages, as root):
-# PostgreSQL server binaries, PostGIS (GeoJSON output is tested), Chromium (the docs page is checked headless) and Python's
+# PostgreSQL server binaries, PostGIS (GeoJSON output is tested), Chromium (the docs page is checked headless), curl (README's examples) and Python's
 # venv module (the OpenAPI validator and schemathesis are pip-installed by the tests
 # themselves, into target/tmp/pytools).
 set -euo pipefail
@@ -16,6 +16,10 @@ if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
 fi
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   missing+=(chromium)
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  # README's examples are run with curl, as a reader runs them (tests/readme_examples.rs).
+  missing+=(curl)
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)

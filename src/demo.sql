@@ -1,5 +1,7 @@
 -- The demo database `pgrest --demo` serves: a small library.
 CREATE ROLE web_anon NOLOGIN;
+-- The role a token names (`pgrest token --role web_user`): it may also edit the catalogue.
+CREATE ROLE web_user NOLOGIN;
 CREATE SCHEMA api;
 COMMENT ON SCHEMA api IS 'A small library: authors, their books and readers'' reviews.';
 
@@ -63,15 +65,26 @@ CREATE VIEW api.book_summaries AS
          (SELECT round(avg(r.stars), 2) FROM api.reviews r WHERE r.book_id = b.id) AS average_stars
   FROM api.books b JOIN api.authors a ON a.id = b.author_id;
 
--- Functions, callable at /rpc/<name>: a stable one (GET or POST) and a set of rows that
--- takes the read grammar.
+-- Functions, callable at /rpc/<name>: an immutable one (GET or POST), a stable set of rows
+-- that takes the read grammar, and a volatile one (POST only: it writes).
 CREATE FUNCTION api.add_them(a integer, b integer) RETURNS integer
   LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+COMMENT ON FUNCTION api.add_them IS 'Adds two numbers';
 CREATE FUNCTION api.books_since(y integer) RETURNS SETOF api.books
   LANGUAGE sql STABLE AS $$ SELECT * FROM api.books WHERE published >= y $$;
+COMMENT ON FUNCTION api.books_since IS 'Books published in year y or later';
+CREATE FUNCTION api.add_review(book_id integer, reviewer text, stars integer)
+  RETURNS api.reviews LANGUAGE sql VOLATILE AS $$
+    INSERT INTO api.reviews (book_id, reviewer, stars) VALUES ($1, $2, $3) RETURNING *
+  $$;
+COMMENT ON FUNCTION api.add_review IS 'Records a review and returns it';
 
 GRANT USAGE ON SCHEMA api TO web_anon;
 GRANT SELECT ON ALL TABLES IN SCHEMA api TO web_anon;
 -- Visitors may write reviews (and only reviews).
 GRANT INSERT, UPDATE, DELETE ON api.reviews TO web_anon;
 GRANT USAGE ON SEQUENCE api.reviews_id_seq TO web_anon;
+-- Signed-in users (a token with "role": "web_user") may change everything.
+GRANT USAGE ON SCHEMA api TO web_user;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA api TO web_user;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA api TO web_user;
