@@ -449,6 +449,20 @@ pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
 }
 
 /// `pgrest --demo`: a throwaway cluster with the demo schema, served until Ctrl-C.
+/// How long the demo's printed token is valid.
+const DEMO_TOKEN_SECONDS: u64 = 3600;
+
+/// A throwaway jwt-secret for the demo: 30 random bytes, base64 (40 characters).
+fn demo_secret() -> Result<String, String> {
+    use base64::Engine;
+    use std::io::Read;
+    let mut bytes = [0u8; 30];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot make a demo jwt-secret: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), String> {
     let config = source.load()?;
     eprintln!(
@@ -471,6 +485,17 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
     if config.db_schemas == ["public"] {
         demo.push(("PGRST_DB_SCHEMAS".into(), "api".into()));
     }
+    // Without a jwt-secret of the user's, the demo makes one up and prints a token signed
+    // with it, so that the roles can be tried at once.
+    let demo_token = match &config.jwt_secret {
+        Some(_) => None,
+        None => {
+            let secret = demo_secret()?;
+            let token = crate::auth::sign_token(&secret, false, "web_user", DEMO_TOKEN_SECONDS)?;
+            demo.push(("PGRST_JWT_SECRET".into(), secret));
+            Some(token)
+        }
+    };
     source.overrides.extend(demo);
     let result = match start(source).await {
         Ok(running) => {
@@ -494,6 +519,10 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
             );
             println!("  curl '{url}/authors?country=eq.England' -H 'Prefer: count=exact'");
             println!("  curl '{url}/book_summaries?average_stars=gte.4' -H 'Accept: text/csv'");
+            if let Some(token) = &demo_token {
+                println!("a token for the web_user role (1 h; send it as Authorization: Bearer):");
+                println!("  TOKEN={token}");
+            }
             println!("Ctrl-C stops it and removes the database.");
             termination().await;
             let _ = running.stop.send(());

@@ -199,6 +199,25 @@ fn the_demo_answers_its_examples_and_cleans_up() {
             .is_some_and(|b| !b.is_empty() && b[0]["authors"]["name"].is_string()),
         "{books}"
     );
+    // The printed token runs requests as web_user, who may write where web_anon may not.
+    let token = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("  TOKEN="))
+        .unwrap_or_else(|| panic!("no token in {text}"));
+    let author = r#"{"name": "Token Tester"}"#;
+    let anonymous = ureq::post(&format!("{base}/authors"))
+        .set("Content-Type", "application/json")
+        .send_string(author);
+    assert!(
+        matches!(anonymous, Err(ureq::Error::Status(401, _))),
+        "{anonymous:?}"
+    );
+    let created = ureq::post(&format!("{base}/authors"))
+        .set("Content-Type", "application/json")
+        .set("Authorization", &format!("Bearer {token}"))
+        .send_string(author)
+        .unwrap();
+    assert_eq!(created.status(), 201);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
