@@ -505,7 +505,6 @@ impl ApiError {
         }
     }
 
-    /// The JSON body; `minimal` drops details and hint (client-error-verbosity=minimal).
     /// `RAISE SQLSTATE 'PGRST' USING MESSAGE = '{json}', DETAIL = '{json}'`: the response
     /// a function asks for, or PGRST121 when its JSON is not what PostgREST expects.
     pub fn custom_raise(message: &str, detail: Option<&str>) -> ApiError {
@@ -571,6 +570,7 @@ impl ApiError {
         }
     }
 
+    /// The JSON body; `minimal` drops details and hint (client-error-verbosity=minimal).
     pub fn body(&self, minimal: bool) -> Value {
         let (message, details, hint) = self.parts();
         let details = match self {

@@ -350,14 +350,6 @@ async fn commit_simple(client: &tokio_postgres::Client) -> Result<(), tokio_post
     }
 }
 
-/// Runs a request's transaction and returns the rows of each step.
-///
-/// Statements name schemas the request's role may use but the authenticator may not (a
-/// NOINHERIT authenticator has no USAGE of its own), so they are prepared after the role
-/// switch. When every statement is already prepared on the connection, BEGIN, the settings,
-/// the steps and COMMIT all go out before the first reply is awaited: one round trip.
-/// Otherwise the settings go first, the new statements are prepared under the request's
-/// role, and the steps follow.
 /// How a transaction ends: COMMIT sent with everything else (reads), or left open for
 /// the caller to commit or roll back once it has seen the outcome (writes).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -424,6 +416,14 @@ async fn run_transaction(
     result
 }
 
+/// Runs a request's transaction and returns the rows of each step.
+///
+/// Statements name schemas the request's role may use but the authenticator may not (a
+/// NOINHERIT authenticator has no USAGE of its own), so they are prepared after the role
+/// switch. When every statement is already prepared on the connection, BEGIN, the settings,
+/// the steps and COMMIT all go out before the first reply is awaited: one round trip.
+/// Otherwise the settings go first, the new statements are prepared under the request's
+/// role, and the steps follow.
 async fn run_transaction_inner(
     pool: &Pool,
     env: &Envelope,

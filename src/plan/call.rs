@@ -72,15 +72,42 @@ fn args_object(pairs: &[(String, String)]) -> (String, Vec<String>) {
     (serde_json::Value::Object(map).to_string(), keys)
 }
 
-/// The call's arguments as (JSON object text, its keys), plus the raw body for a single
-/// unnamed parameter and the media type that decides which one.
-fn call_input(
-    req: &ApiRequest,
-    body: Option<&CallBody>,
-) -> Result<(String, Vec<String>, Option<String>, String), ApiError> {
+/// What a call's input gives: its arguments as a JSON object and that object's keys, the
+/// raw body for a single unnamed parameter, the media type that decides which, and a
+/// form's pairs (bound per parameter once the overload is known).
+struct CallInput {
+    json: String,
+    keys: Vec<String>,
+    raw: Option<String>,
+    media: String,
+    form: Option<Vec<(String, String)>>,
+}
+
+impl CallInput {
+    fn object(json: String, keys: Vec<String>, media: String) -> CallInput {
+        CallInput {
+            json,
+            keys,
+            raw: None,
+            media,
+            form: None,
+        }
+    }
+
+    fn raw(raw: String, media: String) -> CallInput {
+        CallInput {
+            raw: Some(raw),
+            ..CallInput::object("{}".into(), Vec::new(), media)
+        }
+    }
+}
+
+/// Reads a call's input: the query string for GET and HEAD, else the body by its
+/// Content-Type.
+fn call_input(req: &ApiRequest, body: Option<&CallBody>) -> Result<CallInput, ApiError> {
     let Some(body) = body else {
         let (json, keys) = args_object(&req.query.rpc_args);
-        return Ok((json, keys, None, String::new()));
+        return Ok(CallInput::object(json, keys, String::new()));
     };
     let media = crate::request::payload::media_type_of(body.content_type);
     let text = || {
@@ -89,42 +116,51 @@ fn call_input(
             .map_err(|_| ApiError::InvalidBody("Empty or invalid json".into()))
     };
     match media.as_str() {
-        "application/json" => {
-            let raw = text()?;
-            let trimmed = if raw.trim().is_empty() {
-                "{}"
-            } else {
-                raw.as_str()
-            };
-            if let Some(cols) = &req.query.columns {
-                return Ok((trimmed.to_string(), cols.clone(), Some(raw.clone()), media));
-            }
-            let (object, keys) = crate::request::payload::first_object(trimmed)?;
-            Ok((object, keys, Some(raw), media))
-        }
+        "application/json" => json_input(req, text()?, media),
         "application/x-www-form-urlencoded" => {
             let pairs: Vec<(String, String)> = form_urlencoded::parse(body.bytes)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
             let (json, keys) = args_object(&pairs);
-            Ok((json, keys, None, media))
+            Ok(CallInput {
+                form: Some(pairs),
+                ..CallInput::object(json, keys, media)
+            })
         }
         "text/csv" => {
             let p = crate::request::payload::parse_csv(body.bytes)?;
             let rows: Vec<serde_json::Value> = serde_json::from_str(&p.json).unwrap_or_default();
             let first = rows.into_iter().next().unwrap_or_default();
-            Ok((first.to_string(), p.keys, None, media))
+            Ok(CallInput::object(first.to_string(), p.keys, media))
         }
-        "text/plain" | "text/xml" => Ok(("{}".into(), Vec::new(), Some(text()?), media)),
+        "text/plain" | "text/xml" => Ok(CallInput::raw(text()?, media)),
         "application/octet-stream" => {
             let hex: String = body.bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Ok(("{}".into(), Vec::new(), Some(format!("\\x{hex}")), media))
+            Ok(CallInput::raw(format!("\\x{hex}"), media))
         }
         other => Err(ApiError::InvalidBody(format!(
             "Content-Type not acceptable: {}",
             body.content_type.unwrap_or(other)
         ))),
     }
+}
+
+/// A JSON body: its first object's keys (`columns=` names them instead); the text itself
+/// for a single json parameter.
+fn json_input(req: &ApiRequest, raw: String, media: String) -> Result<CallInput, ApiError> {
+    let trimmed = if raw.trim().is_empty() {
+        "{}"
+    } else {
+        raw.as_str()
+    };
+    let (json, keys) = match &req.query.columns {
+        Some(cols) => (trimmed.to_string(), cols.clone()),
+        None => crate::request::payload::first_object(trimmed)?,
+    };
+    Ok(CallInput {
+        raw: Some(raw),
+        ..CallInput::object(json, keys, media)
+    })
 }
 
 /// Key/value arguments (a query string or a form) per parameter given: repeated keys make
@@ -275,17 +311,39 @@ pub fn call_plan<'a>(
     body: Option<&CallBody>,
     config: &PlanConfig,
 ) -> Result<CallPlan<'a>, ApiError> {
-    let (json, keys, raw, media) = call_input(req, body)?;
+    let input = call_input(req, body)?;
     let is_post = body.is_some();
-    let unnamed = if is_post { unnamed_kind(&media) } else { None };
-    let raw_media = is_post && media != "application/json" && unnamed.is_some();
+    let (routine, single) = choose_overload(cache, neg, schema, name, &input, is_post)?;
+    let args = if is_post {
+        post_args(routine, single, input)
+    } else {
+        direct_args(routine, &req.query.rpc_args)
+    };
+    call_plan_for(req, neg, cache, routine, args, is_post, config)
+}
+
+/// The overload the input fits: by the keys given, else the one taking the whole body
+/// as its single unnamed parameter (`true`). A custom media type chosen by Accept
+/// narrows the overloads to the functions returning it.
+fn choose_overload<'a>(
+    cache: &'a SchemaCache,
+    neg: &Negotiated,
+    schema: &str,
+    name: &str,
+    input: &CallInput,
+    is_post: bool,
+) -> Result<(&'a Routine, bool), ApiError> {
+    let unnamed = if is_post {
+        unnamed_kind(&input.media)
+    } else {
+        None
+    };
+    let raw_media = is_post && input.media != "application/json" && unnamed.is_some();
     let overloads: &[Routine] = cache
         .routines
         .get(&(schema.to_string(), name.to_string()))
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    // A custom media type chosen by Accept narrows the overloads to the functions
-    // returning it.
     let answers = |r: &&Routine| match &neg.handler {
         Some(h) => r.media.as_ref().is_some_and(|m| &m.media_type == h),
         None => true,
@@ -293,7 +351,7 @@ pub fn call_plan<'a>(
     let named: Vec<&Routine> = overloads
         .iter()
         .filter(answers)
-        .filter(|r| accepts_keys(r, &keys, raw_media))
+        .filter(|r| accepts_keys(r, &input.keys, raw_media))
         .collect();
     let fallback: Vec<&Routine> = overloads
         .iter()
@@ -303,65 +361,46 @@ pub fn call_plan<'a>(
             _ => false,
         })
         .collect();
-    let chosen = match (named.as_slice(), fallback.as_slice()) {
-        ([one], _) => (*one, false),
-        ([], [one]) => (*one, true),
-        ([], []) => {
-            return Err(no_function(
-                cache,
-                schema,
-                name,
-                &keys,
-                unnamed.map(|(_, t)| t),
-            ));
-        }
-        (many, _) if many.len() > 1 => {
-            return Err(ApiError::AmbiguousFunction(
-                many.iter().map(|r| describe_routine(r)).collect(),
-            ))
-        }
-        (_, many) => {
-            return Err(ApiError::AmbiguousFunction(
-                many.iter().map(|r| describe_routine(r)).collect(),
-            ))
-        }
+    let ambiguous = |many: &[&Routine]| {
+        ApiError::AmbiguousFunction(many.iter().map(|r| describe_routine(r)).collect())
     };
-    let (routine, single) = chosen;
-    if body.is_none() {
-        let args = direct_args(routine, &req.query.rpc_args);
-        return call_plan_for(req, neg, cache, routine, args, is_post, config);
+    match (named.as_slice(), fallback.as_slice()) {
+        ([one], _) => Ok((*one, false)),
+        ([], [one]) => Ok((*one, true)),
+        ([], []) => Err(no_function(
+            cache,
+            schema,
+            name,
+            &input.keys,
+            unnamed.map(|(_, t)| t),
+        )),
+        (many, _) if many.len() > 1 => Err(ambiguous(many)),
+        (_, many) => Err(ambiguous(many)),
     }
-    // Arguments from a form: repeated keys make the array of a VARIADIC parameter; for
-    // other parameters the last value wins.
-    let json = match body.map(|b| b.content_type) {
-        Some(ct)
-            if crate::request::payload::media_type_of(ct)
-                == "application/x-www-form-urlencoded" =>
-        {
-            let pairs: Vec<(String, String)> =
-                form_urlencoded::parse(body.map(|b| b.bytes).unwrap_or_default())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-            routine_args(routine, &pairs)
-        }
-        _ => json,
-    };
-    let args = if single {
-        CallArgs::Single {
-            value: raw.unwrap_or_default(),
+}
+
+/// A POST call's arguments: the whole body for a single unnamed parameter; a form's
+/// values per parameter (repeated keys make the array of a VARIADIC one, otherwise the
+/// last wins); a JSON object's keys that name parameters.
+fn post_args(routine: &Routine, single: bool, input: CallInput) -> CallArgs<'_> {
+    if single {
+        return CallArgs::Single {
+            value: input.raw.unwrap_or_default(),
             param: &routine.params[0],
-        }
-    } else {
-        CallArgs::Named {
-            json,
-            params: routine
-                .params
-                .iter()
-                .filter(|p| keys.contains(&p.name))
-                .collect(),
-        }
+        };
+    }
+    let json = match &input.form {
+        Some(pairs) => routine_args(routine, pairs),
+        None => input.json,
     };
-    call_plan_for(req, neg, cache, routine, args, is_post, config)
+    CallArgs::Named {
+        json,
+        params: routine
+            .params
+            .iter()
+            .filter(|p| input.keys.contains(&p.name))
+            .collect(),
+    }
 }
 
 /// The plan of a call of the chosen overload with its arguments.

@@ -105,16 +105,41 @@ pub fn mutate_plan<'a>(
         .iter()
         .map(|tree| conditions_of(table, |_| false, tree))
         .collect();
-    read.root.filters.clear();
-    read.root.offset = 0;
-    read.root.limit = None;
-    read.root.alias = Some(table.name.clone());
-    let column_names: Vec<String> = match (&req.query.columns, &payload) {
-        (Some(cols), _) => cols.clone(),
-        (None, Some(p)) => p.keys.clone(),
-        (None, None) => Vec::new(),
+    let columns = written_columns(req, table, payload.as_ref())?;
+    let kind = mutation_kind(req, table, &root_trees)?;
+    let representation = req.prefs.return_ == Some(ReturnPref::Representation);
+    let location = req.prefs.return_ == Some(ReturnPref::HeadersOnly)
+        && matches!(kind, Insert { .. })
+        && !table.primary_key.is_empty();
+    read_written_rows(&mut read.root, location && !representation);
+    let returning = returning_columns(table, &read.root, location);
+    Ok(MutatePlan {
+        track_inserted: tracks_inserted(table, &kind),
+        kind,
+        returning,
+        table,
+        columns,
+        payload: payload.map(|p| p.json).unwrap_or_default(),
+        missing_default: req.prefs.missing_default == Some(true),
+        filters,
+        read,
+        representation,
+        location,
+    })
+}
+
+/// The columns written: `columns=`, else the body's keys; each must exist.
+fn written_columns<'a>(
+    req: &ApiRequest,
+    table: &'a Table,
+    payload: Option<&Payload>,
+) -> Result<Vec<&'a Column>, ApiError> {
+    let names: &[String] = match (&req.query.columns, payload) {
+        (Some(cols), _) => cols,
+        (None, Some(p)) => &p.keys,
+        (None, None) => &[],
     };
-    let columns = column_names
+    names
         .iter()
         .map(|c| {
             table.column(c).ok_or_else(|| ApiError::ColumnNotFound {
@@ -122,8 +147,17 @@ pub fn mutate_plan<'a>(
                 column: c.clone(),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let kind = match req.method {
+        .collect()
+}
+
+/// What the method makes of the write: an insert (an upsert with `Prefer: resolution`
+/// and a key to resolve on), PUT's insert-or-replace of one key, an update or a delete.
+fn mutation_kind(
+    req: &ApiRequest,
+    table: &Table,
+    root_trees: &[&LogicTree],
+) -> Result<MutationKind, ApiError> {
+    Ok(match req.method {
         Method::Post => {
             let key = req
                 .query
@@ -143,18 +177,24 @@ pub fn mutate_plan<'a>(
                 return Err(ApiError::PutLimitNotAllowed);
             }
             Put {
-                key: put_key(table, &root_trees)?,
+                key: put_key(table, root_trees)?,
             }
         }
         Method::Patch => Update,
         _ => Delete,
-    };
-    let representation = req.prefs.return_ == Some(ReturnPref::Representation);
-    let location = req.prefs.return_ == Some(ReturnPref::HeadersOnly)
-        && matches!(kind, Insert { .. })
-        && !table.primary_key.is_empty();
-    if location && !representation {
-        read.root.select = table
+    })
+}
+
+/// The representation reads the written rows (`pgrst_source`, by the table's name),
+/// all of them; for Location alone it reads just the primary key.
+fn read_written_rows(root: &mut ReadNode, key_only: bool) {
+    root.filters.clear();
+    root.offset = 0;
+    root.limit = None;
+    root.alias = Some(root.table.name.clone());
+    if key_only {
+        let table = root.table;
+        root.select = table
             .primary_key
             .iter()
             .map(|c| Output::Field {
@@ -164,32 +204,21 @@ pub fn mutate_plan<'a>(
                 aggregate: None,
             })
             .collect();
-        read.root.embeds.clear();
-        read.root.order.clear();
+        root.embeds.clear();
+        root.order.clear();
     }
+}
+
+/// Whether to count the rows an upsert inserted (201 rather than 200): merge-duplicates
+/// and PUT on a table (a view's RETURNING has no xmax to tell).
+fn tracks_inserted(table: &Table, kind: &MutationKind) -> bool {
     let is_table = matches!(table.kind, "table" | "partitioned_table");
-    let track_inserted = is_table
-        && match &kind {
-            Insert { conflict } => {
-                matches!(conflict, Some((_, Resolution::MergeDuplicates)))
-            }
+    is_table
+        && match kind {
+            Insert { conflict } => matches!(conflict, Some((_, Resolution::MergeDuplicates))),
             Put { .. } => true,
             _ => false,
-        };
-    let returning = returning_columns(table, &read.root, location);
-    Ok(MutatePlan {
-        kind,
-        returning,
-        table,
-        columns,
-        payload: payload.map(|p| p.json).unwrap_or_default(),
-        missing_default: req.prefs.missing_default == Some(true),
-        filters,
-        read,
-        representation,
-        location,
-        track_inserted,
-    })
+        }
 }
 
 /// The payload of a write: `columns=` takes a JSON body as is (PostgreSQL reads it);

@@ -439,43 +439,15 @@ pub fn read_plan_on<'a>(
     config: &PlanConfig,
 ) -> Result<ReadPlan<'a>, ApiError> {
     let max_rows = config.max_rows;
-    let legacy_names = config.legacy_names;
     if !config.aggregates && uses_aggregates(&req.query.select) {
         return Err(ApiError::AggregatesNotAllowed);
     }
     let mut root = build_node(cache, table, None, &req.query.select, 0)?;
-    for (path, tree) in &req.query.filters {
-        let node = root.at_path(path, legacy_names)?;
-        check_embed_filters(node, tree)?;
-        let condition = conditions_of(node.table, |n| node.embed(n).is_some(), tree);
-        node.filters.push(condition);
-    }
-    for (path, terms) in &req.query.order {
-        root.at_path(path, legacy_names)?
-            .pending_order
-            .extend(terms.iter().cloned());
-    }
-    for (path, _) in req.query.limits.iter().chain(&req.query.offsets) {
-        root.at_path(path, legacy_names)?;
-    }
+    attach_parameters(&mut root, req, config.legacy_names)?;
     check_related_order(&root)?;
     resolve_order(&mut root);
     check_spread_aggregates(&root)?;
-    let mut legacy_targets: Vec<(String, String)> = Vec::new();
-    let paths = (req.query.filters.iter().map(|(p, _)| p))
-        .chain(req.query.order.iter().map(|(p, _)| p))
-        .chain(
-            req.query
-                .limits
-                .iter()
-                .chain(&req.query.offsets)
-                .map(|(p, _)| p),
-        );
-    for pair in paths.flat_map(|p| root.legacy_targets(p)) {
-        if !legacy_targets.contains(&pair) {
-            legacy_targets.push(pair);
-        }
-    }
+    let legacy_targets = legacy_targets(&root, req);
     let (offset, limit) = page(req, max_rows)?;
     root.offset = offset;
     root.limit = limit;
@@ -493,6 +465,45 @@ pub fn read_plan_on<'a>(
         max_rows,
         legacy_targets,
     })
+}
+
+/// Attaches filters and order terms to the node their path names (limits and offsets
+/// are checked to name one too; `page_embeds` applies them).
+fn attach_parameters(
+    root: &mut ReadNode,
+    req: &ApiRequest,
+    legacy_names: bool,
+) -> Result<(), ApiError> {
+    for (path, tree) in &req.query.filters {
+        let node = root.at_path(path, legacy_names)?;
+        check_embed_filters(node, tree)?;
+        let condition = conditions_of(node.table, |n| node.embed(n).is_some(), tree);
+        node.filters.push(condition);
+    }
+    for (path, terms) in &req.query.order {
+        root.at_path(path, legacy_names)?
+            .pending_order
+            .extend(terms.iter().cloned());
+    }
+    for (path, _) in req.query.limits.iter().chain(&req.query.offsets) {
+        root.at_path(path, legacy_names)?;
+    }
+    Ok(())
+}
+
+/// Every (relation name, alias) pair the request's parameter paths used, once each.
+fn legacy_targets(root: &ReadNode, req: &ApiRequest) -> Vec<(String, String)> {
+    let q = &req.query;
+    let paths = (q.filters.iter().map(|(p, _)| p))
+        .chain(q.order.iter().map(|(p, _)| p))
+        .chain(q.limits.iter().chain(&q.offsets).map(|(p, _)| p));
+    let mut found: Vec<(String, String)> = Vec::new();
+    for pair in paths.flat_map(|p| root.legacy_targets(p)) {
+        if !found.contains(&pair) {
+            found.push(pair);
+        }
+    }
+    found
 }
 
 /// The key a selected column has in the output object.

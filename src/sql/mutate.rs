@@ -214,37 +214,17 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     let target = table_ref(plan.table);
     let mutation = mutation_sql(&mut b, plan);
     let wants_rows = plan.representation || plan.location;
-    let returning = match (wants_rows, plan.returning.clone()) {
-        (false, _) => "1".to_string(),
-        (true, None) => format!("{target}.*"),
-        (true, Some(cols)) => cols
-            .iter()
-            .map(|c| format!("{target}.{}", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
     let returning_kw = if matches!(plan.kind, MutationKind::Update) && plan.columns.is_empty() {
         // the no-op update is a SELECT: its select list already is the whole row
         String::new()
     } else {
-        format!(" RETURNING {returning}")
+        format!(
+            " RETURNING {}",
+            returning_list(plan, wants_rows, &format!("{target}."))
+        )
     };
     let inserted = if plan.track_inserted {
-        let cols = match (wants_rows, plan.returning.clone()) {
-            (false, _) => "1".to_string(),
-            (true, None) => plan
-                .table
-                .columns
-                .iter()
-                .map(|c| quote_ident(&c.name))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (true, Some(cols)) => cols
-                .iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let cols = returning_list(plan, wants_rows, "");
         let inserted_flag = inserted_flag(plan, &target);
         b.push(&format!(
             "WITH pgrst_mutation AS ({mutation}{returning_kw}, {inserted_flag} AS pgrst_inserted), \
@@ -256,16 +236,11 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
         "NULL"
     };
     let rows = if wants_rows {
-        let root = &plan.read.root;
-        let (select, group_by) = select_list(&mut b, root, true);
-        let from = from_clause(&mut b, root, false, Some("pgrst_source".to_string()));
-        let w = where_clause(&mut b, root, Vec::new());
-        let o = order_clause(&mut b, root);
-        format!("SELECT {select}{from}{w}{group_by}{o}")
+        representation_rows(&mut b, &plan.read.root)
     } else {
         "SELECT * FROM pgrst_source".to_string()
     };
-    let body = if plan.representation || plan.location {
+    let body = if wants_rows {
         body_expr(&plan.read)
     } else {
         "''".into()
@@ -275,4 +250,30 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
          {RESPONSE_GUCS} FROM ({rows}) _postgrest_t"
     ));
     b.finish_as(RowShape::Written)
+}
+
+/// The columns the written rows carry on: `1` when nothing reads them, the whole row
+/// (`t.*`, or every column by name when `prefix` is empty), or the plan's list.
+fn returning_list(plan: &MutatePlan, wants_rows: bool, prefix: &str) -> String {
+    let quoted = |names: &mut dyn Iterator<Item = &String>| {
+        names
+            .map(|c| format!("{prefix}{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (wants_rows, &plan.returning) {
+        (false, _) => "1".to_string(),
+        (true, None) if !prefix.is_empty() => format!("{prefix}*"),
+        (true, None) => quoted(&mut plan.table.columns.iter().map(|c| &c.name)),
+        (true, Some(cols)) => quoted(&mut cols.iter()),
+    }
+}
+
+/// The representation: the read over the written rows (`pgrst_source`).
+fn representation_rows(b: &mut Builder, root: &ReadNode) -> String {
+    let (select, group_by) = select_list(b, root, true);
+    let from = from_clause(b, root, false, Some("pgrst_source".to_string()));
+    let w = where_clause(b, root, Vec::new());
+    let o = order_clause(b, root);
+    format!("SELECT {select}{from}{w}{group_by}{o}")
 }

@@ -247,33 +247,7 @@ fn filter_sql(
             op,
             quantifier,
             value,
-        } => {
-            let value = match op {
-                CompareOp::Like | CompareOp::Ilike => value.replace('*', "%"),
-                _ => value.clone(),
-            };
-            let p = b.param(value);
-            let p = match field.from_text {
-                Some(function)
-                    if quantifier.is_none()
-                        && !matches!(
-                            op,
-                            CompareOp::Like
-                                | CompareOp::Ilike
-                                | CompareOp::Match
-                                | CompareOp::Imatch
-                        ) =>
-                {
-                    format!("{}({p}::text)", function_ref(function))
-                }
-                _ => p,
-            };
-            match quantifier {
-                None => format!("{expr} {} {p}", op.sql()),
-                Some(Quantifier::Any) => format!("{expr} {} ANY({p})", op.sql()),
-                Some(Quantifier::All) => format!("{expr} {} ALL({p})", op.sql()),
-            }
-        }
+        } => compare_sql(b, field, &expr, *op, *quantifier, value),
         Operation::In(items) => {
             let p = b.param(array_literal(items));
             match field.from_text {
@@ -301,8 +275,8 @@ fn filter_sql(
         } => {
             let lang = language
                 .as_ref()
-                .map(|l| format!("{}::regconfig, ", b.param(l.clone())));
-            let lang = lang.unwrap_or_default();
+                .map(|l| format!("{}::regconfig, ", b.param(l.clone())))
+                .unwrap_or_default();
             let doc = if field.is_tsvector {
                 expr
             } else {
@@ -316,6 +290,38 @@ fn filter_sql(
         format!("NOT ({cond})")
     } else {
         cond
+    }
+}
+
+/// `expr op value`, with ANY/ALL; a domain's `text -> domain` cast reads the value of a
+/// plain comparison (pattern matches compare text).
+fn compare_sql(
+    b: &mut Builder,
+    field: &ResolvedField,
+    expr: &str,
+    op: CompareOp,
+    quantifier: Option<Quantifier>,
+    value: &str,
+) -> String {
+    let value = match op {
+        CompareOp::Like | CompareOp::Ilike => value.replace('*', "%"),
+        _ => value.to_string(),
+    };
+    let p = b.param(value);
+    let pattern = matches!(
+        op,
+        CompareOp::Like | CompareOp::Ilike | CompareOp::Match | CompareOp::Imatch
+    );
+    let p = match field.from_text {
+        Some(function) if quantifier.is_none() && !pattern => {
+            format!("{}({p}::text)", function_ref(function))
+        }
+        _ => p,
+    };
+    match quantifier {
+        None => format!("{expr} {} {p}", op.sql()),
+        Some(Quantifier::Any) => format!("{expr} {} ANY({p})", op.sql()),
+        Some(Quantifier::All) => format!("{expr} {} ALL({p})", op.sql()),
     }
 }
 
@@ -439,70 +445,84 @@ pub(super) fn from_clause(
 
 /// The lateral join that computes one embedded resource for each parent row.
 pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
-    let parent_ref = node_ref(parent);
     let child = &e.node;
     let child_ref = node_ref(child);
-    let j = quote_ident(&e.join_alias);
-    let mut conditions = Vec::new();
-    let mut junction_from = String::new();
-    match &e.rel.junction {
-        Some(jn) => {
-            let jref = quote_ident(&format!("{}_j", e.join_alias));
-            junction_from = format!(
-                ", {}.{} AS {jref}",
-                quote_ident(&e.rel.schema),
-                quote_ident(&jn.table)
-            );
-            for (source, jcol) in &jn.source_columns {
-                conditions.push(format!(
-                    "{jref}.{} = {parent_ref}.{}",
-                    quote_ident(jcol),
-                    quote_ident(source)
-                ));
-            }
-            for (jcol, target) in &jn.target_columns {
-                conditions.push(format!(
-                    "{jref}.{} = {child_ref}.{}",
-                    quote_ident(jcol),
-                    quote_ident(target)
-                ));
-            }
-        }
-        None => {
-            for (parent_col, child_col) in &e.rel.columns {
-                conditions.push(format!(
-                    "{child_ref}.{} = {parent_ref}.{}",
-                    quote_ident(child_col),
-                    quote_ident(parent_col)
-                ));
-            }
-        }
-    }
+    let (junction_from, conditions) = join_conditions(&node_ref(parent), &child_ref, e);
     let (mut select, group_by) = select_list(b, child, !e.spread);
     for (name, field) in &e.hidden_order {
         let column = field_expr(b, child.table, &child_ref, field);
         select.push_str(&format!(", {column} AS {}", quote_ident(name)));
     }
     let mut inner = format!("SELECT {select}");
-    // A computed relationship calls its function with the parent's whole row, cast to
-    // the parent's type: that picks the overload and works over a write's RETURNING rows.
-    let source = e.rel.function.as_ref().map(|f| {
-        let parent_row = match &parent.alias {
-            Some(a) => quote_ident(a),
-            None => quote_ident(&parent.table.name),
-        };
-        format!(
-            "{}({parent_row}::{})",
-            function_ref(f),
-            table_ref(parent.table)
-        )
-    });
-    inner.push_str(&from_clause(b, child, false, source));
+    inner.push_str(&from_clause(b, child, false, computed_source(parent, e)));
     inner.push_str(&junction_from);
     inner.push_str(&where_clause(b, child, conditions));
     inner.push_str(&group_by);
     inner.push_str(&order_clause(b, child));
     inner.push_str(&page_clause(b, child));
+    lateral(e, &inner)
+}
+
+/// How an embed's rows meet its parent's: through the junction table (added to the
+/// embed's FROM list) or on the foreign key's column pairs.
+fn join_conditions(parent_ref: &str, child_ref: &str, e: &Embed) -> (String, Vec<String>) {
+    let Some(jn) = &e.rel.junction else {
+        let conditions = e
+            .rel
+            .columns
+            .iter()
+            .map(|(parent_col, child_col)| {
+                format!(
+                    "{child_ref}.{} = {parent_ref}.{}",
+                    quote_ident(child_col),
+                    quote_ident(parent_col)
+                )
+            })
+            .collect();
+        return (String::new(), conditions);
+    };
+    let jref = quote_ident(&format!("{}_j", e.join_alias));
+    let from = format!(
+        ", {}.{} AS {jref}",
+        quote_ident(&e.rel.schema),
+        quote_ident(&jn.table)
+    );
+    let to_source = jn.source_columns.iter().map(|(source, jcol)| {
+        format!(
+            "{jref}.{} = {parent_ref}.{}",
+            quote_ident(jcol),
+            quote_ident(source)
+        )
+    });
+    let to_target = jn.target_columns.iter().map(|(jcol, target)| {
+        format!(
+            "{jref}.{} = {child_ref}.{}",
+            quote_ident(jcol),
+            quote_ident(target)
+        )
+    });
+    (from, to_source.chain(to_target).collect())
+}
+
+/// A computed relationship calls its function with the parent's whole row, cast to the
+/// parent's type: that picks the overload and works over a write's RETURNING rows.
+fn computed_source(parent: &ReadNode, e: &Embed) -> Option<String> {
+    let f = e.rel.function.as_ref()?;
+    let parent_row = match &parent.alias {
+        Some(a) => quote_ident(a),
+        None => quote_ident(&parent.table.name),
+    };
+    Some(format!(
+        "{}({parent_row}::{})",
+        function_ref(f),
+        table_ref(parent.table)
+    ))
+}
+
+/// The embed's subquery joined laterally: its row for a to-one embed, its rows as a JSON
+/// array for a to-many one, or a spread's columns as arrays with its row count.
+fn lateral(e: &Embed, inner: &str) -> String {
+    let j = quote_ident(&e.join_alias);
     let join = if e.inner {
         "INNER JOIN LATERAL"
     } else {
@@ -513,7 +533,8 @@ pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> Strin
     }
     let sub = quote_ident(&format!("{}_rows", e.join_alias));
     if e.spread {
-        let mut columns: Vec<String> = child
+        let mut columns: Vec<String> = e
+            .node
             .output_names()
             .iter()
             .map(|n| {

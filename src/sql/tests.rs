@@ -312,3 +312,231 @@ fn spreads_and_ordering_by_a_to_one_embed_stay_one_statement() {
         format!("WITH pgrst_source AS (SELECT \"api\".\"films\".\"id\" AS \"id\", \"films_directors_1\".\"director\" AS \"director\" FROM \"api\".\"films\" LEFT JOIN LATERAL (SELECT \"directors_1\".\"id\" AS \"director\", \"directors_1\".\"id\" AS \"pgrst_order_0\" FROM \"api\".\"directors\" AS \"directors_1\" WHERE \"directors_1\".\"id\" = \"api\".\"films\".\"director_id\") AS \"films_directors_1\" ON TRUE ORDER BY \"films_directors_1\".\"pgrst_order_0\" DESC){TAIL}")
     );
 }
+
+// Snapshots per plan kind, planned through the planner from requests as the server
+// parses them.
+
+fn shop() -> SchemaCache {
+    use crate::schema::fixtures::{param, relationship, routine, table, Fixture};
+    Fixture::default()
+        .table(table(
+            "addresses",
+            &[("id", "int4"), ("city", "text")],
+            &["id"],
+        ))
+        .table(table(
+            "orders",
+            &[("id", "int4"), ("address_id", "int4")],
+            &["id"],
+        ))
+        .relationship(relationship(
+            "orders",
+            "addresses",
+            Cardinality::ManyToOne,
+            &[("address_id", "id")],
+        ))
+        .routine(routine("double", vec![param("n", "int4", true)], false))
+        .build()
+}
+
+fn planned_sql(method: &str, target: &str, prefer: &str, body: Option<&str>) -> Statement {
+    let cache = shop();
+    let uri: hyper::Uri = target.parse().unwrap();
+    let mut headers = hyper::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    if !prefer.is_empty() {
+        headers.insert("prefer", prefer.parse().unwrap());
+    }
+    let api = crate::request::parse(method, &uri, &headers).unwrap();
+    let config =
+        crate::config::Config::load(Some("db-schemas = \"api\""), Vec::<(String, String)>::new())
+            .unwrap();
+    let resolved = crate::plan::resolve(&api, &cache, &config).unwrap();
+    let body = body.map(|b| bytes::Bytes::from(b.to_string()));
+    match crate::plan::plan(&api, &resolved, &cache, &config, body).unwrap() {
+        crate::plan::Plan::Read(p) => read_statement(&p),
+        crate::plan::Plan::Mutate(p) => mutate_statement(&p),
+        crate::plan::Plan::Call(p) => call_statement(&p),
+        other => panic!("no statement for {other:?}"),
+    }
+}
+
+#[test]
+fn insert_returns_the_representation_read_from_the_written_rows() {
+    let s = planned_sql(
+        "POST",
+        "/addresses",
+        "return=representation",
+        Some(r#"{"id":1,"city":"x"}"#),
+    );
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_source AS (INSERT INTO "api"."addresses"("city", "id") SELECT _."city", _."id" FROM json_to_recordset(CASE WHEN json_typeof($1::json) = 'array' THEN $1::json ELSE json_build_array($1::json) END) AS _("city" text, "id" int4) RETURNING "api"."addresses".*) SELECT NULL::int8, pg_catalog.count(*)::int8, NULL::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT "addresses".* FROM pgrst_source AS "addresses") _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"{"id":1,"city":"x"}"#] as [&str; 1]);
+    assert_eq!(s.shape, RowShape::Written);
+}
+
+#[test]
+fn an_upsert_counts_the_rows_it_inserted() {
+    let s = planned_sql(
+        "POST",
+        "/addresses?select=id",
+        "resolution=merge-duplicates,return=representation",
+        Some(r#"[{"id":1,"city":"x"}]"#),
+    );
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_mutation AS (INSERT INTO "api"."addresses"("city", "id") SELECT _."city", _."id" FROM json_to_recordset(CASE WHEN json_typeof($1::json) = 'array' THEN $1::json ELSE json_build_array($1::json) END) AS _("city" text, "id" int4) ON CONFLICT ("id") DO UPDATE SET "city" = EXCLUDED."city", "id" = EXCLUDED."id" RETURNING "api"."addresses"."id", (xmax = 0) AS pgrst_inserted), pgrst_source AS (SELECT "id" FROM pgrst_mutation) SELECT NULL::int8, pg_catalog.count(*)::int8, (SELECT pg_catalog.count(*) FROM pgrst_mutation WHERE pgrst_inserted)::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT "addresses"."id" AS "id" FROM pgrst_source AS "addresses") _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"[{"id":1,"city":"x"}]"#] as [&str; 1]);
+    assert_eq!(s.shape, RowShape::Written);
+}
+
+#[test]
+fn put_inserts_or_replaces_the_row_of_its_key() {
+    let s = planned_sql(
+        "PUT",
+        "/addresses?id=eq.1",
+        "",
+        Some(r#"{"id":1,"city":"x"}"#),
+    );
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_mutation AS (INSERT INTO "api"."addresses"("city", "id") SELECT _."city", _."id" FROM json_to_recordset(json_build_array(CASE WHEN json_typeof($1::json) = 'array' THEN $1::json->0 ELSE $1::json END)) AS _("city" text, "id" int4) WHERE _."id" = $2 ON CONFLICT ("id") DO UPDATE SET "city" = EXCLUDED."city", "id" = EXCLUDED."id" RETURNING 1, (xmax = 0) AS pgrst_inserted), pgrst_source AS (SELECT 1 FROM pgrst_mutation) SELECT NULL::int8, pg_catalog.count(*)::int8, (SELECT pg_catalog.count(*) FROM pgrst_mutation WHERE pgrst_inserted)::int8, (''), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"{"id":1,"city":"x"}"#, r#"1"#] as [&str; 2]);
+    assert_eq!(s.shape, RowShape::Written);
+}
+
+#[test]
+fn patch_updates_from_the_first_object() {
+    let s = planned_sql("PATCH", "/addresses?city=eq.x", "", Some(r#"{"city":"y"}"#));
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_source AS (UPDATE "api"."addresses" SET "city" = pgrst_body."city" FROM (SELECT * FROM json_to_recordset(json_build_array(CASE WHEN json_typeof($1::json) = 'array' THEN $1::json->0 ELSE $1::json END)) AS _("city" text)) AS pgrst_body WHERE "api"."addresses"."city" = $2 RETURNING 1) SELECT NULL::int8, pg_catalog.count(*)::int8, NULL::int8, (''), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"{"city":"y"}"#, r#"x"#] as [&str; 2]);
+    assert_eq!(s.shape, RowShape::Written);
+}
+
+#[test]
+fn delete_binds_its_filter_values() {
+    let s = planned_sql("DELETE", "/addresses?id=gt.5", "", None);
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_source AS (DELETE FROM "api"."addresses" WHERE "api"."addresses"."id" > $1 RETURNING 1) SELECT NULL::int8, pg_catalog.count(*)::int8, NULL::int8, (''), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"5"#] as [&str; 1]);
+    assert_eq!(s.shape, RowShape::Written);
+}
+
+#[test]
+fn a_get_call_binds_typed_arguments() {
+    let s = planned_sql("GET", "/rpc/double?n=21", "", None);
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_call AS (SELECT pgrst_call.* FROM "api"."double"("n" := $1::int4) AS pgrst_call(pgrst_scalar)), pgrst_source AS (SELECT * FROM pgrst_call AS "double") SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"21"#] as [&str; 1]);
+    assert_eq!(s.shape, RowShape::Rows);
+}
+
+#[test]
+fn a_post_call_reads_named_arguments_from_the_body() {
+    let s = planned_sql("POST", "/rpc/double", "", Some(r#"{"n":21}"#));
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_call AS (SELECT pgrst_call.* FROM json_to_record($1::json) AS pgrst_body("n" int4), LATERAL "api"."double"("n" := pgrst_body."n") AS pgrst_call(pgrst_scalar)), pgrst_source AS (SELECT * FROM pgrst_call AS "double") SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"#
+    );
+    assert_eq!(s.params, [r#"{"n":21}"#] as [&str; 1]);
+    assert_eq!(s.shape, RowShape::Rows);
+}
+
+#[test]
+fn ordering_by_an_embedded_column_it_outputs_uses_the_join() {
+    let s = planned_sql(
+        "GET",
+        "/orders?select=id,addresses(city)&order=addresses(city)",
+        "",
+        None,
+    );
+    assert_eq!(
+        s.sql,
+        r#"WITH pgrst_source AS (SELECT "api"."orders"."id" AS "id", row_to_json("orders_addresses_1".*)::jsonb AS "addresses" FROM "api"."orders" LEFT JOIN LATERAL (SELECT "addresses_1"."city" AS "city" FROM "api"."addresses" AS "addresses_1" WHERE "addresses_1"."id" = "api"."orders"."address_id") AS "orders_addresses_1" ON TRUE ORDER BY "orders_addresses_1"."city") SELECT NULL::int8, pg_catalog.count(*)::int8, (coalesce(json_agg(_postgrest_t), '[]')), nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (SELECT * FROM pgrst_source) _postgrest_t"#
+    );
+    assert_eq!(s.params, [] as [&str; 0]);
+    assert_eq!(s.shape, RowShape::Rows);
+}
+
+#[test]
+fn the_envelope_sets_search_path_role_settings_role_and_request_gucs_in_one_statement() {
+    let uri: hyper::Uri = "/addresses?id=eq.1".parse().unwrap();
+    let mut headers = hyper::HeaderMap::new();
+    headers.insert("prefer", "timezone=UTC".parse().unwrap());
+    headers.insert("cookie", "a=b".parse().unwrap());
+    let api = crate::request::parse("GET", &uri, &headers).unwrap();
+    let file = "db-schemas = \"api\"\ndb-pre-request = \"api.check\"\napp.settings.x = \"1\"";
+    let config = crate::config::Config::load(Some(file), Vec::<(String, String)>::new()).unwrap();
+    let identity = crate::auth::Identity {
+        role: "web_user".into(),
+        anonymous: false,
+        claims: r#"{"role":"web_user"}"#.into(),
+    };
+    let role_settings = [(
+        "default_transaction_isolation".to_string(),
+        "serializable".to_string(),
+    )];
+    let shape = envelope::TxShape {
+        schema: "api",
+        read_only: true,
+        role_settings: &role_settings,
+        hoisted: vec![("statement_timeout".into(), "5s".into())],
+    };
+    let env = Envelope::for_request(&api, &identity, &config, shape);
+    assert_eq!(
+        env.begin_sql(),
+        "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"
+    );
+    assert_eq!(
+        env.pre_request_sql().as_deref(),
+        Some("select \"api\".\"check\"()")
+    );
+    let (sql, params) = env.settings_statement();
+    let calls = (1..params.len())
+        .step_by(2)
+        .map(|i| format!(", set_config(${}, ${}, true)", i + 1, i + 2));
+    assert_eq!(
+        sql,
+        format!(
+            "select set_config('search_path', $1, true){}",
+            calls.collect::<String>()
+        )
+    );
+    assert_eq!(
+        params,
+        [
+            r#""api", "public""#,
+            "default_transaction_isolation",
+            "serializable",
+            "role",
+            "web_user",
+            "request.jwt.claims",
+            r#"{"role":"web_user"}"#,
+            "request.method",
+            "GET",
+            "request.path",
+            "/addresses",
+            "request.headers",
+            r#"{"prefer":"timezone=UTC"}"#,
+            "request.cookies",
+            r#"{"a":"b"}"#,
+            "timezone",
+            "UTC",
+            "app.settings.x",
+            "1",
+            "statement_timeout",
+            "5s",
+        ]
+    );
+}
