@@ -103,6 +103,72 @@ pub struct Identity {
     pub claims: String,
 }
 
+/// Unsecured (`alg: none`) and encrypted (`enc`) tokens are refused before any key is
+/// tried, with PostgREST's messages.
+fn refuse_unsupported_header(token: &str) -> Result<(), ApiError> {
+    let header_json = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .ok_or_else(|| invalid("JWT cryptographic operation failed"))?;
+    if header_json.get("alg").and_then(Value::as_str) == Some("none") {
+        return Err(ApiError::InvalidJwt {
+            message: "Wrong or unsupported encoding algorithm".into(),
+            details: Some("JWT is unsecured but expected 'alg' was not 'none'".into()),
+        });
+    }
+    if header_json.get("enc").is_some() {
+        return Err(invalid("Unsupported token type"));
+    }
+    Ok(())
+}
+
+fn no_suitable_key() -> ApiError {
+    ApiError::InvalidJwt {
+        message: "No suitable key or wrong key type".into(),
+        details: Some("None of the keys was able to decode the JWT".into()),
+    }
+}
+
+/// The claims of the first candidate key the signature verifies with. Time claims and
+/// the audience are checked afterwards, with PostgREST's messages.
+fn decode_with_any(
+    token: &str,
+    alg: jsonwebtoken::Algorithm,
+    candidates: &[&Key],
+) -> Result<Value, ApiError> {
+    let mut validation = Validation::new(alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let mut malformed = false;
+    for key in candidates {
+        match jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
+            Ok(data) if data.claims.is_object() => return Ok(data.claims),
+            Ok(_) => return Err(bad_claims("Parsing claims failed")),
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind::*;
+                match e.kind() {
+                    InvalidSignature => {}
+                    Json(_) => return Err(bad_claims("Parsing claims failed")),
+                    _ => malformed = true,
+                }
+            }
+        }
+    }
+    if malformed {
+        Err(invalid("JWT cryptographic operation failed"))
+    } else {
+        Err(no_suitable_key())
+    }
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::InvalidJwt {
         message: message.into(),
@@ -342,34 +408,26 @@ impl Authenticator {
         if parts != 3 {
             return Err(invalid(format!("Expected 3 parts in JWT; got {parts}")));
         }
-        let header_json = token
-            .split('.')
-            .next()
-            .and_then(|h| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(h.trim_end_matches('='))
-                    .ok()
-            })
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .ok_or_else(|| invalid("JWT cryptographic operation failed"))?;
-        if header_json.get("alg").and_then(Value::as_str) == Some("none") {
-            return Err(ApiError::InvalidJwt {
-                message: "Wrong or unsupported encoding algorithm".into(),
-                details: Some("JWT is unsecured but expected 'alg' was not 'none'".into()),
-            });
-        }
-        if header_json.get("enc").is_some() {
-            return Err(invalid("Unsupported token type"));
-        }
+        refuse_unsupported_header(token)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("JWT cryptographic operation failed"))?;
+        let candidates = self.candidate_keys(&header);
+        if candidates.is_empty() {
+            return Err(no_suitable_key());
+        }
+        let claims = Arc::new(decode_with_any(token, header.alg, &candidates)?);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put(token, Arc::clone(&claims));
+        }
+        Ok(claims)
+    }
+
+    /// The keys that may have signed a token with this header: of its algorithm's
+    /// family, and with its `kid` when it names one (a single key without a kid serves
+    /// any).
+    fn candidate_keys(&self, header: &jsonwebtoken::Header) -> Vec<&Key> {
         let family = Family::of(header.alg);
-        let no_key = || ApiError::InvalidJwt {
-            message: "No suitable key or wrong key type".into(),
-            details: Some("None of the keys was able to decode the JWT".into()),
-        };
-        let candidates: Vec<&Key> = self
-            .keys
+        self.keys
             .iter()
             .filter(|k| k.family == family)
             .filter(|k| match (&header.kid, &k.kid) {
@@ -377,43 +435,7 @@ impl Authenticator {
                 (Some(_), None) => self.keys.len() == 1,
                 (None, _) => true,
             })
-            .collect();
-        if candidates.is_empty() {
-            return Err(no_key());
-        }
-        let mut validation = Validation::new(header.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let mut malformed = false;
-        for key in candidates {
-            match jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
-                Ok(data) => {
-                    if !data.claims.is_object() {
-                        return Err(bad_claims("Parsing claims failed"));
-                    }
-                    let claims = Arc::new(data.claims);
-                    if let Ok(mut cache) = self.cache.lock() {
-                        cache.put(token, Arc::clone(&claims));
-                    }
-                    return Ok(claims);
-                }
-                Err(e) => {
-                    use jsonwebtoken::errors::ErrorKind::*;
-                    match e.kind() {
-                        InvalidSignature => {}
-                        Json(_) => return Err(bad_claims("Parsing claims failed")),
-                        _ => malformed = true,
-                    }
-                }
-            }
-        }
-        if malformed {
-            Err(invalid("JWT cryptographic operation failed"))
-        } else {
-            Err(no_key())
-        }
+            .collect()
     }
 
     fn check_claims(&self, claims: &Value, now: i64) -> Result<(), ApiError> {

@@ -353,9 +353,28 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
         select: vec![SelectItem::Star],
         ..Default::default()
     };
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let pairs = query_pairs(raw)?;
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "select" => params.select = parse_select(value)?,
+            "columns" => params.columns = Some(parse_column_list(key, value)?),
+            "on_conflict" => params.on_conflict = Some(parse_column_list(key, value)?),
+            _ => add_parameter(&mut params, key, value, rpc_args)?,
+        }
+    }
+    let mut sorted = pairs;
+    sorted.sort();
+    params.canonical = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(sorted)
+        .finish();
+    Ok(params)
+}
+
+/// The query string's decoded pairs; a bare key without `=` is ignored, as PostgREST
+/// does, and NUL is refused anywhere.
+fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
     for piece in raw.split('&').filter(|p| !p.is_empty()) {
-        // A bare key without `=` is ignored, as PostgREST does.
         if !piece.contains('=') {
             continue;
         }
@@ -366,60 +385,46 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
         refuse_nul("query parameter value", &v)?;
         pairs.push((k.into_owned(), v.into_owned()));
     }
-    for (key, value) in &pairs {
-        if key == "select" {
-            params.select = parse_select(value)?;
-            continue;
-        }
-        if key == "columns" || key == "on_conflict" {
-            let list = parse_column_list(key, value)?;
-            if key == "columns" {
-                params.columns = Some(list);
-            } else {
-                params.on_conflict = Some(list);
-            }
-            continue;
-        }
-        let (path, last) = split_key(key);
-        if path.len() > query::MAX_NESTING {
-            return Err(ApiError::parse(
-                "embedded resource path",
-                key,
-                1,
-                format!("more than {} levels (the limit)", query::MAX_NESTING),
-            ));
-        }
-        let (path, last) = match (path.split_last(), last.as_str()) {
-            (Some((not, rest)), "or" | "and") if not == "not" => {
-                (rest.to_vec(), format!("not.{last}"))
-            }
-            _ => (path, last),
-        };
-        match last.as_str() {
-            "order" => params.order.push((path, parse_order(value)?)),
-            "limit" => params.limits.push((path, parse_int("limit", value)?)),
-            "offset" => params.offsets.push((path, parse_int("offset", value)?)),
-            "or" | "and" | "not.or" | "not.and" => {
-                params.filters.push((path, parse_logic(&last, value)?))
-            }
-            field => {
-                let parsed = parse_field(field).and_then(|f| parse_filter_value(f, value));
-                match parsed {
-                    Err(_) if rpc_args && path.is_empty() => {
-                        params.rpc_args.push((key.clone(), value.clone()))
-                    }
-                    Err(e) => return Err(e),
-                    Ok(filter) => params.filters.push((path, LogicTree::Filter(filter))),
-                }
-            }
-        }
+    Ok(pairs)
+}
+
+/// A `[path.]order|limit|offset|and|or|not.and|not.or|<field>` parameter; a field that
+/// does not parse as a filter is a function argument for GET calls.
+fn add_parameter(
+    params: &mut QueryParams,
+    key: &str,
+    value: &str,
+    rpc_args: bool,
+) -> Result<(), ApiError> {
+    let (path, last) = split_key(key);
+    if path.len() > query::MAX_NESTING {
+        return Err(ApiError::parse(
+            "embedded resource path",
+            key,
+            1,
+            format!("more than {} levels (the limit)", query::MAX_NESTING),
+        ));
     }
-    let mut sorted = pairs.clone();
-    sorted.sort();
-    params.canonical = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(sorted)
-        .finish();
-    Ok(params)
+    let (path, last) = match (path.split_last(), last.as_str()) {
+        (Some((not, rest)), "or" | "and") if not == "not" => (rest.to_vec(), format!("not.{last}")),
+        _ => (path, last),
+    };
+    match last.as_str() {
+        "order" => params.order.push((path, parse_order(value)?)),
+        "limit" => params.limits.push((path, parse_int("limit", value)?)),
+        "offset" => params.offsets.push((path, parse_int("offset", value)?)),
+        "or" | "and" | "not.or" | "not.and" => {
+            params.filters.push((path, parse_logic(&last, value)?))
+        }
+        field => match parse_field(field).and_then(|f| parse_filter_value(f, value)) {
+            Err(_) if rpc_args && path.is_empty() => {
+                params.rpc_args.push((key.to_string(), value.to_string()))
+            }
+            Err(e) => return Err(e),
+            Ok(filter) => params.filters.push((path, LogicTree::Filter(filter))),
+        },
+    }
+    Ok(())
 }
 
 /// `Range: a-b` or `a-`; anything else (units, several ranges) is ignored.

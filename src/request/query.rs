@@ -538,6 +538,31 @@ fn select_list(c: &mut Cursor) -> Result<Vec<SelectItem>, ApiError> {
     }
 }
 
+/// `sum()`, `avg()`, `min()`, `max()` or `count()` after a column, with its cast.
+fn aggregate(c: &mut Cursor) -> Result<Aggregate, ApiError> {
+    let start = c.pos;
+    while c.peek().is_some_and(|ch| ch.is_ascii_lowercase()) {
+        c.pos += 1;
+    }
+    let word: String = c.chars[start..c.pos].iter().collect();
+    let func = match word.as_str() {
+        "sum" => AggFunc::Sum,
+        "avg" => AggFunc::Avg,
+        "min" => AggFunc::Min,
+        "max" => AggFunc::Max,
+        "count" => AggFunc::Count,
+        _ => {
+            c.pos = start;
+            return Err(c.error("aggregate function (sum, avg, min, max, count)"));
+        }
+    };
+    c.expect("()")?;
+    Ok(Aggregate {
+        func,
+        cast: cast(c)?,
+    })
+}
+
 fn select_item(c: &mut Cursor) -> Result<SelectItem, ApiError> {
     if c.eat("*") {
         return Ok(SelectItem::Star);
@@ -575,27 +600,7 @@ fn select_item(c: &mut Cursor) -> Result<SelectItem, ApiError> {
     let json_path = c.json_path()?;
     let input_cast = cast(c)?;
     let aggregate = if c.eat(".") {
-        let start = c.pos;
-        while c.peek().is_some_and(|ch| ch.is_ascii_lowercase()) {
-            c.pos += 1;
-        }
-        let word: String = c.chars[start..c.pos].iter().collect();
-        let func = match word.as_str() {
-            "sum" => AggFunc::Sum,
-            "avg" => AggFunc::Avg,
-            "min" => AggFunc::Min,
-            "max" => AggFunc::Max,
-            "count" => AggFunc::Count,
-            _ => {
-                c.pos = start;
-                return Err(c.error("aggregate function (sum, avg, min, max, count)"));
-            }
-        };
-        c.expect("()")?;
-        Some(Aggregate {
-            func,
-            cast: cast(c)?,
-        })
+        Some(aggregate(c)?)
     } else {
         None
     };
@@ -733,24 +738,6 @@ fn operation(c: &mut Cursor, field: Field, stop: Option<()>) -> Result<Filter, A
         c.pos += 1;
     }
     let op_name: String = c.chars[start..c.pos].iter().collect();
-    let bad_operator = |c: &mut Cursor| {
-        c.pos = start;
-        if negated {
-            c.error("operator (eq, gt, ...)")
-        } else {
-            c.error("\"not\" or operator (eq, gt, ...)")
-        }
-    };
-    let value = |c: &mut Cursor| -> Result<String, ApiError> {
-        match stop {
-            None => {
-                let v: String = c.chars[c.pos..].iter().collect();
-                c.pos = c.chars.len();
-                Ok(v)
-            }
-            Some(()) => tree_value(c),
-        }
-    };
     let operation = match op_name.as_str() {
         "in" => {
             c.expect(".")?;
@@ -758,82 +745,115 @@ fn operation(c: &mut Cursor, field: Field, stop: Option<()>) -> Result<Filter, A
         }
         "is" => {
             c.expect(".")?;
-            let start = c.pos;
-            while c
-                .peek()
-                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-            {
-                c.pos += 1;
-            }
-            let word: String = c.chars[start..c.pos].iter().collect();
-            let is = match word.to_ascii_lowercase().as_str() {
-                "null" => IsValue::Null,
-                "not_null" => IsValue::NotNull,
-                "true" => IsValue::True,
-                "false" => IsValue::False,
-                "unknown" => IsValue::Unknown,
-                _ => {
-                    c.pos = start;
-                    return Err(c.error("null or trilean value (unknown, true, false)"));
-                }
-            };
-            Operation::Is(is)
+            Operation::Is(is_value(c)?)
         }
-        "fts" | "plfts" | "phfts" | "wfts" => {
-            let kind = match op_name.as_str() {
-                "fts" => FtsKind::Fts,
-                "plfts" => FtsKind::Plain,
-                "phfts" => FtsKind::Phrase,
-                _ => FtsKind::Websearch,
-            };
-            let language = if c.eat("(") {
-                let start = c.pos;
-                while c.peek().is_some_and(|ch| ch != ')') {
-                    c.pos += 1;
-                }
-                let lang: String = c.chars[start..c.pos].iter().collect();
-                c.expect(")")?;
-                Some(lang)
-            } else {
-                None
-            };
-            c.expect(".")?;
-            Operation::Fts {
-                kind,
-                language,
-                value: value(c)?,
-            }
-        }
-        name => {
-            let Some(op) = CompareOp::from_name(name) else {
-                return Err(bad_operator(c));
-            };
-            let quantifier = if c.peek() == Some('(') && op.allows_quantifier() {
-                c.pos += 1;
-                let q = if c.eat("any") {
-                    Quantifier::Any
-                } else if c.eat("all") {
-                    Quantifier::All
+        "fts" | "plfts" | "phfts" | "wfts" => fts_operation(c, &op_name, stop)?,
+        name => match CompareOp::from_name(name) {
+            Some(op) => compare_operation(c, op, stop)?,
+            None => {
+                c.pos = start;
+                return Err(if negated {
+                    c.error("operator (eq, gt, ...)")
                 } else {
-                    return Err(c.error("\"any\" or \"all\""));
-                };
-                c.expect(")")?;
-                Some(q)
-            } else {
-                None
-            };
-            c.expect(".")?;
-            Operation::Compare {
-                op,
-                quantifier,
-                value: value(c)?,
+                    c.error("\"not\" or operator (eq, gt, ...)")
+                });
             }
-        }
+        },
     };
     Ok(Filter {
         field,
         negated,
         operation,
+    })
+}
+
+/// The rest of the input as a value, or up to `,`/`)` inside a logic tree.
+fn plain_value(c: &mut Cursor, stop: Option<()>) -> Result<String, ApiError> {
+    match stop {
+        None => {
+            let v: String = c.chars[c.pos..].iter().collect();
+            c.pos = c.chars.len();
+            Ok(v)
+        }
+        Some(()) => tree_value(c),
+    }
+}
+
+/// `is.` takes null, not_null or a trilean, in any case.
+fn is_value(c: &mut Cursor) -> Result<IsValue, ApiError> {
+    let start = c.pos;
+    while c
+        .peek()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+    {
+        c.pos += 1;
+    }
+    let word: String = c.chars[start..c.pos].iter().collect();
+    Ok(match word.to_ascii_lowercase().as_str() {
+        "null" => IsValue::Null,
+        "not_null" => IsValue::NotNull,
+        "true" => IsValue::True,
+        "false" => IsValue::False,
+        "unknown" => IsValue::Unknown,
+        _ => {
+            c.pos = start;
+            return Err(c.error("null or trilean value (unknown, true, false)"));
+        }
+    })
+}
+
+/// `fts[(language)].query` and its plain, phrase and websearch variants.
+fn fts_operation(c: &mut Cursor, op_name: &str, stop: Option<()>) -> Result<Operation, ApiError> {
+    let kind = match op_name {
+        "fts" => FtsKind::Fts,
+        "plfts" => FtsKind::Plain,
+        "phfts" => FtsKind::Phrase,
+        _ => FtsKind::Websearch,
+    };
+    let language = if c.eat("(") {
+        let start = c.pos;
+        while c.peek().is_some_and(|ch| ch != ')') {
+            c.pos += 1;
+        }
+        let lang: String = c.chars[start..c.pos].iter().collect();
+        c.expect(")")?;
+        Some(lang)
+    } else {
+        None
+    };
+    c.expect(".")?;
+    Ok(Operation::Fts {
+        kind,
+        language,
+        value: plain_value(c, stop)?,
+    })
+}
+
+/// `op[(any|all)].value`.
+fn compare_operation(
+    c: &mut Cursor,
+    op: CompareOp,
+    stop: Option<()>,
+) -> Result<Operation, ApiError> {
+    let quantifier = if c.peek() == Some('(') && op.allows_quantifier() {
+        c.pos += 1;
+        let q = if c.eat("any") {
+            Quantifier::Any
+        } else if c.eat("all") {
+            Quantifier::All
+        } else {
+            return Err(c.error("\"any\" or \"all\""));
+        };
+        c.expect(")")?;
+        Some(q)
+    } else {
+        None
+    };
+    c.expect(".")?;
+    Ok(Operation::Compare {
+        op,
+        quantifier,
+        value: plain_value(c, stop)?,
     })
 }
 

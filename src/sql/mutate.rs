@@ -100,39 +100,17 @@ pub(super) fn on_conflict(plan: &MutatePlan, key: &[String], merge: bool) -> Str
 /// The INSERT/UPDATE/DELETE itself, without RETURNING.
 pub(super) fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
     let target = table_ref(plan.table);
-    let insert = |b: &mut Builder, first_only: bool| {
-        let rows = payload_rows(b, plan, first_only);
-        let cols = column_list(plan, "");
-        let select = plan
-            .columns
-            .iter()
-            .map(|c| payload_value(c, "_"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let into = if cols.is_empty() {
-            target.clone()
-        } else {
-            format!("{target}({cols})")
-        };
-        format!(
-            "INSERT INTO {into} SELECT {select} FROM {}",
-            recordset(plan, &rows)
-        )
-    };
     match &plan.kind {
         MutationKind::Insert { conflict } => {
-            let mut sql = insert(b, false);
+            let mut sql = insert_sql(b, plan, false);
             if let Some((key, resolution)) = conflict {
-                sql.push_str(&on_conflict(
-                    plan,
-                    key,
-                    *resolution == Resolution::MergeDuplicates,
-                ));
+                let merge = *resolution == Resolution::MergeDuplicates;
+                sql.push_str(&on_conflict(plan, key, merge));
             }
             sql
         }
         MutationKind::Put { key } => {
-            let mut sql = insert(b, true);
+            let mut sql = insert_sql(b, plan, true);
             let conds: Vec<String> = key
                 .iter()
                 .map(|(c, v)| format!("_.{} = {}", quote_ident(c), b.param(v.clone())))
@@ -142,35 +120,62 @@ pub(super) fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
             sql.push_str(&on_conflict(plan, &names, true));
             sql
         }
-        MutationKind::Update => {
-            let node = filter_node(plan);
-            if plan.columns.is_empty() {
-                return format!("SELECT {target}.* FROM {target} WHERE false");
-            }
-            let rows = payload_rows(b, plan, true);
-            let sets: Vec<String> = plan
-                .columns
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} = {}",
-                        quote_ident(&c.name),
-                        payload_value(c, "pgrst_body")
-                    )
-                })
-                .collect();
-            format!(
-                "UPDATE {target} SET {} FROM (SELECT * FROM {}) AS pgrst_body{}",
-                sets.join(", "),
-                recordset(plan, &rows),
-                where_clause(b, &node, Vec::new())
-            )
-        }
+        MutationKind::Update => update_sql(b, plan),
         MutationKind::Delete => {
             let node = filter_node(plan);
             format!("DELETE FROM {target}{}", where_clause(b, &node, Vec::new()))
         }
     }
+}
+
+/// `INSERT INTO t(cols) SELECT ... FROM` the payload's rows (the first only for PUT).
+fn insert_sql(b: &mut Builder, plan: &MutatePlan, first_only: bool) -> String {
+    let target = table_ref(plan.table);
+    let rows = payload_rows(b, plan, first_only);
+    let cols = column_list(plan, "");
+    let select = plan
+        .columns
+        .iter()
+        .map(|c| payload_value(c, "_"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let into = if cols.is_empty() {
+        target
+    } else {
+        format!("{target}({cols})")
+    };
+    format!(
+        "INSERT INTO {into} SELECT {select} FROM {}",
+        recordset(plan, &rows)
+    )
+}
+
+/// `UPDATE t SET ... FROM` the payload's first object `WHERE` the filters; with no
+/// columns to set, a SELECT of no rows (an empty PATCH changes nothing).
+fn update_sql(b: &mut Builder, plan: &MutatePlan) -> String {
+    let target = table_ref(plan.table);
+    let node = filter_node(plan);
+    if plan.columns.is_empty() {
+        return format!("SELECT {target}.* FROM {target} WHERE false");
+    }
+    let rows = payload_rows(b, plan, true);
+    let sets: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} = {}",
+                quote_ident(&c.name),
+                payload_value(c, "pgrst_body")
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE {target} SET {} FROM (SELECT * FROM {}) AS pgrst_body{}",
+        sets.join(", "),
+        recordset(plan, &rows),
+        where_clause(b, &node, Vec::new())
+    )
 }
 
 /// The target table as a node carrying the write's filters, referred to by its name.
