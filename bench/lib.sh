@@ -23,3 +23,28 @@ start_cluster() {
   PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres)
   command -v psql >/dev/null || PSQL[0]="$PGBIN/psql"
 }
+
+# CPU time, in clock ticks, for CPU per request (what bench-kit measures: steadier than
+# req/s on a machine whose cores the load tool, pgrest and PostgreSQL share).
+CLK_TCK="$(getconf CLK_TCK)"
+# pid_ticks PID: the process's user + system time.
+pid_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# pg_ticks: PostgreSQL's CPU so far: the postmaster with its exited children (reaped
+# backends, e.g. pgbench's) and every live child.
+pg_ticks() {
+  local pm total child
+  pm="$(head -1 "$WORK/data/postmaster.pid")"
+  total="$(awk '{sub(/^.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$pm/stat")"
+  for child in $(pgrep -P "$pm"); do total=$((total + $(pid_ticks "$child"))); done
+  echo "$total"
+}
+# us_per DELTA_TICKS REQUESTS: microseconds of CPU per request.
+us_per() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN{printf "%d", (n > 0 ? t * 1e6 / hz / n : 0)}'; }
+# timed_ticks OUTFILE CMD...: runs CMD with its stdout in OUTFILE and prints the CPU it
+# used itself (its children included), in clock ticks.
+timed_ticks() {
+  local out="$1" t
+  shift
+  t="$( { TIMEFORMAT='%U %S'; time "$@" >"$out" 2>/dev/null; } 2>&1 )"
+  awk -v hz="$CLK_TCK" '{printf "%d", ($1 + $2) * hz}' <<<"$t"
+}

@@ -6,6 +6,10 @@
 # pgrest sends for that request (-M prepared, CONC clients) and wrk against pgrest (CONC
 # connections), and prints
 #   scenario: pgrest N req/s, p50/p99 ms, PostgreSQL alone M tps, ratio N/M
+#     CPU us/request: pgrest (own / PostgreSQL's / wrk's) | the statement alone in pgbench
+#     (PostgreSQL's / pgbench's) | the same envelope pipelined under one Sync in pgbench
+# CPU per request (user + system time from /proc around each run, divided by the requests
+# served) is the figure to quote; req/s ratios only from the same round.
 # The SQL is not copied by hand: a probe instance of pgrest with log-query on answers each
 # request once and the statement it logs becomes the pgbench script, its $n parameters bound
 # to the scenario's values. The load tool, pgrest and PostgreSQL share this machine's cores.
@@ -56,7 +60,7 @@ PY
 
 # --- The probe: what SQL does each request send? ---
 env "${pgrest_env[@]}" PGRST_SERVER_PORT="$PROBE_PORT" PGRST_LOG_LEVEL=info PGRST_LOG_QUERY=true \
-  "$ROOT/target/release/pgrest" 2>"$WORK/probe.log" >/dev/null &
+  "${PGREST_BIN:-$ROOT/target/release/pgrest}" 2>"$WORK/probe.log" >/dev/null &
 PGREST_PID=$!
 wait_http "$PROBE_PORT"
 
@@ -105,18 +109,42 @@ kill "$PGREST_PID"; wait "$PGREST_PID" 2>/dev/null || true
 
 # --- The load runs ---
 env "${pgrest_env[@]}" PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL=error \
-  "$ROOT/target/release/pgrest" &
+  "${PGREST_BIN:-$ROOT/target/release/pgrest}" &
 PGREST_PID=$!
 wait_http "$HTTP_PORT"
 sleep 0.5
 idle_rss="$(awk '/VmRSS/{print $2}' /proc/$PGREST_PID/status)"
 
-pgbench_tps() {
-  local conc="$1"
+# pgbench_run CONC ARGS...: sets tps and cpu ("PostgreSQL's / pgbench's" us per transaction).
+pgbench_run() {
+  local conc="$1" pg0 pg1 own n
   shift
-  as_pg "$PGBIN/pgbench" -n -M prepared -c "$conc" -j 2 -T "$DURATION" \
-    -h 127.0.0.1 -p "$PGPORT" -U postgres "$@" postgres 2>/dev/null \
-    | awk '/^tps/{printf "%d", $3}'
+  pg0="$(pg_ticks)"
+  own="$(timed_ticks "$WORK/pgbench.out" as_pg "$PGBIN/pgbench" -n -M prepared -c "$conc" -j 2 \
+    -T "$DURATION" -h 127.0.0.1 -p "$PGPORT" -U postgres "$@" postgres)"
+  pg1="$(pg_ticks)"
+  tps="$(awk '/^tps/{printf "%d", $3}' "$WORK/pgbench.out")"
+  n="$(awk '/actually processed/{print $NF}' "$WORK/pgbench.out" | cut -d/ -f1)"
+  cpu="$(us_per $((pg1 - pg0)) "$n") / $(us_per "$own" "$n")"
+}
+pgbench_tps() {
+  pgbench_run "$@"
+  echo "$tps"
+}
+
+# pipelined NAME [READ WRITE]: $WORK/NAME.pipe.sql, the scenario's statement inside the
+# anonymous envelope (BEGIN, set_config, statement, COMMIT) pipelined under one Sync.
+pipelined() {
+  local mode="${2:-READ ONLY}"
+  {
+    grep -a '^\\set' "$WORK/$1.sql" || true
+    echo '\startpipeline'
+    echo "BEGIN ISOLATION LEVEL READ COMMITTED $mode;"
+    echo "select set_config('search_path', '\"api\", \"public\"', true), set_config('role', 'bench_anon', true), set_config('request.jwt.claims', '{\"role\":\"bench_anon\"}', true), set_config('request.method', 'GET', true), set_config('request.path', '/items', true), set_config('request.headers', '{\"host\":\"127.0.0.1\"}', true), set_config('request.cookies', '{}', true);"
+    grep -av '^\\set' "$WORK/$1.sql" | tail -1
+    echo "COMMIT;"
+    echo '\endpipeline'
+  } >"$WORK/$1.pipe.sql"
 }
 
 # wrk_lua FILE METHOD PATH LO HI BODY [HEADER...]: a wrk script requesting PATH with {id}
@@ -134,10 +162,18 @@ wrk_lua() {
   } >"$file"
 }
 
-# run_wrk CONNECTIONS LUA: sets rps, p50, p99, non2xx.
+# run_wrk CONNECTIONS LUA: sets rps, p50, p99, non2xx, and wrk_cpu ("pgrest's own /
+# PostgreSQL's / wrk's" CPU us per request).
 run_wrk() {
-  local out
-  out="$(wrk -t2 -c "$1" -d "${DURATION}s" --latency -s "$2" "http://127.0.0.1:$HTTP_PORT" 2>&1)"
+  local out own0 own1 pg0 pg1 tool n
+  own0="$(pid_ticks "$PGREST_PID")"
+  pg0="$(pg_ticks)"
+  tool="$(timed_ticks "$WORK/wrk.out" wrk -t2 -c "$1" -d "${DURATION}s" --latency -s "$2" "http://127.0.0.1:$HTTP_PORT")"
+  own1="$(pid_ticks "$PGREST_PID")"
+  pg1="$(pg_ticks)"
+  out="$(cat "$WORK/wrk.out")"
+  n="$(awk '/requests in/{print $1}' <<<"$out")"
+  wrk_cpu="$(us_per $((own1 - own0)) "$n") / $(us_per $((pg1 - pg0)) "$n") / $(us_per "$tool" "$n")"
   rps="$(awk '/Requests\/sec/{printf "%d", $2}' <<<"$out")"
   p50="$(awk '$1=="50%"{print $2}' <<<"$out")"
   p99="$(awk '$1=="99%"{print $2}' <<<"$out")"
@@ -148,11 +184,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}'; }
 
 # scenario NAME METHOD PATH LO HI BODY [HEADER...]
 scenario() {
-  local name="$1" tps
+  local name="$1" alone_cpu mode="READ ONLY"
+  local vars=(-D "post={\"title\":\"bench\",\"score\":1}" -D 'args={"lo":500,"hi":504}')
   wrk_lua "$WORK/$name.lua" "$2" "$3" "$4" "$5" "$6" "${@:7}"
-  tps="$(pgbench_tps "$CONC" -f "$WORK/$name.sql" -D "post={\"title\":\"bench\",\"score\":1}" -D 'args={"lo":500,"hi":504}')"
+  [ "$2" = POST ] && mode="READ WRITE"
+  pipelined "$name" "$mode"
+  pgbench_run "$CONC" -f "$WORK/$name.pipe.sql" "${vars[@]}"
+  local pipe_tps="$tps" pipe_cpu="$cpu"
+  pgbench_run "$CONC" -f "$WORK/$name.sql" "${vars[@]}"
+  alone_cpu="$cpu"
   run_wrk "$CONC" "$WORK/$name.lua"
   echo "$name: pgrest $rps req/s, p50/p99 $p50/$p99, PostgreSQL alone $tps tps, ratio $(ratio "$rps" "$tps")${non2xx:+ (NON-2XX: $non2xx)}"
+  echo "  CPU us/request: pgrest $wrk_cpu (own / PostgreSQL / wrk) | statement alone $alone_cpu (PostgreSQL / pgbench) | one-Sync envelope $pipe_cpu, $pipe_tps tps"
 }
 
 echo "pgrest idle RSS: $idle_rss kB; $CONC connections, ${DURATION}s per run, $(nproc) cores shared"
@@ -170,6 +213,7 @@ wrk_lua "$WORK/jwt.lua" GET '/items?id=eq.{id}' 1 100000 '' "Authorization: Bear
 run_wrk "$CONC" "$WORK/jwt.lua"
 tps="$(pgbench_tps "$CONC" -f "$WORK/envelope.sql")"
 echo "jwt-by-pk: pgrest $rps req/s, p50/p99 $p50/$p99, the envelope one statement per round trip $tps tps, ratio $(ratio "$rps" "$tps")${non2xx:+ (NON-2XX: $non2xx)}"
+echo "  CPU us/request: pgrest $wrk_cpu (own / PostgreSQL / wrk)"
 
 # Latency at 32 connections (pool still CONC).
 run_wrk 32 "$WORK/by-pk.lua"
@@ -184,7 +228,7 @@ echo "bulk-insert-10000: status ${bulk_ms% *}, ${bulk_ms#* } ms"
 kill "$PGREST_PID"; wait "$PGREST_PID" 2>/dev/null || true
 
 # Startup to ready on the demo schema: from exec to the first answered request.
-python3 - "$ROOT/target/release/pgrest" "postgresql://postgres@127.0.0.1:$PGPORT/demo" "$HTTP_PORT" <<'PY'
+python3 - "${PGREST_BIN:-$ROOT/target/release/pgrest}" "postgresql://postgres@127.0.0.1:$PGPORT/demo" "$HTTP_PORT" <<'PY'
 import http.client, os, subprocess, sys, time
 binary, uri, port = sys.argv[1:]
 env = dict(os.environ, PGRST_DB_URI=uri, PGRST_DB_SCHEMAS="api", PGRST_DB_ANON_ROLE="web_anon",
@@ -192,7 +236,7 @@ env = dict(os.environ, PGRST_DB_URI=uri, PGRST_DB_SCHEMAS="api", PGRST_DB_ANON_R
 times = []
 for _ in range(5):
     start = time.monotonic()
-    p = subprocess.Popen([binary], env=env)
+    p = subprocess.Popen([binary], env=env, stderr=subprocess.DEVNULL)
     while True:
         try:
             c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=1)

@@ -237,8 +237,8 @@ pub struct Outcome {
     pub planned_total: Option<i64>,
 }
 
-fn params_of(s: &[String]) -> Vec<TextParam<'_>> {
-    s.iter().map(|p| TextParam(p)).collect()
+fn params_of<S: AsRef<str>>(s: &[S]) -> Vec<TextParam<'_>> {
+    s.iter().map(|p| TextParam(p.as_ref())).collect()
 }
 
 fn as_dyn<'a>(p: &'a [TextParam<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -561,6 +561,9 @@ async fn run_unprepared(
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
+    // Without prepared statements (a pooler in transaction mode) the parameters are owned
+    // like every step's.
+    let settings_params: Vec<String> = settings_params.iter().map(|p| p.to_string()).collect();
     let pre_sql = env.pre_request_sql();
     let settings = Step {
         sql: &settings_sql,

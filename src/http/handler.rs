@@ -76,8 +76,10 @@ pub async fn handle(
     let mut response = if head.preflight {
         Response::new(Full::new(Bytes::new()))
     } else {
-        let (result, t) =
-            crate::timing::measure(respond(state, &snap, req), config.log_query).await;
+        // Boxed: the chain's future is large, and moving it by value into the trace's
+        // task-local scope cost 2.4 % of pgrest's CPU in memcpy (by-pk, perf).
+        let chain = Box::pin(respond(state, &snap, req));
+        let (result, t) = crate::timing::measure(chain, config.log_query).await;
         trace = t;
         match result {
             Ok(mut r) => {

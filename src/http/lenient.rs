@@ -47,20 +47,24 @@ fn needs_encoding(b: u8) -> bool {
     ) || b >= 0x80
 }
 
-/// `METHOD target HTTP/x.y\r\n` with the target's forbidden bytes percent-encoded.
-fn rewrite_request_line(line: &[u8]) -> Vec<u8> {
+/// `METHOD target HTTP/x.y\r\n` with the target's forbidden bytes percent-encoded,
+/// appended to `out`. A clean line (what clients send almost always) is copied as is.
+fn rewrite_request_line(line: &[u8], out: &mut Vec<u8>) {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     let (Some(first), Some(last)) = (
         text.iter().position(|&b| b == b' '),
         text.iter().rposition(|&b| b == b' '),
     ) else {
-        return line.to_vec();
+        return out.extend_from_slice(line);
     };
     if first >= last || !text[last + 1..].starts_with(b"HTTP/") {
-        return line.to_vec();
+        return out.extend_from_slice(line);
     }
-    let mut out = Vec::with_capacity(line.len() + 16);
+    let target = &text[first + 1..last];
+    if line.ends_with(b"\r\n") && !target.iter().any(|&b| needs_encoding(b)) {
+        return out.extend_from_slice(line);
+    }
     out.extend_from_slice(&text[..=first]);
     for &b in &text[first + 1..last] {
         if needs_encoding(b) {
@@ -71,7 +75,26 @@ fn rewrite_request_line(line: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(&text[last..]);
     out.extend_from_slice(b"\r\n");
-    out
+}
+
+/// A header line's name and value, trimmed (as `str::trim` would: ASCII whitespace and
+/// the vertical tab).
+fn header_parts(line: &[u8]) -> (&[u8], &[u8]) {
+    match line.iter().position(|&b| b == b':') {
+        Some(colon) => (trim(&line[..colon]), trim(&line[colon + 1..])),
+        None => (trim(line), &[]),
+    }
+}
+
+fn trim(mut b: &[u8]) -> &[u8] {
+    let ws = |c: &u8| c.is_ascii_whitespace() || *c == 0x0B;
+    while b.first().is_some_and(ws) {
+        b = &b[1..];
+    }
+    while b.last().is_some_and(ws) {
+        b = &b[..b.len() - 1];
+    }
+    b
 }
 
 impl Rewriter {
@@ -95,15 +118,22 @@ impl Rewriter {
                     }
                 }
                 State::RequestLine | State::Headers { .. } => {
-                    let b = input[i];
-                    i += 1;
-                    self.line.push(b);
-                    if self.line.len() > MAX_LINE {
+                    // Up to the end of the line, or of the input; a line longer than
+                    // MAX_LINE ends rewriting (the byte that passes the limit included).
+                    let rest = &input[i..];
+                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let take = newline.map_or(rest.len(), |p| p + 1);
+                    let limit = MAX_LINE + 1 - self.line.len();
+                    if take >= limit {
+                        self.line.extend_from_slice(&rest[..limit]);
+                        i += limit;
                         out.append(&mut self.line);
                         self.state = State::PassThrough;
                         continue;
                     }
-                    if b == b'\n' {
+                    self.line.extend_from_slice(&rest[..take]);
+                    i += take;
+                    if newline.is_some() {
                         self.end_line(&mut out);
                     }
                 }
@@ -112,20 +142,28 @@ impl Rewriter {
         out
     }
 
+    /// Hands on the buffered line, rewritten as its place in the request asks; the
+    /// buffer is kept for the next line.
     fn end_line(&mut self, out: &mut Vec<u8>) {
-        let line = std::mem::take(&mut self.line);
+        let mut line = std::mem::take(&mut self.line);
+        self.take_line(&line, out);
+        line.clear();
+        self.line = line;
+    }
+
+    fn take_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
         match self.state {
             State::RequestLine => {
                 // Blank lines between requests are tolerated by HTTP parsers.
                 if line == b"\r\n" || line == b"\n" {
-                    out.extend_from_slice(&line);
+                    out.extend_from_slice(line);
                     return;
                 }
-                out.extend_from_slice(&rewrite_request_line(&line));
+                rewrite_request_line(line, out);
                 self.state = State::Headers { content_length: 0 };
             }
             State::Headers { content_length } => {
-                out.extend_from_slice(&line);
+                out.extend_from_slice(line);
                 if line == b"\r\n" || line == b"\n" {
                     self.state = if content_length > 0 {
                         State::Body {
@@ -136,18 +174,19 @@ impl Rewriter {
                     };
                     return;
                 }
-                let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
-                let (name, value) = text.split_once(':').unwrap_or((&text, ""));
-                match name.trim() {
-                    "content-length" => match value.trim().parse() {
-                        Ok(n) => self.state = State::Headers { content_length: n },
-                        Err(_) => self.state = State::PassThrough,
-                    },
-                    "transfer-encoding" | "upgrade" => self.state = State::PassThrough,
-                    _ => {}
+                let (name, value) = header_parts(line);
+                let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+                if is(b"content-length") {
+                    let length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                    self.state = match length {
+                        Some(n) => State::Headers { content_length: n },
+                        None => State::PassThrough,
+                    };
+                } else if is(b"transfer-encoding") || is(b"upgrade") {
+                    self.state = State::PassThrough;
                 }
             }
-            _ => out.extend_from_slice(&line),
+            _ => out.extend_from_slice(line),
         }
     }
 }

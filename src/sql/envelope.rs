@@ -5,6 +5,31 @@
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::request::ApiRequest;
+use std::borrow::Cow;
+
+/// Settings statements by number of (name, value) pairs, written once: the text is the
+/// same for every request with as many settings (and is the prepared statement's key).
+fn settings_sql(pairs: usize) -> Cow<'static, str> {
+    const CACHED: usize = 64;
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| (0..=CACHED).map(write_settings_sql).collect());
+    match texts.get(pairs) {
+        Some(text) => Cow::Borrowed(text.as_str()),
+        None => Cow::Owned(write_settings_sql(pairs)),
+    }
+}
+
+fn write_settings_sql(pairs: usize) -> String {
+    let mut sql = String::from("select set_config('search_path', $1, true)");
+    for i in 0..pairs {
+        sql.push_str(&format!(
+            ", set_config(${}, ${}, true)",
+            2 * i + 2,
+            2 * i + 3
+        ));
+    }
+    sql
+}
 
 /// Transaction-local settings for one request, in PostgREST's order.
 pub struct Envelope {
@@ -54,25 +79,23 @@ impl Envelope {
         self.pre_request.as_ref().map(|f| format!("select {f}()"))
     }
 
-    pub fn settings_statement(&self) -> (String, Vec<String>) {
-        let mut sql = String::from("select set_config('search_path', $1, true)");
-        let mut params = vec![self.search_path.clone()];
-        let settings = self.role_settings.iter();
-        let role = std::iter::once(("role".to_string(), self.role.clone()));
-        for (name, value) in settings
-            .cloned()
-            .chain(role)
-            .chain(self.gucs.iter().cloned())
-        {
+    /// The one statement that sets search_path, the role's settings, the role and the
+    /// request GUCs, and its parameters (borrowed: nothing is copied per request).
+    pub fn settings_statement(&self) -> (Cow<'static, str>, Vec<&str>) {
+        fn as_strs((k, v): &(String, String)) -> (&str, &str) {
+            (k, v)
+        }
+        // The role's own settings go before the switch to it, as PostgREST applies them.
+        let pairs = (self.role_settings.iter().map(as_strs))
+            .chain(std::iter::once(("role", self.role.as_str())))
+            .chain(self.gucs.iter().map(as_strs));
+        let mut params = Vec::with_capacity(3 + 2 * (self.role_settings.len() + self.gucs.len()));
+        params.push(self.search_path.as_str());
+        for (name, value) in pairs {
             params.push(name);
             params.push(value);
-            sql.push_str(&format!(
-                ", set_config(${}, ${}, true)",
-                params.len() - 1,
-                params.len()
-            ));
         }
-        (sql, params)
+        (settings_sql(params.len() / 2), params)
     }
 }
 
@@ -126,11 +149,41 @@ impl Envelope {
     }
 }
 
-/// Name/value pairs as a JSON object of strings (request.headers, request.cookies).
+/// Name/value pairs as a JSON object of strings (request.headers, request.cookies): keys
+/// sorted, a repeated name keeping its last value, as a JSON object built key by key is.
+/// Written from borrowed pairs, without copying them into a map first.
 fn json_text(v: &[(String, String)]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = v
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    serde_json::Value::Object(map).to_string()
+    struct Pairs<'a>(&'a [(&'a str, &'a str)]);
+    impl serde::Serialize for Pairs<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+    let mut pairs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Stable: equal names keep their order, so the last one given is the one kept.
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    pairs.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = later.1;
+        }
+        same
+    });
+    serde_json::to_string(&Pairs(&pairs)).unwrap_or_else(|_| "{}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_headers_are_an_object_sorted_by_name_with_the_last_value_of_a_repeated_one() {
+        let pairs: Vec<(String, String)> = [("x-b", "1"), ("x-a", "first"), ("x-a", "last \"q\"")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            super::json_text(&pairs),
+            r#"{"x-a":"last \"q\"","x-b":"1"}"#
+        );
+        assert_eq!(super::json_text(&[]), "{}");
+    }
 }
