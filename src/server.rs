@@ -510,11 +510,11 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
         "pgrest: no db-uri configured; starting a throwaway PostgreSQL with a demo schema..."
     );
     let cluster = start_demo_cluster().await?;
-    let (demo, demo_token) = demo_settings(&config, &cluster)?;
-    source.overrides.extend(demo);
+    let demo = demo_settings(&config, &cluster)?;
+    source.overrides.extend(demo.overrides);
     let result = match start(source).await {
         Ok(running) => {
-            print_demo_help(&running, &cluster, demo_token.as_deref());
+            print_demo_help(&running, &cluster, demo.token.as_deref());
             termination().await;
             let _ = running.stop.send(());
             let _ = running.done.await;
@@ -540,12 +540,15 @@ async fn start_demo_cluster() -> Result<TempCluster, String> {
     Ok(cluster)
 }
 
-/// The settings the demo lays over the user's (as environment variables), and the token
-/// it prints when it made up the jwt-secret.
-fn demo_settings(
-    config: &Config,
-    cluster: &TempCluster,
-) -> Result<(Vec<(String, String)>, Option<String>), String> {
+/// What the demo adds to the user's configuration.
+struct DemoSettings {
+    /// Laid over the user's settings, as environment variables are.
+    overrides: Vec<(String, String)>,
+    /// The token printed when the demo made up the jwt-secret.
+    token: Option<String>,
+}
+
+fn demo_settings(config: &Config, cluster: &TempCluster) -> Result<DemoSettings, String> {
     // The demo's database, kept through config reloads.
     let mut demo = vec![("PGRST_DB_URI".to_string(), cluster.uri("postgres"))];
     if config.db_anon_role.is_none() {
@@ -556,7 +559,7 @@ fn demo_settings(
     }
     // Without a jwt-secret of the user's, the demo makes one up and prints a token signed
     // with it, so that the roles can be tried at once.
-    let demo_token = match &config.jwt_secret {
+    let token = match &config.jwt_secret {
         Some(_) => None,
         None => {
             let secret = demo_secret()?;
@@ -565,7 +568,10 @@ fn demo_settings(
             Some(token)
         }
     };
-    Ok((demo, demo_token))
+    Ok(DemoSettings {
+        overrides: demo,
+        token,
+    })
 }
 
 /// The address to open: loopback for a wildcard address, or the Unix socket.

@@ -83,11 +83,7 @@ pub(crate) fn view_targets(tree: &str) -> Vec<(AttNum, Oid, AttNum)> {
                 continue;
             }
             b'(' | b'{' => scan.open(bytes[i]),
-            b')' | b'}' => {
-                if scan.close(bytes[i]) {
-                    return scan.out;
-                }
-            }
+            b')' | b'}' if scan.close(bytes[i]) => return scan.out,
             b':' => {
                 i = scan.field(tree, i);
                 continue;
