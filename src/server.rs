@@ -173,21 +173,70 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         tracing::warn!(target: LIFECYCLE, "{warning}");
     }
     let host = bind_host(&config.server_host).to_string();
+    let (listener, addr, admin_listener, ready) = read_and_bind(&pg, config, &host).await?;
+    let state = app_state(source, &pg, ready)?;
+    tokio::spawn(crate::ops::reload::reload_on_signal(
+        state.clone(),
+        pg.clone(),
+    ));
+    let notifications = tokio::spawn(crate::ops::listener::follow_channel(
+        state.clone(),
+        pg.clone(),
+    ));
+    if let Some(listener) = admin_listener {
+        tokio::spawn(crate::http::admin::serve_admin(state.clone(), listener));
+    }
+    let socket = state.config().server_unix_socket.clone();
+    let admin_socket = state.config().admin_server_unix_socket.clone();
+    let (stop, done) = serve_in_background(state, listener, notifications);
+    Ok(Running {
+        addr,
+        socket,
+        admin_socket,
+        stop,
+        done,
+    })
+}
+
+/// Reads the database and binds the API's and the admin server's listeners.
+async fn read_and_bind(
+    pg: &Connector,
+    config: Config,
+    host: &str,
+) -> Result<
+    (
+        http::Listener,
+        Option<SocketAddr>,
+        Option<http::Listener>,
+        Ready,
+    ),
+    String,
+> {
     // The database is read before binding, so that a port that accepts means a server that
     // is ready; only when it is not up yet are the listeners bound first, to answer 503.
-    let first = read_database(&pg, config.clone()).await;
+    let first = read_database(pg, config.clone()).await;
     let recover = config.db_pool_automatic_recovery;
     let first = match first {
         Ok(ready) => Ok(ready),
         Err(NotReady::Retry(e)) if recover => Err(e),
         Err(NotReady::Retry(e) | NotReady::Fatal(e)) => return Err(e),
     };
-    let (listener, addr) = bind_api(&config, &host).await?;
-    let admin_listener = bind_admin(&config, &host).await?;
+    let (listener, addr) = bind_api(&config, host).await?;
+    let admin_listener = bind_admin(&config, host).await?;
     let (listener, admin_listener, ready) = match first {
         Ok(ready) => (listener, admin_listener, ready),
-        Err(reason) => wait_for_database(&pg, config, listener, admin_listener, reason).await?,
+        Err(reason) => wait_for_database(pg, config, listener, admin_listener, reason).await?,
     };
+    Ok((listener, addr, admin_listener, ready))
+}
+
+/// The server's state from what start-up read: the first snapshot, the pool, metrics and
+/// limits.
+fn app_state(
+    source: crate::config::ConfigSource,
+    pg: &Connector,
+    ready: Ready,
+) -> Result<Arc<AppState>, String> {
     let Ready {
         config,
         auth,
@@ -222,20 +271,18 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         authenticator,
         limits,
     };
-    let state = Arc::new(AppState::new(first, fixed));
-    tokio::spawn(crate::ops::reload::reload_on_signal(
-        state.clone(),
-        pg.clone(),
-    ));
-    let notifications = tokio::spawn(crate::ops::listener::follow_channel(
-        state.clone(),
-        pg.clone(),
-    ));
-    if let Some(listener) = admin_listener {
-        tokio::spawn(crate::http::admin::serve_admin(state.clone(), listener));
-    }
-    let socket = state.config().server_unix_socket.clone();
-    let admin_socket = state.config().admin_server_unix_socket.clone();
+    Ok(Arc::new(AppState::new(first, fixed)))
+}
+
+/// Serves the API on `listener` until the sender returned is used (or dropped).
+fn serve_in_background(
+    state: Arc<AppState>,
+    listener: http::Listener,
+    notifications: tokio::task::JoinHandle<()>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         http::serve(state, listener, async {
@@ -246,13 +293,7 @@ pub async fn start(source: crate::config::ConfigSource) -> Result<Running, Strin
         // (it would log a lost connection, or exit without automatic recovery).
         notifications.abort();
     });
-    Ok(Running {
-        addr,
-        socket,
-        admin_socket,
-        stop,
-        done,
-    })
+    (stop, done)
 }
 
 /// The API's listener: server-unix-socket, or TCP on server-host:server-port.
@@ -448,7 +489,6 @@ pub async fn run(source: crate::config::ConfigSource) -> Result<(), String> {
     Ok(())
 }
 
-/// `pgrest --demo`: a throwaway cluster with the demo schema, served until Ctrl-C.
 /// How long the demo's printed token is valid.
 const DEMO_TOKEN_SECONDS: u64 = 3600;
 
@@ -463,11 +503,31 @@ fn demo_secret() -> Result<String, String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// `pgrest --demo`: a throwaway cluster with the demo schema, served until Ctrl-C.
 pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), String> {
     let config = source.load()?;
     eprintln!(
         "pgrest: no db-uri configured; starting a throwaway PostgreSQL with a demo schema..."
     );
+    let cluster = start_demo_cluster().await?;
+    let demo = demo_settings(&config, &cluster)?;
+    source.overrides.extend(demo.overrides);
+    let result = match start(source).await {
+        Ok(running) => {
+            print_demo_help(&running, &cluster, demo.token.as_deref());
+            termination().await;
+            let _ = running.stop.send(());
+            let _ = running.done.await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    cluster.stop();
+    result
+}
+
+/// A throwaway cluster, stopped when this process exits, with the demo schema loaded.
+async fn start_demo_cluster() -> Result<TempCluster, String> {
     let cluster = tokio::task::spawn_blocking(|| TempCluster::start("demo"))
         .await
         .map_err(|e| e.to_string())??;
@@ -477,6 +537,18 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
         cluster.stop();
         return Err(format!("cannot load the demo schema: {e}"));
     }
+    Ok(cluster)
+}
+
+/// What the demo adds to the user's configuration.
+struct DemoSettings {
+    /// Laid over the user's settings, as environment variables are.
+    overrides: Vec<(String, String)>,
+    /// The token printed when the demo made up the jwt-secret.
+    token: Option<String>,
+}
+
+fn demo_settings(config: &Config, cluster: &TempCluster) -> Result<DemoSettings, String> {
     // The demo's database, kept through config reloads.
     let mut demo = vec![("PGRST_DB_URI".to_string(), cluster.uri("postgres"))];
     if config.db_anon_role.is_none() {
@@ -487,7 +559,7 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
     }
     // Without a jwt-secret of the user's, the demo makes one up and prints a token signed
     // with it, so that the roles can be tried at once.
-    let demo_token = match &config.jwt_secret {
+    let token = match &config.jwt_secret {
         Some(_) => None,
         None => {
             let secret = demo_secret()?;
@@ -496,41 +568,39 @@ pub async fn run_demo(mut source: crate::config::ConfigSource) -> Result<(), Str
             Some(token)
         }
     };
-    source.overrides.extend(demo);
-    let result = match start(source).await {
-        Ok(running) => {
-            let url = match running.addr {
-                Some(addr) if addr.ip().is_unspecified() => {
-                    format!("http://localhost:{}", addr.port())
-                }
-                Some(addr) => format!("http://{addr}"),
-                None => format!(
-                    "http://localhost (unix socket {}; curl --unix-socket)",
-                    running.socket.as_deref().unwrap_or("")
-                ),
-            };
-            println!(
-                "pgrest demo is serving {url} (database {})",
-                cluster.uri("postgres")
-            );
-            println!("try:");
-            println!(
-                "  curl '{url}/books?select=title,published&genre=eq.fiction&order=published.desc'"
-            );
-            println!("  curl '{url}/authors?country=eq.England' -H 'Prefer: count=exact'");
-            println!("  curl '{url}/book_summaries?average_stars=gte.4' -H 'Accept: text/csv'");
-            if let Some(token) = &demo_token {
-                println!("a token for the web_user role (1 h; send it as Authorization: Bearer):");
-                println!("  TOKEN={token}");
-            }
-            println!("Ctrl-C stops it and removes the database.");
-            termination().await;
-            let _ = running.stop.send(());
-            let _ = running.done.await;
-            Ok(())
+    Ok(DemoSettings {
+        overrides: demo,
+        token,
+    })
+}
+
+/// The address to open: loopback for a wildcard address, or the Unix socket.
+fn demo_url(running: &Running) -> String {
+    match running.addr {
+        Some(addr) if addr.ip().is_unspecified() => {
+            format!("http://localhost:{}", addr.port())
         }
-        Err(e) => Err(e),
-    };
-    cluster.stop();
-    result
+        Some(addr) => format!("http://{addr}"),
+        None => format!(
+            "http://localhost (unix socket {}; curl --unix-socket)",
+            running.socket.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+fn print_demo_help(running: &Running, cluster: &TempCluster, token: Option<&str>) {
+    let url = demo_url(running);
+    println!(
+        "pgrest demo is serving {url} (database {})",
+        cluster.uri("postgres")
+    );
+    println!("try:");
+    println!("  curl '{url}/books?select=title,published&genre=eq.fiction&order=published.desc'");
+    println!("  curl '{url}/authors?country=eq.England' -H 'Prefer: count=exact'");
+    println!("  curl '{url}/book_summaries?average_stars=gte.4' -H 'Accept: text/csv'");
+    if let Some(token) = token {
+        println!("a token for the web_user role (1 h; send it as Authorization: Bearer):");
+        println!("  TOKEN={token}");
+    }
+    println!("Ctrl-C stops it and removes the database.");
 }

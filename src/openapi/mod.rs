@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
-use crate::schema::routines::Routine;
+use crate::schema::routines::{Param, Routine};
 use crate::schema::{Cardinality, Column, SchemaCache, Table};
 
 /// What the document lists: everything in the schema, or only what the request's role
@@ -302,31 +302,9 @@ fn table_path(table: &Table) -> Value {
         .collect();
     let op = || operation(tn, table.description.as_deref());
     let mut path = Map::new();
-    let get_params = filters.iter().cloned().chain(
-        [
-            "select",
-            "order",
-            "range",
-            "rangeUnit",
-            "offset",
-            "limit",
-            "preferCount",
-        ]
-        .map(String::from),
-    );
     path.insert(
         "get".into(),
-        with(
-            op(),
-            refs(get_params),
-            json!({
-                "200": {
-                    "description": "OK",
-                    "schema": {"type": "array", "items": {"$ref": format!("#/definitions/{tn}")}}
-                },
-                "206": {"description": "Partial Content"}
-            }),
-        ),
+        with(op(), read_parameters(&filters), read_responses(tn)),
     );
     // pg_relation_is_updatable(): 4 UPDATE, 8 INSERT, 16 DELETE.
     if table.updatable_events & (4 | 8 | 16) != 0 {
@@ -359,6 +337,30 @@ fn table_path(table: &Table) -> Value {
     Value::Object(path)
 }
 
+/// A GET's parameters: the row filters, then the read grammar's and paging's.
+fn read_parameters(filters: &[String]) -> Value {
+    let read = [
+        "select",
+        "order",
+        "range",
+        "rangeUnit",
+        "offset",
+        "limit",
+        "preferCount",
+    ];
+    refs(filters.iter().cloned().chain(read.map(String::from)))
+}
+
+fn read_responses(table: &str) -> Value {
+    json!({
+        "200": {
+            "description": "OK",
+            "schema": {"type": "array", "items": {"$ref": format!("#/definitions/{table}")}}
+        },
+        "206": {"description": "Partial Content"}
+    })
+}
+
 /// A parameter's type as PostgREST names it: built-in types as format_type() gives them,
 /// user types without their schema.
 fn param_type(type_name: &str) -> String {
@@ -388,33 +390,50 @@ fn routine_path(r: &Routine) -> Value {
         op
     };
     let ok = json!({"200": {"description": "OK"}});
-    let params: Vec<_> = r.params.iter().filter(|p| !p.name.is_empty()).collect();
-    let get_params: Vec<Value> = params
-        .iter()
-        .map(|p| {
-            let t = param_type(&p.type_name);
-            if p.variadic {
-                let element = t.strip_suffix("[]").unwrap_or(&t);
-                json!({
-                    "name": p.name, "required": p.required, "in": "query",
-                    "type": json_type(&t).unwrap_or("string"),
-                    "collectionFormat": "multi",
-                    "items": {"type": json_type(element), "format": element},
-                })
-            } else {
-                let ty = match json_type(&t) {
-                    Some("array") | None => "string",
-                    Some(ty) => ty,
-                };
-                json!({
-                    "name": p.name, "required": p.required, "in": "query",
-                    "type": ty, "format": format_of(&t),
-                })
-            }
+    let params: Vec<&Param> = r.params.iter().filter(|p| !p.name.is_empty()).collect();
+    let post_params = json!([
+        {"name": "args", "required": true, "in": "body", "schema": args_schema(r, &params)},
+        {"$ref": "#/parameters/preferParams"}
+    ]);
+    let mut path = Map::new();
+    if !r.volatile {
+        let get_params = params.iter().map(|p| query_argument(p)).collect();
+        path.insert(
+            "get".into(),
+            with(base(), Value::Array(get_params), ok.clone()),
+        );
+    }
+    path.insert("post".into(), with(base(), post_params, ok));
+    Value::Object(path)
+}
+
+/// A named argument of a GET call, in the query string (a variadic one repeated).
+fn query_argument(p: &Param) -> Value {
+    let t = param_type(&p.type_name);
+    if p.variadic {
+        let element = t.strip_suffix("[]").unwrap_or(&t);
+        json!({
+            "name": p.name, "required": p.required, "in": "query",
+            "type": json_type(&t).unwrap_or("string"),
+            "collectionFormat": "multi",
+            "items": {"type": json_type(element), "format": element},
         })
-        .collect();
+    } else {
+        let ty = match json_type(&t) {
+            Some("array") | None => "string",
+            Some(ty) => ty,
+        };
+        json!({
+            "name": p.name, "required": p.required, "in": "query",
+            "type": ty, "format": format_of(&t),
+        })
+    }
+}
+
+/// The schema of a POST call's body: an object of the named arguments.
+fn args_schema(r: &Routine, params: &[&Param]) -> Value {
     let mut properties = Map::new();
-    for p in &params {
+    for p in params {
         let t = param_type(&p.type_name);
         let mut s = Map::new();
         insert_opt(&mut s, "type", json_type(&t));
@@ -436,19 +455,7 @@ fn routine_path(r: &Routine) -> Value {
     if !required.is_empty() {
         args.insert("required".into(), json!(required));
     }
-    let post_params = json!([
-        {"name": "args", "required": true, "in": "body", "schema": Value::Object(args)},
-        {"$ref": "#/parameters/preferParams"}
-    ]);
-    let mut path = Map::new();
-    if !r.volatile {
-        path.insert(
-            "get".into(),
-            with(base(), Value::Array(get_params), ok.clone()),
-        );
-    }
-    path.insert("post".into(), with(base(), post_params, ok));
-    Value::Object(path)
+    Value::Object(args)
 }
 
 fn header_param(name: &str, description: &str, values: &[&str]) -> Value {
@@ -475,53 +482,7 @@ fn query_param(name: &str, description: Option<&str>) -> Value {
 }
 
 fn shared_parameters(tables: &[&Table]) -> Map<String, Value> {
-    let ret = ["return=representation", "return=minimal", "return=none"];
-    let resolution = [
-        "resolution=ignore-duplicates",
-        "resolution=merge-duplicates",
-    ];
-    let post: Vec<&str> = ret.iter().chain(resolution.iter()).copied().collect();
-    let mut m = Map::new();
-    m.insert(
-        "preferParams".into(),
-        header_param("Prefer", "Preference", &[]),
-    );
-    m.insert(
-        "preferReturn".into(),
-        header_param("Prefer", "Preference", &ret),
-    );
-    m.insert(
-        "preferCount".into(),
-        header_param("Prefer", "Preference", &["count=none"]),
-    );
-    m.insert(
-        "preferPost".into(),
-        header_param("Prefer", "Preference", &post),
-    );
-    m.insert(
-        "select".into(),
-        query_param("select", Some("Filtering Columns")),
-    );
-    m.insert(
-        "on_conflict".into(),
-        query_param("on_conflict", Some("On Conflict")),
-    );
-    m.insert("order".into(), query_param("order", Some("Ordering")));
-    m.insert(
-        "range".into(),
-        header_param("Range", "Limiting and Pagination", &[]),
-    );
-    let mut unit = header_param("Range-Unit", "Limiting and Pagination", &[]);
-    unit["default"] = json!("items");
-    m.insert("rangeUnit".into(), unit);
-    m.insert(
-        "offset".into(),
-        query_param("offset", Some("Limiting and Pagination")),
-    );
-    m.insert(
-        "limit".into(),
-        query_param("limit", Some("Limiting and Pagination")),
-    );
+    let mut m = common_parameters();
     for t in tables {
         m.insert(
             format!("body.{}", t.name),
@@ -540,6 +501,42 @@ fn shared_parameters(tables: &[&Table]) -> Map<String, Value> {
     m
 }
 
+/// The parameters of every table's paths: Prefer's values, select, on_conflict, order
+/// and paging.
+fn common_parameters() -> Map<String, Value> {
+    let ret = ["return=representation", "return=minimal", "return=none"];
+    let resolution = [
+        "resolution=ignore-duplicates",
+        "resolution=merge-duplicates",
+    ];
+    let post: Vec<&str> = ret.iter().chain(resolution.iter()).copied().collect();
+    let paging = "Limiting and Pagination";
+    let mut unit = header_param("Range-Unit", paging, &[]);
+    unit["default"] = json!("items");
+    [
+        ("preferParams", header_param("Prefer", "Preference", &[])),
+        ("preferReturn", header_param("Prefer", "Preference", &ret)),
+        (
+            "preferCount",
+            header_param("Prefer", "Preference", &["count=none"]),
+        ),
+        ("preferPost", header_param("Prefer", "Preference", &post)),
+        ("select", query_param("select", Some("Filtering Columns"))),
+        (
+            "on_conflict",
+            query_param("on_conflict", Some("On Conflict")),
+        ),
+        ("order", query_param("order", Some("Ordering"))),
+        ("range", header_param("Range", paging, &[])),
+        ("rangeUnit", unit),
+        ("offset", query_param("offset", Some(paging))),
+        ("limit", query_param("limit", Some(paging))),
+    ]
+    .into_iter()
+    .map(|(name, parameter)| (name.to_string(), parameter))
+    .collect()
+}
+
 const MEDIA: [&str; 4] = [
     "application/json",
     "application/vnd.pgrst.object+json;nulls=stripped",
@@ -549,52 +546,16 @@ const MEDIA: [&str; 4] = [
 
 /// The OpenAPI 2.0 document of `schema`.
 pub fn swagger(cache: &SchemaCache, schema: &str, config: &Config, visible: &Visible) -> Value {
-    let mut tables: Vec<&Table> = cache
-        .tables
-        .get(schema)
-        .map(|t| t.values().filter(|t| visible.table(&t.name)).collect())
-        .unwrap_or_default();
-    tables.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut routines: Vec<&Routine> = cache
-        .routines
-        .iter()
-        .filter(|((s, name), _)| s == schema && visible.function(name))
-        .filter_map(|(_, overloads)| overloads.first())
-        .collect();
-    routines.sort_by(|a, b| a.name.cmp(&b.name));
-
-    let mut paths = Map::new();
-    paths.insert(
-        "/".into(),
-        json!({"get": {
-            "tags": ["Introspection"],
-            "summary": "OpenAPI description (this document)",
-            "produces": ["application/openapi+json", "application/json"],
-            "responses": {"200": {"description": "OK"}}
-        }}),
-    );
-    for t in &tables {
-        paths.insert(format!("/{}", t.name), table_path(t));
-    }
-    for r in &routines {
-        paths.insert(format!("/rpc/{}", r.name), routine_path(r));
-    }
+    let tables = visible_tables(cache, schema, visible);
+    let routines = visible_routines(cache, schema, visible);
     let definitions: Map<String, Value> = tables
         .iter()
         .map(|t| (t.name.clone(), table_definition(cache, t)))
         .collect();
-
-    let (title, description) =
-        summary_and_description(cache.schema_descriptions.get(schema).map(String::as_str));
     let site = site(config);
     let mut doc = json!({
         "swagger": "2.0",
-        "info": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "title": title.unwrap_or_else(|| "pgrest API".into()),
-            "description": description
-                .unwrap_or_else(|| "This is a dynamic API generated by pgrest".into()),
-        },
+        "info": info(cache, schema),
         "externalDocs": {
             "description": "PostgREST Documentation",
             "url": "https://postgrest.org/en/stable/references/api.html"
@@ -604,7 +565,7 @@ pub fn swagger(cache: &SchemaCache, schema: &str, config: &Config, visible: &Vis
         "schemes": [site.scheme],
         "consumes": MEDIA,
         "produces": MEDIA,
-        "paths": paths,
+        "paths": paths(&tables, &routines),
         "definitions": definitions,
         "parameters": shared_parameters(&tables),
     });
@@ -618,6 +579,66 @@ pub fn swagger(cache: &SchemaCache, schema: &str, config: &Config, visible: &Vis
         doc["security"] = json!([{"JWT": []}]);
     }
     doc
+}
+
+/// The tables of `schema` the document shows, by name.
+fn visible_tables<'a>(cache: &'a SchemaCache, schema: &str, visible: &Visible) -> Vec<&'a Table> {
+    let mut tables: Vec<&Table> = cache
+        .tables
+        .get(schema)
+        .map(|t| t.values().filter(|t| visible.table(&t.name)).collect())
+        .unwrap_or_default();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tables
+}
+
+/// The functions of `schema` the document shows (the first overload of each), by name.
+fn visible_routines<'a>(
+    cache: &'a SchemaCache,
+    schema: &str,
+    visible: &Visible,
+) -> Vec<&'a Routine> {
+    let mut routines: Vec<&Routine> = cache
+        .routines
+        .iter()
+        .filter(|((s, name), _)| s == schema && visible.function(name))
+        .filter_map(|(_, overloads)| overloads.first())
+        .collect();
+    routines.sort_by(|a, b| a.name.cmp(&b.name));
+    routines
+}
+
+/// The document's title and description: the schema's comment, or pgrest's defaults.
+fn info(cache: &SchemaCache, schema: &str) -> Value {
+    let (title, description) =
+        summary_and_description(cache.schema_descriptions.get(schema).map(String::as_str));
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "title": title.unwrap_or_else(|| "pgrest API".into()),
+        "description": description
+            .unwrap_or_else(|| "This is a dynamic API generated by pgrest".into()),
+    })
+}
+
+/// `/` (this document), a path per table and one per function.
+fn paths(tables: &[&Table], routines: &[&Routine]) -> Map<String, Value> {
+    let mut paths = Map::new();
+    paths.insert(
+        "/".into(),
+        json!({"get": {
+            "tags": ["Introspection"],
+            "summary": "OpenAPI description (this document)",
+            "produces": ["application/openapi+json", "application/json"],
+            "responses": {"200": {"description": "OK"}}
+        }}),
+    );
+    for t in tables {
+        paths.insert(format!("/{}", t.name), table_path(t));
+    }
+    for r in routines {
+        paths.insert(format!("/rpc/{}", r.name), routine_path(r));
+    }
+    paths
 }
 
 /// OpenAPI 3 component names are limited to `[a-zA-Z0-9._-]`: any other character
@@ -725,6 +746,35 @@ pub fn to_openapi31(swagger: &Value) -> Value {
         sw["host"].as_str().unwrap_or(""),
         sw["basePath"].as_str().unwrap_or("/")
     );
+    let (parameters, bodies) = parameters_and_bodies31(&sw);
+    let mut components = json!({
+        "schemas": schemas31(&sw),
+        "parameters": parameters,
+        "requestBodies": bodies,
+    });
+    let mut doc = json!({
+        "openapi": "3.1.0",
+        "info": sw["info"],
+        "externalDocs": sw["externalDocs"],
+        "servers": [{"url": server}],
+        "paths": paths31(&sw),
+    });
+    if sw.get("security").is_some() {
+        components["securitySchemes"] = json!({"JWT": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A JSON Web Token, sent as `Authorization: Bearer <token>`"
+        }});
+        doc["security"] = sw["security"].clone();
+    }
+    doc["components"] = components;
+    doc
+}
+
+/// The 2.0 document's shared parameters as OpenAPI 3 components: body parameters become
+/// request bodies, the others parameters.
+fn parameters_and_bodies31(sw: &Value) -> (Map<String, Value>, Map<String, Value>) {
     let mut parameters = Map::new();
     let mut bodies = Map::new();
     for (name, p) in sw["parameters"].as_object().into_iter().flatten() {
@@ -741,85 +791,83 @@ pub fn to_openapi31(swagger: &Value) -> Value {
             parameters.insert(component_key(name), parameter31(p));
         }
     }
+    (parameters, bodies)
+}
+
+fn paths31(sw: &Value) -> Map<String, Value> {
     let mut paths = Map::new();
     for (path, item) in sw["paths"].as_object().into_iter().flatten() {
-        let mut ops = Map::new();
-        for (method, op) in item.as_object().into_iter().flatten() {
-            let mut out = Map::new();
-            for key in ["tags", "summary", "description"] {
-                if let Some(v) = op.get(key) {
-                    out.insert(key.into(), v.clone());
-                }
-            }
-            let produces: Vec<&str> = op["produces"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_else(|| MEDIA.to_vec());
-            let mut params = Vec::new();
-            for p in op["parameters"].as_array().into_iter().flatten() {
-                match p.get("$ref").and_then(Value::as_str) {
-                    Some(r) if r.starts_with("#/components/requestBodies/") => {
-                        out.insert("requestBody".into(), p.clone());
-                    }
-                    Some(_) => params.push(p.clone()),
-                    None if p["in"] == "body" => {
-                        out.insert(
-                            "requestBody".into(),
-                            json!({
-                                "required": p["required"],
-                                "content": content(&["application/json"], &p["schema"]),
-                            }),
-                        );
-                    }
-                    None => params.push(parameter31(p)),
-                }
-            }
-            if !params.is_empty() {
-                out.insert("parameters".into(), Value::Array(params));
-            }
-            let mut responses = Map::new();
-            for (status, r) in op["responses"].as_object().into_iter().flatten() {
-                let mut resp = Map::new();
-                resp.insert("description".into(), r["description"].clone());
-                if let Some(schema) = r.get("schema") {
-                    resp.insert("content".into(), content(&produces, schema));
-                }
-                responses.insert(status.clone(), Value::Object(resp));
-            }
-            out.insert("responses".into(), Value::Object(responses));
-            ops.insert(method.clone(), Value::Object(out));
-        }
+        let ops: Map<String, Value> = item
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(method, op)| (method.clone(), operation31(op)))
+            .collect();
         paths.insert(path.clone(), Value::Object(ops));
     }
+    paths
+}
+
+/// A 2.0 operation as an OpenAPI 3 one: a body parameter becomes its request body, and
+/// response schemas are given per media type it produces.
+fn operation31(op: &Value) -> Value {
+    let mut out = Map::new();
+    for key in ["tags", "summary", "description"] {
+        if let Some(v) = op.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    let mut params = Vec::new();
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        match p.get("$ref").and_then(Value::as_str) {
+            Some(r) if r.starts_with("#/components/requestBodies/") => {
+                out.insert("requestBody".into(), p.clone());
+            }
+            Some(_) => params.push(p.clone()),
+            None if p["in"] == "body" => {
+                out.insert(
+                    "requestBody".into(),
+                    json!({
+                        "required": p["required"],
+                        "content": content(&["application/json"], &p["schema"]),
+                    }),
+                );
+            }
+            None => params.push(parameter31(p)),
+        }
+    }
+    if !params.is_empty() {
+        out.insert("parameters".into(), Value::Array(params));
+    }
+    out.insert("responses".into(), responses31(op));
+    Value::Object(out)
+}
+
+fn responses31(op: &Value) -> Value {
+    let produces: Vec<&str> = op["produces"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_else(|| MEDIA.to_vec());
+    let mut responses = Map::new();
+    for (status, r) in op["responses"].as_object().into_iter().flatten() {
+        let mut resp = Map::new();
+        resp.insert("description".into(), r["description"].clone());
+        if let Some(schema) = r.get("schema") {
+            resp.insert("content".into(), content(&produces, schema));
+        }
+        responses.insert(status.clone(), Value::Object(resp));
+    }
+    Value::Object(responses)
+}
+
+fn schemas31(sw: &Value) -> Map<String, Value> {
     let mut schemas = Map::new();
     for (name, table) in sw["definitions"].as_object().into_iter().flatten() {
         let mut table = table.clone();
         nullable_columns(&mut table);
         schemas.insert(component_key(name), table);
     }
-    let mut components = json!({
-        "schemas": schemas,
-        "parameters": parameters,
-        "requestBodies": bodies,
-    });
-    let mut doc = json!({
-        "openapi": "3.1.0",
-        "info": sw["info"],
-        "externalDocs": sw["externalDocs"],
-        "servers": [{"url": server}],
-        "paths": paths,
-    });
-    if sw.get("security").is_some() {
-        components["securitySchemes"] = json!({"JWT": {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "JWT",
-            "description": "A JSON Web Token, sent as `Authorization: Bearer <token>`"
-        }});
-        doc["security"] = sw["security"].clone();
-    }
-    doc["components"] = components;
-    doc
+    schemas
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
 use super::state::AppState;
-use crate::db::tls::Connector;
+use crate::db::tls::{Connection, Connector};
 
 /// A task aborted when its handle is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -54,17 +56,8 @@ async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
     let mut first = true;
     loop {
         match listener_pg.connect().await {
-            Ok((client, mut connection)) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(Ok(message)) = messages.next().await {
-                        if let AsyncMessage::Notification(n) = message {
-                            let _ = tx.send(n.payload().to_string());
-                        }
-                    }
-                });
+            Ok((client, connection)) => {
+                let (driver, mut payloads) = forward_notifications(connection);
                 let listen = format!("LISTEN {}", crate::sql::quote_ident(&channel));
                 if client.batch_execute(&listen).await.is_ok() {
                     if first {
@@ -75,27 +68,7 @@ async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
                         super::reload::reload_schema(&state, &pg).await;
                     }
                     first = false;
-                    while let Some(first) = rx.recv().await {
-                        // A burst of notifications (a migration sending one per
-                        // statement) is one reload: everything queued meanwhile is
-                        // folded into it, so a burst costs at most two reloads.
-                        let (mut schema, mut config) = (false, false);
-                        let mut next = Some(first);
-                        while let Some(payload) = next {
-                            match payload.trim() {
-                                "" | "reload schema" => schema = true,
-                                "reload config" => config = true,
-                                other => tracing::debug!("ignored notification {other:?}"),
-                            }
-                            next = rx.try_recv().ok();
-                        }
-                        if config && super::reload::reload_config(&state, &pg).await {
-                            schema = false;
-                        }
-                        if schema {
-                            super::reload::reload_schema(&state, &pg).await;
-                        }
-                    }
+                    reload_on_notifications(&state, &pg, &mut payloads).await;
                     super::reload::connection_lost(&state);
                     tracing::error!("lost the {channel} listener connection; reconnecting");
                 }
@@ -110,4 +83,56 @@ async fn listen(state: Arc<AppState>, pg: Connector, channel: String) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(32));
     }
+}
+
+/// Drives the listener's connection in a task that sends the payload of each
+/// notification to the receiver returned; the receiver ends when the connection does.
+fn forward_notifications(
+    mut connection: Connection,
+) -> (JoinHandle<()>, UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    (driver, rx)
+}
+
+/// Reloads what the notifications ask for, until the connection ends.
+async fn reload_on_notifications(
+    state: &AppState,
+    pg: &Connector,
+    payloads: &mut UnboundedReceiver<String>,
+) {
+    while let Some(first) = payloads.recv().await {
+        let (mut schema, config) = fold_burst(first, payloads);
+        if config && super::reload::reload_config(state, pg).await {
+            schema = false;
+        }
+        if schema {
+            super::reload::reload_schema(state, pg).await;
+        }
+    }
+}
+
+/// Whether `first` and the notifications queued behind it ask for a schema reload and a
+/// configuration reload. A burst of notifications (a migration sending one per
+/// statement) is one reload: everything queued meanwhile is folded into it, so a burst
+/// costs at most two reloads.
+fn fold_burst(first: String, payloads: &mut UnboundedReceiver<String>) -> (bool, bool) {
+    let (mut schema, mut config) = (false, false);
+    let mut next = Some(first);
+    while let Some(payload) = next {
+        match payload.trim() {
+            "" | "reload schema" => schema = true,
+            "reload config" => config = true,
+            other => tracing::debug!("ignored notification {other:?}"),
+        }
+        next = payloads.try_recv().ok();
+    }
+    (schema, config)
 }

@@ -3,7 +3,7 @@
 //! library's registry through the server.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -59,151 +59,203 @@ impl Metrics {
     /// The exposition text, with the pool's current status.
     pub fn render(&self, pool: deadpool::Status) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP pgrst_requests_total HTTP requests answered.");
-        let _ = writeln!(out, "# TYPE pgrst_requests_total counter");
-        if let Ok(map) = self.requests.lock() {
-            for ((method, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "pgrst_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
-                );
-            }
+        for family in self.families(pool).iter().chain(&process_families()) {
+            family.write(&mut out);
         }
-        let _ = writeln!(
-            out,
-            "# HELP pgrst_request_duration_seconds Time to answer a request."
-        );
-        let _ = writeln!(out, "# TYPE pgrst_request_duration_seconds histogram");
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "pgrst_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.duration_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "pgrst_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "pgrst_request_duration_seconds_sum {}",
-            self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "pgrst_request_duration_seconds_count {count}");
-        for (name, help, value) in [
-            (
+        out
+    }
+
+    /// pgrest's metric families, in the order /metrics lists them.
+    fn families(&self, pool: deadpool::Status) -> Vec<Family> {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let jwt = &crate::auth::JWT_CACHE;
+        vec![
+            Family {
+                name: "pgrst_requests_total",
+                kind: "counter",
+                help: "HTTP requests answered.",
+                samples: self.request_samples(),
+            },
+            Family {
+                name: "pgrst_request_duration_seconds",
+                kind: "histogram",
+                help: "Time to answer a request.",
+                samples: self.duration_samples(),
+            },
+            Family::gauge(
                 "pgrst_db_pool_max",
                 "Connections the pool may open.",
                 pool.max_size,
             ),
-            ("pgrst_db_pool_size", "Connections open.", pool.size),
-            (
+            Family::gauge("pgrst_db_pool_size", "Connections open.", pool.size),
+            Family::gauge(
                 "pgrst_db_pool_available",
                 "Open connections not in use.",
                 pool.available,
             ),
-            (
+            Family::gauge(
                 "pgrst_db_pool_waiting",
                 "Requests waiting for a connection.",
                 pool.waiting,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP pgrst_schema_cache_loads_total Schema cache loads.\n# TYPE pgrst_schema_cache_loads_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "pgrst_schema_cache_loads_total{{status=\"SUCCESS\"}} {}",
-            self.schema_loads_ok.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "pgrst_schema_cache_loads_total{{status=\"FAIL\"}} {}",
-            self.schema_loads_failed.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP pgrst_schema_cache_query_time_seconds Duration of the last schema cache load.\n# TYPE pgrst_schema_cache_query_time_seconds gauge\npgrst_schema_cache_query_time_seconds {}",
-            self.schema_load_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let jwt = &crate::auth::JWT_CACHE;
-        for (name, help, value) in [
-            (
+            Family {
+                name: "pgrst_schema_cache_loads_total",
+                kind: "counter",
+                help: "Schema cache loads.",
+                samples: vec![
+                    Sample::labelled("status=\"SUCCESS\"", load(&self.schema_loads_ok)),
+                    Sample::labelled("status=\"FAIL\"", load(&self.schema_loads_failed)),
+                ],
+            },
+            Family::gauge(
+                "pgrst_schema_cache_query_time_seconds",
+                "Duration of the last schema cache load.",
+                load(&self.schema_load_micros) as f64 / 1e6,
+            ),
+            Family::counter(
                 "pgrst_db_pool_timeouts_total",
                 "Requests that waited too long for a pool connection.",
-                self.pool_timeouts.load(Ordering::Relaxed),
+                load(&self.pool_timeouts),
             ),
-            (
+            Family::counter(
                 "pgrst_jwt_cache_requests_total",
                 "JWT cache lookups.",
-                jwt.requests.load(Ordering::Relaxed),
+                load(&jwt.requests),
             ),
-            (
+            Family::counter(
                 "pgrst_jwt_cache_hits_total",
                 "JWT cache lookups that found the token.",
-                jwt.hits.load(Ordering::Relaxed),
+                load(&jwt.hits),
             ),
-            (
+            Family::counter(
                 "pgrst_jwt_cache_evictions_total",
                 "Tokens evicted from the JWT cache.",
-                jwt.evictions.load(Ordering::Relaxed),
+                load(&jwt.evictions),
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+        ]
+    }
+
+    /// One sample per (method, status) answered so far.
+    fn request_samples(&self) -> Vec<Sample> {
+        let Ok(map) = self.requests.lock() else {
+            return Vec::new();
+        };
+        map.iter()
+            .map(|((method, status), n)| {
+                Sample::labelled(format!("method=\"{method}\",status=\"{status}\""), n)
+            })
+            .collect()
+    }
+
+    /// The histogram's cumulative buckets, then its sum and count.
+    fn duration_samples(&self) -> Vec<Sample> {
+        let bucket = |le: String, value: u64| Sample {
+            suffix: "_bucket",
+            labels: format!("le=\"{le}\""),
+            value: value.to_string(),
+        };
+        let mut samples: Vec<Sample> = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| bucket(bound.to_string(), n.load(Ordering::Relaxed)))
+            .collect();
+        let count = self.duration_count.load(Ordering::Relaxed);
+        samples.push(bucket("+Inf".into(), count));
+        let sum = self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        samples.push(Sample::suffixed("_sum", sum));
+        samples.push(Sample::suffixed("_count", count));
+        samples
+    }
+}
+
+/// A metric family of the exposition text: its HELP and TYPE lines, then its samples.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<Sample>,
+}
+
+/// One line of a family: `{name}{suffix}{labels} {value}`.
+struct Sample {
+    suffix: &'static str,
+    /// Inside the braces, without them; empty for none.
+    labels: String,
+    value: String,
+}
+
+impl Family {
+    fn single(
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        value: impl Display,
+    ) -> Self {
+        Family {
+            name,
+            kind,
+            help,
+            samples: vec![Sample::suffixed("", value)],
         }
-        process_metrics(&mut out);
-        out
+    }
+
+    fn gauge(name: &'static str, help: &'static str, value: impl Display) -> Self {
+        Family::single(name, "gauge", help, value)
+    }
+
+    fn counter(name: &'static str, help: &'static str, value: impl Display) -> Self {
+        Family::single(name, "counter", help, value)
+    }
+
+    fn write(&self, out: &mut String) {
+        let Family {
+            name, kind, help, ..
+        } = self;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for Sample {
+            suffix,
+            labels,
+            value,
+        } in &self.samples
+        {
+            let _ = match labels.is_empty() {
+                true => writeln!(out, "{name}{suffix} {value}"),
+                false => writeln!(out, "{name}{suffix}{{{labels}}} {value}"),
+            };
+        }
+    }
+}
+
+impl Sample {
+    fn suffixed(suffix: &'static str, value: impl Display) -> Self {
+        Sample {
+            suffix,
+            labels: String::new(),
+            value: value.to_string(),
+        }
+    }
+
+    fn labelled(labels: impl Into<String>, value: impl Display) -> Self {
+        Sample {
+            suffix: "",
+            labels: labels.into(),
+            value: value.to_string(),
+        }
     }
 }
 
 /// The standard `process_*` metrics of Prometheus' client libraries, from /proc: CPU
-/// time, resident memory, descriptors open and allowed, start time.
-fn process_metrics(out: &mut String) {
-    // SAFETY: sysconf only reads constants.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
-            libc::sysconf(libc::_SC_PAGESIZE).max(1) as f64,
-        )
-    };
+/// time, resident memory, descriptors open and allowed, start time. One that cannot be
+/// read is left out.
+fn process_families() -> Vec<Family> {
+    let (ticks, page) = clock_ticks_and_page_size();
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rfind(')')
-        .map(|i| stat[i + 1..].split_whitespace().collect())
-        .unwrap_or_default();
+    let fields = stat_fields(&stat);
     let field = |n: usize| fields.get(n).and_then(|v| v.parse::<f64>().ok());
     let cpu = field(11).zip(field(12)).map(|(u, s)| (u + s) / ticks);
     let rss = field(21).map(|pages| pages * page);
-    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        s.lines().find_map(|l| {
-            l.strip_prefix("btime ")
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-    });
-    let start = boot.zip(field(19)).map(|(b, t)| b + t / ticks);
-    let open_fds = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count() as f64)
-        .ok();
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    let max_fds = (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
-        .then_some(limit.rlim_cur as f64);
-    for (name, kind, help, value) in [
+    let start = boot_time().zip(field(19)).map(|(b, t)| b + t / ticks);
+    [
         (
             "process_cpu_seconds_total",
             "counter",
@@ -220,13 +272,13 @@ fn process_metrics(out: &mut String) {
             "process_open_fds",
             "gauge",
             "Open file descriptors.",
-            open_fds,
+            open_fds(),
         ),
         (
             "process_max_fds",
             "gauge",
             "The limit on open file descriptors.",
-            max_fds,
+            max_fds(),
         ),
         (
             "process_start_time_seconds",
@@ -234,12 +286,52 @@ fn process_metrics(out: &mut String) {
             "Start time since the Unix epoch.",
             start,
         ),
-    ] {
-        if let Some(value) = value {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+    ]
+    .into_iter()
+    .filter_map(|(name, kind, help, value)| Some(Family::single(name, kind, help, value?)))
+    .collect()
+}
+
+fn clock_ticks_and_page_size() -> (f64, f64) {
+    // SAFETY: sysconf only reads constants.
+    unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+            libc::sysconf(libc::_SC_PAGESIZE).max(1) as f64,
+        )
     }
+}
+
+/// The fields of /proc/self/stat after the command name, which is in parentheses and
+/// may hold spaces.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rfind(')')
+        .map(|i| stat[i + 1..].split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+/// When the machine booted, in seconds since the Unix epoch.
+fn boot_time() -> Option<f64> {
+    std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines().find_map(|l| {
+            l.strip_prefix("btime ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    })
+}
+
+fn open_fds() -> Option<f64> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as f64)
+        .ok()
+}
+
+fn max_fds() -> Option<f64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
+        .then_some(limit.rlim_cur as f64)
 }

@@ -10,7 +10,7 @@ mod relationships;
 pub mod routines;
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row, Transaction};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
@@ -325,70 +325,180 @@ ORDER BY p.oid
 /// Computed fields (scalar results) and computed relationships (table rows as results:
 /// `ROWS 1` or a single row is to-one, a set is to-many).
 async fn load_functions(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     schemas: &[String],
     tables: &mut HashMap<String, HashMap<String, Table>>,
     relationships: &mut HashMap<(String, String), Vec<Relationship>>,
 ) -> Result<(), tokio_postgres::Error> {
     for r in tx.query(ROW_FUNCTIONS_SQL, &[&schemas]).await? {
-        let fn_schema: String = r.get(0);
-        let fn_name: String = r.get(1);
         let arg_schema: String = r.get(2);
         let arg_table: String = r.get(3);
         let returns_set: bool = r.get(4);
-        let rows: f64 = r.get(5);
         let ret_schema: Option<String> = r.get(6);
         let ret_table: Option<String> = r.get(7);
         match (ret_schema, ret_table) {
             (Some(rs), Some(rt)) if rs == arg_schema && schemas.contains(&rs) => {
-                let to_one = !returns_set || rows == 1.0;
                 let foreign_is_view = tables
                     .get(&rs)
                     .and_then(|t| t.get(&rt))
                     .is_some_and(|t| t.kind != "table");
                 relationships
-                    .entry((arg_schema.clone(), arg_table.clone()))
+                    .entry((arg_schema, arg_table))
                     .or_default()
-                    .push(Relationship {
-                        schema: arg_schema,
-                        table: arg_table.clone(),
-                        is_self: rt == arg_table,
-                        foreign_table: rt,
-                        cardinality: if to_one {
-                            Cardinality::ManyToOne
-                        } else {
-                            Cardinality::OneToMany
-                        },
-                        constraint: fn_name.clone(),
-                        columns: Vec::new(),
-                        junction: None,
-                        foreign_is_view,
-                        holds_key: false,
-                        function: Some(QualifiedName::new(&fn_schema, &fn_name)),
-                    });
+                    .push(computed_relationship(&r, rt, foreign_is_view));
             }
             (None, None) if !returns_set => {
                 if let Some(t) = tables
                     .get_mut(&arg_schema)
                     .and_then(|t| t.get_mut(&arg_table))
                 {
-                    t.computed_fields.push(Column {
-                        name: fn_name.clone(),
-                        data_type: r.get(9),
-                        base_type: r.get(8),
-                        nullable: true,
-                        default: None,
-                        enum_values: Vec::new(),
-                        description: r.get(10),
-                        repr: Repr::default(),
-                        function: Some(QualifiedName::new(&fn_schema, &fn_name)),
-                    });
+                    t.computed_fields.push(computed_field(&r));
                 }
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// A ROW_FUNCTIONS_SQL row returning rows of `foreign_table`, as a relationship of the
+/// table its argument is a row of.
+fn computed_relationship(r: &Row, foreign_table: String, foreign_is_view: bool) -> Relationship {
+    let fn_schema: String = r.get(0);
+    let fn_name: String = r.get(1);
+    let schema: String = r.get(2);
+    let table: String = r.get(3);
+    let returns_set: bool = r.get(4);
+    let rows: f64 = r.get(5);
+    let to_one = !returns_set || rows == 1.0;
+    Relationship {
+        schema,
+        is_self: foreign_table == table,
+        table,
+        foreign_table,
+        cardinality: if to_one {
+            Cardinality::ManyToOne
+        } else {
+            Cardinality::OneToMany
+        },
+        constraint: fn_name.clone(),
+        columns: Vec::new(),
+        junction: None,
+        foreign_is_view,
+        holds_key: false,
+        function: Some(QualifiedName::new(&fn_schema, &fn_name)),
+    }
+}
+
+/// A ROW_FUNCTIONS_SQL row returning a scalar, as a computed field of its argument's table.
+fn computed_field(r: &Row) -> Column {
+    let fn_schema: String = r.get(0);
+    let fn_name: String = r.get(1);
+    Column {
+        name: fn_name.clone(),
+        data_type: r.get(9),
+        base_type: r.get(8),
+        nullable: true,
+        default: None,
+        enum_values: Vec::new(),
+        description: r.get(10),
+        repr: Repr::default(),
+        function: Some(QualifiedName::new(&fn_schema, &fn_name)),
+    }
+}
+
+/// Tables, views and the other relations of the exposed schemas, by schema and name,
+/// without their columns yet.
+async fn load_tables(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<HashMap<String, HashMap<String, Table>>, tokio_postgres::Error> {
+    let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
+    for row in tx.query(TABLES_SQL, &[&schemas]).await? {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        let relkind: String = row.get(2);
+        let table = Table {
+            schema: schema.clone(),
+            name: name.clone(),
+            kind: kind_name(&relkind),
+            description: row.get(3),
+            columns: Vec::new(),
+            primary_key: row.get(4),
+            computed_fields: Vec::new(),
+            updatable_events: row.get(5),
+        };
+        tables.entry(schema).or_default().insert(name, table);
+    }
+    Ok(tables)
+}
+
+async fn load_columns(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+    tables: &mut HashMap<String, HashMap<String, Table>>,
+) -> Result<(), tokio_postgres::Error> {
+    for row in tx.query(COLUMNS_SQL, &[&schemas]).await? {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        let Some(table) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) else {
+            continue;
+        };
+        table.columns.push(Column {
+            name: row.get(2),
+            data_type: row.get(3),
+            base_type: row.get(4),
+            nullable: row.get(5),
+            default: row.get(6),
+            enum_values: row.get(7),
+            description: row.get(8),
+            function: None,
+            repr: Repr {
+                to_json: QualifiedName::from_pair(row.get(9)),
+                from_json: QualifiedName::from_pair(row.get(10)),
+                from_text: QualifiedName::from_pair(row.get(11)),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Views without a primary key of their own take the one inferred from their base tables.
+fn adopt_view_keys(
+    tables: &mut HashMap<String, HashMap<String, Table>>,
+    view_keys: HashMap<(String, String), Vec<String>>,
+) {
+    for ((schema, name), key) in view_keys {
+        if let Some(view) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) {
+            if view.primary_key.is_empty() {
+                view.primary_key = key;
+            }
+        }
+    }
+}
+
+async fn load_role_settings(
+    tx: &Transaction<'_>,
+) -> Result<HashMap<String, Vec<(String, String)>>, tokio_postgres::Error> {
+    let mut role_settings: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for r in tx.query(ROLE_SETTINGS_SQL, &[]).await? {
+        role_settings
+            .entry(r.get(0))
+            .or_default()
+            .push((r.get(1), r.get(2)));
+    }
+    Ok(role_settings)
+}
+
+async fn load_schema_descriptions(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<HashMap<String, String>, tokio_postgres::Error> {
+    let mut schema_descriptions = HashMap::new();
+    for r in tx.query(SCHEMA_COMMENTS_SQL, &[&schemas]).await? {
+        schema_descriptions.insert(r.get(0), r.get(1));
+    }
+    Ok(schema_descriptions)
 }
 
 fn kind_name(relkind: &str) -> &'static str {
@@ -423,72 +533,20 @@ impl SchemaCache {
             );
             phase = Instant::now();
         };
-        let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
-        for row in tx.query(TABLES_SQL, &[&schemas]).await? {
-            let schema: String = row.get(0);
-            let name: String = row.get(1);
-            let relkind: String = row.get(2);
-            let table = Table {
-                schema: schema.clone(),
-                name: name.clone(),
-                kind: kind_name(&relkind),
-                description: row.get(3),
-                columns: Vec::new(),
-                primary_key: row.get(4),
-                computed_fields: Vec::new(),
-                updatable_events: row.get(5),
-            };
-            tables.entry(schema).or_default().insert(name, table);
-        }
-        for row in tx.query(COLUMNS_SQL, &[&schemas]).await? {
-            let schema: String = row.get(0);
-            let name: String = row.get(1);
-            let Some(table) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) else {
-                continue;
-            };
-            table.columns.push(Column {
-                name: row.get(2),
-                data_type: row.get(3),
-                base_type: row.get(4),
-                nullable: row.get(5),
-                default: row.get(6),
-                enum_values: row.get(7),
-                description: row.get(8),
-                function: None,
-                repr: Repr {
-                    to_json: QualifiedName::from_pair(row.get(9)),
-                    from_json: QualifiedName::from_pair(row.get(10)),
-                    from_text: QualifiedName::from_pair(row.get(11)),
-                },
-            });
-        }
+        let mut tables = load_tables(&tx, schemas).await?;
+        load_columns(&tx, schemas, &mut tables).await?;
         lap("tables and columns");
         let inferred = relationships::load(&tx, schemas).await?;
         lap("relationships");
         let mut relationships = inferred.relationships;
-        for ((schema, name), key) in inferred.view_keys {
-            if let Some(view) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) {
-                if view.primary_key.is_empty() {
-                    view.primary_key = key;
-                }
-            }
-        }
+        adopt_view_keys(&mut tables, inferred.view_keys);
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;
         lap("computed fields");
         let routines = routines::load(&tx, schemas).await?;
         let aggregates = routines::load_aggregates(&tx, schemas).await?;
         lap("routines");
-        let mut role_settings: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for r in tx.query(ROLE_SETTINGS_SQL, &[]).await? {
-            role_settings
-                .entry(r.get(0))
-                .or_default()
-                .push((r.get(1), r.get(2)));
-        }
-        let mut schema_descriptions = HashMap::new();
-        for r in tx.query(SCHEMA_COMMENTS_SQL, &[&schemas]).await? {
-            schema_descriptions.insert(r.get(0), r.get(1));
-        }
+        let role_settings = load_role_settings(&tx).await?;
+        let schema_descriptions = load_schema_descriptions(&tx, schemas).await?;
         tx.commit().await?;
         lap("role settings and schema comments");
 

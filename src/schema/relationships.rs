@@ -74,11 +74,7 @@ struct Edge {
 /// reads PostgreSQL's node text format; it only needs nesting and three fields.
 pub(crate) fn view_targets(tree: &str) -> Vec<(AttNum, Oid, AttNum)> {
     let bytes = tree.as_bytes();
-    let mut depth = 0i32;
-    let mut list_depth: Option<i32> = None;
-    let mut expecting_list = false;
-    let mut current: Option<(AttNum, Oid, AttNum)> = None;
-    let mut out = Vec::new();
+    let mut scan = TargetListScan::default();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -86,52 +82,82 @@ pub(crate) fn view_targets(tree: &str) -> Vec<(AttNum, Oid, AttNum)> {
                 i += 2;
                 continue;
             }
-            b'(' | b'{' => {
-                depth += 1;
-                if bytes[i] == b'(' && expecting_list {
-                    expecting_list = false;
-                    list_depth = Some(depth);
-                } else if bytes[i] == b'{' && list_depth == Some(depth - 1) {
-                    current = Some((0, 0, 0));
-                }
-            }
-            b')' | b'}' => {
-                if bytes[i] == b'}' && list_depth == Some(depth - 1) {
-                    out.extend(current.take());
-                }
-                if bytes[i] == b')' && list_depth == Some(depth) {
-                    return out;
-                }
-                depth -= 1;
-            }
+            b'(' | b'{' => scan.open(bytes[i]),
+            b')' | b'}' if scan.close(bytes[i]) => return scan.out,
             b':' => {
-                let start = i;
-                while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-                    i += 1;
-                }
-                let word = &tree[start..i];
-                if depth == 2 && word == ":targetList" && list_depth.is_none() {
-                    expecting_list = true;
-                    continue;
-                }
-                if let Some(entry) = current.as_mut().filter(|_| list_depth == Some(depth - 1)) {
-                    let rest = tree[i..].trim_start();
-                    let number: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-                    match word {
-                        ":resno" => entry.0 = number.parse().unwrap_or(0),
-                        ":resorigtbl" => entry.1 = number.parse().unwrap_or(0),
-                        ":resorigcol" => entry.2 = number.parse().unwrap_or(0),
-                        _ => {}
-                    }
-                }
+                i = scan.field(tree, i);
                 continue;
             }
-            b'<' if expecting_list => return out,
+            b'<' if scan.expecting_list => return scan.out,
             _ => {}
         }
         i += 1;
     }
-    out
+    scan.out
+}
+
+/// Where `view_targets` is in the node text: the nesting depth, the depth of the
+/// top-level target list once found, and the target entry being read.
+#[derive(Default)]
+struct TargetListScan {
+    depth: i32,
+    list_depth: Option<i32>,
+    /// `:targetList` was just read; an empty list prints as `<>`.
+    expecting_list: bool,
+    current: Option<(AttNum, Oid, AttNum)>,
+    out: Vec<(AttNum, Oid, AttNum)>,
+}
+
+impl TargetListScan {
+    /// An opening `(` or `{`: the target list itself, or one of its entries.
+    fn open(&mut self, bracket: u8) {
+        self.depth += 1;
+        if bracket == b'(' && self.expecting_list {
+            self.expecting_list = false;
+            self.list_depth = Some(self.depth);
+        } else if bracket == b'{' && self.list_depth == Some(self.depth - 1) {
+            self.current = Some((0, 0, 0));
+        }
+    }
+
+    /// A closing `)` or `}`: ends an entry, or the target list (then true: done).
+    fn close(&mut self, bracket: u8) -> bool {
+        if bracket == b'}' && self.list_depth == Some(self.depth - 1) {
+            self.out.extend(self.current.take());
+        }
+        if bracket == b')' && self.list_depth == Some(self.depth) {
+            return true;
+        }
+        self.depth -= 1;
+        false
+    }
+
+    /// The `:name` at `start` and, inside a top-level entry, the number after it.
+    /// Returns where the name ends.
+    fn field(&mut self, tree: &str, start: usize) -> usize {
+        let bytes = tree.as_bytes();
+        let mut end = start;
+        while end < bytes.len() && !bytes[end].is_ascii_whitespace() {
+            end += 1;
+        }
+        let word = &tree[start..end];
+        if self.depth == 2 && word == ":targetList" && self.list_depth.is_none() {
+            self.expecting_list = true;
+            return end;
+        }
+        let in_entry = self.list_depth == Some(self.depth - 1);
+        if let Some(entry) = self.current.as_mut().filter(|_| in_entry) {
+            let rest = tree[end..].trim_start();
+            let number: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            match word {
+                ":resno" => entry.0 = number.parse().unwrap_or(0),
+                ":resorigtbl" => entry.1 = number.parse().unwrap_or(0),
+                ":resorigcol" => entry.2 = number.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        end
+    }
 }
 
 struct Catalog {
@@ -184,6 +210,25 @@ impl Catalog {
         out
     }
 
+    /// Records primary keys and unique constraints on their relations and on every view
+    /// that shows all of their columns.
+    fn add_keys(&mut self, keys: Vec<Key>) {
+        for (oid, primary, cols) in keys {
+            for (rel, pcols) in self.projections(oid, &cols) {
+                if primary {
+                    self.primary.entry(rel).or_default().push(pcols.clone());
+                }
+                self.unique.entry(rel).or_default().push(pcols);
+            }
+        }
+    }
+
+    /// Both relations, when both are exposed and in the same schema.
+    fn exposed_pair(&self, a: Oid, b: Oid) -> Option<(&Rel, &Rel)> {
+        let (ra, rb) = (self.rels.get(&a)?, self.rels.get(&b)?);
+        (ra.exposed && rb.exposed && ra.schema == rb.schema).then_some((ra, rb))
+    }
+
     fn col_names(&self, oid: Oid, cols: &[AttNum]) -> Vec<String> {
         cols.iter()
             .map(|c| self.names.get(&(oid, *c)).cloned().unwrap_or_default())
@@ -204,11 +249,7 @@ impl Catalog {
     }
 }
 
-fn follow_view(
-    views: &HashMap<Oid, HashMap<AttNum, (Oid, AttNum)>>,
-    view: Oid,
-    col: AttNum,
-) -> Option<(Oid, AttNum)> {
+fn follow_view(views: &ViewColumns, view: Oid, col: AttNum) -> Option<(Oid, AttNum)> {
     let mut at = *views.get(&view)?.get(&col)?;
     for _ in 0..32 {
         match views.get(&at.0).and_then(|v| v.get(&at.1)) {
@@ -230,6 +271,29 @@ pub(super) async fn load(
     tx: &Transaction<'_>,
     schemas: &[String],
 ) -> Result<Inferred, tokio_postgres::Error> {
+    let rels = load_relations(tx, schemas).await?;
+    let names = load_column_names(tx).await?;
+    let views = load_view_columns(tx).await?;
+    let mut catalog = Catalog {
+        rels,
+        names,
+        unique: HashMap::new(),
+        primary: HashMap::new(),
+        exposures: base_column_exposures(&views),
+    };
+    let (fks, keys) = load_keys(tx).await?;
+    catalog.add_keys(keys);
+    let edges = edges_through_views(&catalog, &fks);
+    Ok(Inferred {
+        relationships: infer(&catalog, &edges),
+        view_keys: view_primary_keys(&catalog),
+    })
+}
+
+async fn load_relations(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<HashMap<Oid, Rel>, tokio_postgres::Error> {
     let mut rels = HashMap::new();
     for r in tx.query(RELATIONS_SQL, &[]).await? {
         let schema: String = r.get(1);
@@ -244,6 +308,12 @@ pub(super) async fn load(
             },
         );
     }
+    Ok(rels)
+}
+
+async fn load_column_names(
+    tx: &Transaction<'_>,
+) -> Result<HashMap<(Oid, AttNum), String>, tokio_postgres::Error> {
     let mut names = HashMap::new();
     for r in tx.query(ATTRIBUTES_SQL, &[]).await? {
         names.insert(
@@ -251,7 +321,15 @@ pub(super) async fn load(
             r.get::<_, String>(2),
         );
     }
-    let mut views: HashMap<Oid, HashMap<AttNum, (Oid, AttNum)>> = HashMap::new();
+    Ok(names)
+}
+
+/// For each view, the relation column each of its columns shows directly (a base
+/// table's, or another view's).
+type ViewColumns = HashMap<Oid, HashMap<AttNum, (Oid, AttNum)>>;
+
+async fn load_view_columns(tx: &Transaction<'_>) -> Result<ViewColumns, tokio_postgres::Error> {
+    let mut views: ViewColumns = HashMap::new();
     for r in tx.query(VIEWS_SQL, &[]).await? {
         let view: Oid = r.get(0);
         let tree: String = r.get(1);
@@ -262,23 +340,29 @@ pub(super) async fn load(
             }
         }
     }
+    Ok(views)
+}
+
+/// For each base column, the view columns that show it, through chains of views.
+fn base_column_exposures(views: &ViewColumns) -> HashMap<(Oid, AttNum), Vec<(Oid, AttNum)>> {
     let mut exposures: HashMap<(Oid, AttNum), Vec<(Oid, AttNum)>> = HashMap::new();
-    for (view, cols) in &views {
+    for (view, cols) in views {
         let mut sorted: Vec<_> = cols.keys().copied().collect();
         sorted.sort();
         for col in sorted {
-            if let Some(base) = follow_view(&views, *view, col) {
+            if let Some(base) = follow_view(views, *view, col) {
                 exposures.entry(base).or_default().push((*view, col));
             }
         }
     }
-    let mut catalog = Catalog {
-        rels,
-        names,
-        unique: HashMap::new(),
-        primary: HashMap::new(),
-        exposures,
-    };
+    exposures
+}
+
+/// A primary key or unique constraint: (relation, is primary, columns).
+type Key = (Oid, bool, Vec<AttNum>);
+
+/// Foreign keys, and primary keys and unique constraints, in creation order.
+async fn load_keys(tx: &Transaction<'_>) -> Result<(Vec<Edge>, Vec<Key>), tokio_postgres::Error> {
     let mut fks = Vec::new();
     let mut keys = Vec::new();
     for r in tx.query(KEYS_SQL, &[]).await? {
@@ -297,16 +381,13 @@ pub(super) async fn load(
             keys.push((oid, kind == "p", cols));
         }
     }
-    for (oid, primary, cols) in keys {
-        for (rel, pcols) in catalog.projections(oid, &cols) {
-            if primary {
-                catalog.primary.entry(rel).or_default().push(pcols.clone());
-            }
-            catalog.unique.entry(rel).or_default().push(pcols);
-        }
-    }
+    Ok((fks, keys))
+}
+
+/// Every foreign key as seen from every relation that shows its columns at either end.
+fn edges_through_views(catalog: &Catalog, fks: &[Edge]) -> Vec<Edge> {
     let mut edges = Vec::new();
-    for fk in &fks {
+    for fk in fks {
         for (source, source_cols) in catalog.projections(fk.source, &fk.source_cols) {
             for (target, target_cols) in catalog.projections(fk.target, &fk.target_cols) {
                 edges.push(Edge {
@@ -319,138 +400,151 @@ pub(super) async fn load(
             }
         }
     }
+    edges
+}
+
+/// The primary keys exposed views inherit, by (schema, view).
+fn view_primary_keys(catalog: &Catalog) -> HashMap<(String, String), Vec<String>> {
     let mut view_keys = HashMap::new();
     for (oid, keys) in &catalog.primary {
         let Some(rel) = catalog.rels.get(oid).filter(|r| r.is_view && r.exposed) else {
             continue;
         };
-        // A view joining tables has the union of their keys (PostgREST does the same).
-        let mut cols: Vec<AttNum> = Vec::new();
-        for key in keys {
-            for c in key {
-                if !cols.contains(c) {
-                    cols.push(*c);
-                }
-            }
-        }
         view_keys.insert(
             (rel.schema.clone(), rel.name.clone()),
-            catalog.col_names(*oid, &cols),
+            catalog.col_names(*oid, &union_of_keys(keys)),
         );
     }
-    Ok(Inferred {
-        relationships: infer(&catalog, &edges),
-        view_keys,
-    })
+    view_keys
+}
+
+/// A view joining tables has the union of their keys (PostgREST does the same).
+fn union_of_keys(keys: &[Vec<AttNum>]) -> Vec<AttNum> {
+    let mut cols: Vec<AttNum> = Vec::new();
+    for key in keys {
+        for c in key {
+            if !cols.contains(c) {
+                cols.push(*c);
+            }
+        }
+    }
+    cols
 }
 
 fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Relationship>> {
-    let exposed_pair = |a: Oid, b: Oid| -> Option<(&Rel, &Rel)> {
-        let (ra, rb) = (catalog.rels.get(&a)?, catalog.rels.get(&b)?);
-        (ra.exposed && rb.exposed && ra.schema == rb.schema).then_some((ra, rb))
-    };
     let mut out: HashMap<(String, String), Vec<Relationship>> = HashMap::new();
+    let mut add = |r: Relationship| {
+        out.entry((r.schema.clone(), r.table.clone()))
+            .or_default()
+            .push(r)
+    };
     for e in edges {
-        let Some((source, target)) = exposed_pair(e.source, e.target) else {
-            continue;
-        };
-        let one_to_one = catalog.is_unique(e.source, &e.source_cols);
-        let pairs: Vec<(String, String)> = catalog
-            .col_names(e.source, &e.source_cols)
-            .into_iter()
-            .zip(catalog.col_names(e.target, &e.target_cols))
-            .collect();
-        let is_self = e.source == e.target;
-        out.entry((source.schema.clone(), source.name.clone()))
-            .or_default()
-            .push(Relationship {
-                schema: source.schema.clone(),
-                table: source.name.clone(),
-                foreign_table: target.name.clone(),
-                cardinality: if one_to_one {
-                    Cardinality::OneToOne
-                } else {
-                    Cardinality::ManyToOne
-                },
-                constraint: e.constraint.clone(),
-                columns: pairs.clone(),
-                junction: None,
-                is_self,
-                foreign_is_view: target.is_view,
-                function: None,
-                holds_key: true,
-            });
-        out.entry((target.schema.clone(), target.name.clone()))
-            .or_default()
-            .push(Relationship {
-                schema: target.schema.clone(),
-                table: target.name.clone(),
-                foreign_table: source.name.clone(),
-                cardinality: if one_to_one {
-                    Cardinality::OneToOne
-                } else {
-                    Cardinality::OneToMany
-                },
-                constraint: e.constraint.clone(),
-                columns: pairs.into_iter().map(|(a, b)| (b, a)).collect(),
-                junction: None,
-                is_self,
-                foreign_is_view: source.is_view,
-                function: None,
-                holds_key: false,
-            });
+        if let Some((forward, backward)) = foreign_key_relationships(catalog, e) {
+            add(forward);
+            add(backward);
+        }
     }
     for (i, left) in edges.iter().enumerate() {
         for (k, right) in edges.iter().enumerate() {
             if i == k || left.source != right.source || left.constraint == right.constraint {
                 continue;
             }
-            let Some((junction, from)) = exposed_pair(left.source, left.target) else {
-                continue;
-            };
-            let Some((_, to)) = exposed_pair(right.source, right.target) else {
-                continue;
-            };
-            if from.schema != to.schema {
-                continue;
+            if let Some(r) = many_to_many(catalog, left, right) {
+                add(r);
             }
-            let cols = left.source_cols.iter().chain(&right.source_cols).copied();
-            if !catalog.primary_covers(left.source, cols) {
-                continue;
-            }
-            let jcols_left = catalog.col_names(left.source, &left.source_cols);
-            let jcols_right = catalog.col_names(right.source, &right.source_cols);
-            out.entry((from.schema.clone(), from.name.clone()))
-                .or_default()
-                .push(Relationship {
-                    schema: from.schema.clone(),
-                    table: from.name.clone(),
-                    foreign_table: to.name.clone(),
-                    cardinality: Cardinality::ManyToMany,
-                    constraint: String::new(),
-                    columns: Vec::new(),
-                    junction: Some(Junction {
-                        table: junction.name.clone(),
-                        source_constraint: left.constraint.clone(),
-                        source_columns: catalog
-                            .col_names(left.target, &left.target_cols)
-                            .into_iter()
-                            .zip(jcols_left)
-                            .collect(),
-                        target_constraint: right.constraint.clone(),
-                        target_columns: jcols_right
-                            .into_iter()
-                            .zip(catalog.col_names(right.target, &right.target_cols))
-                            .collect(),
-                    }),
-                    is_self: left.target == right.target,
-                    foreign_is_view: to.is_view,
-                    function: None,
-                    holds_key: false,
-                });
         }
     }
     out
+}
+
+/// A foreign key seen from both ends: many-to-one (or one-to-one, when its columns are
+/// unique) from the source, one-to-many (or one-to-one) from the target.
+fn foreign_key_relationships(catalog: &Catalog, e: &Edge) -> Option<(Relationship, Relationship)> {
+    let (source, target) = catalog.exposed_pair(e.source, e.target)?;
+    let one_to_one = catalog.is_unique(e.source, &e.source_cols);
+    let pairs: Vec<(String, String)> = catalog
+        .col_names(e.source, &e.source_cols)
+        .into_iter()
+        .zip(catalog.col_names(e.target, &e.target_cols))
+        .collect();
+    let is_self = e.source == e.target;
+    let forward = Relationship {
+        schema: source.schema.clone(),
+        table: source.name.clone(),
+        foreign_table: target.name.clone(),
+        cardinality: if one_to_one {
+            Cardinality::OneToOne
+        } else {
+            Cardinality::ManyToOne
+        },
+        constraint: e.constraint.clone(),
+        columns: pairs.clone(),
+        junction: None,
+        is_self,
+        foreign_is_view: target.is_view,
+        function: None,
+        holds_key: true,
+    };
+    let backward = Relationship {
+        schema: target.schema.clone(),
+        table: target.name.clone(),
+        foreign_table: source.name.clone(),
+        cardinality: if one_to_one {
+            Cardinality::OneToOne
+        } else {
+            Cardinality::OneToMany
+        },
+        constraint: e.constraint.clone(),
+        columns: pairs.into_iter().map(|(a, b)| (b, a)).collect(),
+        junction: None,
+        is_self,
+        foreign_is_view: source.is_view,
+        function: None,
+        holds_key: false,
+    };
+    Some((forward, backward))
+}
+
+/// Two foreign keys of one junction table whose primary key covers both: a many-to-many
+/// relationship from `left`'s target to `right`'s.
+fn many_to_many(catalog: &Catalog, left: &Edge, right: &Edge) -> Option<Relationship> {
+    let (junction, from) = catalog.exposed_pair(left.source, left.target)?;
+    let (_, to) = catalog.exposed_pair(right.source, right.target)?;
+    if from.schema != to.schema {
+        return None;
+    }
+    let cols = left.source_cols.iter().chain(&right.source_cols).copied();
+    if !catalog.primary_covers(left.source, cols) {
+        return None;
+    }
+    let jcols_left = catalog.col_names(left.source, &left.source_cols);
+    let jcols_right = catalog.col_names(right.source, &right.source_cols);
+    Some(Relationship {
+        schema: from.schema.clone(),
+        table: from.name.clone(),
+        foreign_table: to.name.clone(),
+        cardinality: Cardinality::ManyToMany,
+        constraint: String::new(),
+        columns: Vec::new(),
+        junction: Some(Junction {
+            table: junction.name.clone(),
+            source_constraint: left.constraint.clone(),
+            source_columns: catalog
+                .col_names(left.target, &left.target_cols)
+                .into_iter()
+                .zip(jcols_left)
+                .collect(),
+            target_constraint: right.constraint.clone(),
+            target_columns: jcols_right
+                .into_iter()
+                .zip(catalog.col_names(right.target, &right.target_cols))
+                .collect(),
+        }),
+        is_self: left.target == right.target,
+        foreign_is_view: to.is_view,
+        function: None,
+        holds_key: false,
+    })
 }
 
 #[cfg(test)]

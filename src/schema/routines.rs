@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
+use tokio_postgres::{Row, Transaction};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Param {
@@ -164,98 +164,125 @@ pub(super) async fn load(
 ) -> Result<HashMap<(String, String), Vec<Routine>>, tokio_postgres::Error> {
     let mut out: HashMap<(String, String), Vec<Routine>> = HashMap::new();
     for r in tx.query(ROUTINES_SQL, &[&schemas]).await? {
-        let args: Vec<RawArg> = serde_json::from_str(&r.get::<_, String>(2)).unwrap_or_default();
-        let defaults = r.get::<_, i32>(3).max(0) as usize;
-        let inputs: Vec<&RawArg> = args
-            .iter()
-            .filter(|a| matches!(a.mode.as_str(), "i" | "b" | "v"))
-            .collect();
-        if !callable(&inputs) || r.get::<_, String>(7) == "trigger" {
-            continue;
+        if let Some(routine) = routine_from_row(&r, schemas) {
+            out.entry((routine.schema.clone(), routine.name.clone()))
+                .or_default()
+                .push(routine);
         }
-        let has_out = args
-            .iter()
-            .any(|a| matches!(a.mode.as_str(), "o" | "b" | "t"));
-        let first_optional = inputs.len().saturating_sub(defaults);
-        let params = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| Param {
-                name: a.name.clone(),
-                type_name: a.type_name.clone(),
-                base_type: a.base_type.clone(),
-                required: i < first_optional,
-                variadic: a.mode == "v",
-            })
-            .collect();
-        let typtype: String = r.get(6);
-        let typname: String = r.get(7);
-        let rel_schema: Option<String> = r.get(8);
-        let rel_name: Option<String> = r.get(9);
-        let rel_kind: Option<String> = r.get(10);
-        let returns = match (typtype.as_str(), typname.as_str()) {
-            ("p", "void") => Returns::Void,
-            _ if has_out => Returns::Composite,
-            ("p", "record") => Returns::Composite,
-            ("c", _) => match (rel_schema, rel_name, rel_kind.as_deref()) {
-                (Some(s), Some(n), Some(kind)) if kind != "c" && schemas.contains(&s) => {
-                    Returns::Table { schema: s, name: n }
-                }
-                _ => Returns::Composite,
-            },
-            _ => Returns::Scalar,
-        };
-        let schema: String = r.get(0);
-        let name: String = r.get(1);
-        let media: Option<String> = r.get(12);
-        let result_table = (returns == Returns::Composite && has_out).then(|| super::Table {
-            schema: schema.clone(),
-            name: name.clone(),
-            kind: "function",
-            description: None,
-            columns: args
-                .iter()
-                .filter(|a| matches!(a.mode.as_str(), "o" | "b" | "t"))
-                .map(|a| super::Column {
-                    name: a.name.clone(),
-                    data_type: a.type_name.clone(),
-                    base_type: a.base_type.clone(),
-                    nullable: true,
-                    default: None,
-                    enum_values: Vec::new(),
-                    description: None,
-                    function: None,
-                    repr: Default::default(),
-                })
-                .collect(),
-            primary_key: Vec::new(),
-            computed_fields: Vec::new(),
-            updatable_events: 0,
-        });
-        out.entry((schema.clone(), name.clone()))
-            .or_default()
-            .push(Routine {
-                schema,
-                name,
-                params,
-                returns,
-                returns_set: r.get(4),
-                volatile: r.get(5),
-                description: r.get(11),
-                result_table,
-                settings: r
-                    .get::<_, Vec<String>>(14)
-                    .iter()
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                media: media.map(|m| MediaHandler::new(m, r.get::<_, &str>(13))),
-            });
     }
     for overloads in out.values_mut() {
         overloads.sort_by_cached_key(overload_order);
     }
     Ok(out)
+}
+
+/// A ROUTINES_SQL row as a routine; `None` for trigger functions and functions /rpc
+/// cannot call.
+fn routine_from_row(r: &Row, schemas: &[String]) -> Option<Routine> {
+    let args: Vec<RawArg> = serde_json::from_str(&r.get::<_, String>(2)).unwrap_or_default();
+    let defaults = r.get::<_, i32>(3).max(0) as usize;
+    let inputs: Vec<&RawArg> = args
+        .iter()
+        .filter(|a| matches!(a.mode.as_str(), "i" | "b" | "v"))
+        .collect();
+    if !callable(&inputs) || r.get::<_, String>(7) == "trigger" {
+        return None;
+    }
+    let has_out = args.iter().any(is_output);
+    let returns = returns_of(r, has_out, schemas);
+    let schema: String = r.get(0);
+    let name: String = r.get(1);
+    let media: Option<String> = r.get(12);
+    let result_table =
+        (returns == Returns::Composite && has_out).then(|| result_table(&schema, &name, &args));
+    Some(Routine {
+        schema,
+        name,
+        params: params_of(&inputs, defaults),
+        returns,
+        returns_set: r.get(4),
+        volatile: r.get(5),
+        description: r.get(11),
+        result_table,
+        settings: r
+            .get::<_, Vec<String>>(14)
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        media: media.map(|m| MediaHandler::new(m, r.get::<_, &str>(13))),
+    })
+}
+
+/// An OUT, INOUT or TABLE argument: a column of the result.
+fn is_output(a: &RawArg) -> bool {
+    matches!(a.mode.as_str(), "o" | "b" | "t")
+}
+
+/// The input parameters; the last `defaults` of them are optional.
+fn params_of(inputs: &[&RawArg], defaults: usize) -> Vec<Param> {
+    let first_optional = inputs.len().saturating_sub(defaults);
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Param {
+            name: a.name.clone(),
+            type_name: a.type_name.clone(),
+            base_type: a.base_type.clone(),
+            required: i < first_optional,
+            variadic: a.mode == "v",
+        })
+        .collect()
+}
+
+/// What a ROUTINES_SQL row's function returns: rows of a table only when the table is
+/// in an exposed schema (then read features and embedding apply).
+fn returns_of(r: &Row, has_out: bool, schemas: &[String]) -> Returns {
+    let typtype: String = r.get(6);
+    let typname: String = r.get(7);
+    let rel_schema: Option<String> = r.get(8);
+    let rel_name: Option<String> = r.get(9);
+    let rel_kind: Option<String> = r.get(10);
+    match (typtype.as_str(), typname.as_str()) {
+        ("p", "void") => Returns::Void,
+        _ if has_out => Returns::Composite,
+        ("p", "record") => Returns::Composite,
+        ("c", _) => match (rel_schema, rel_name, rel_kind.as_deref()) {
+            (Some(s), Some(n), Some(kind)) if kind != "c" && schemas.contains(&s) => {
+                Returns::Table { schema: s, name: n }
+            }
+            _ => Returns::Composite,
+        },
+        _ => Returns::Scalar,
+    }
+}
+
+/// The columns of a composite result declared by OUT and TABLE parameters.
+fn result_table(schema: &str, name: &str, args: &[RawArg]) -> super::Table {
+    super::Table {
+        schema: schema.to_string(),
+        name: name.to_string(),
+        kind: "function",
+        description: None,
+        columns: args
+            .iter()
+            .filter(|a| is_output(a))
+            .map(|a| super::Column {
+                name: a.name.clone(),
+                data_type: a.type_name.clone(),
+                base_type: a.base_type.clone(),
+                nullable: true,
+                default: None,
+                enum_values: Vec::new(),
+                description: None,
+                function: None,
+                repr: Default::default(),
+            })
+            .collect(),
+        primary_key: Vec::new(),
+        computed_fields: Vec::new(),
+        updatable_events: 0,
+    }
 }
 
 /// Whether a function can be called through /rpc, as PostgREST decides it: every input
