@@ -40,7 +40,7 @@ start=$(date +%s.%N)
 PGRST_DB_URI="postgresql://scale_authenticator@127.0.0.1:$PGPORT/postgres" \
 PGRST_DB_SCHEMAS=api PGRST_DB_ANON_ROLE=scale_anon \
 PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL="${LOG_LEVEL:-info}" \
-  "$ROOT/target/release/pgrest" >"$WORK/pgrest.log" 2>&1 &
+  "${PGREST_BIN:-$ROOT/target/release/pgrest}" >"$WORK/pgrest.log" 2>&1 &
 PGREST_PID=$!
 for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$HTTP_PORT/t1?limit=1" >/dev/null && break; sleep 0.05; done
 ready=$(echo "$(date +%s.%N) - $start" | bc)
