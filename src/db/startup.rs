@@ -73,31 +73,61 @@ pub async fn with_db_config(
             super::describe(&e)
         )
     };
-    let mut settings: Vec<(String, String)> = Vec::new();
-    let underscored: Vec<String> = crate::config::IN_DB_KEYS
+    let names: Vec<String> = crate::config::IN_DB_KEYS
         .iter()
         .map(|k| format!("pgrst.{}", k.replace('-', "_")))
         .collect();
-    let to_key = |name: &str| name.trim_start_matches("pgrst.").replace('_', "-");
-    if let Some(pre) = config.db_pre_config.as_deref() {
-        let tx = client.transaction().await.map_err(fail)?;
-        tx.batch_execute(&format!("SELECT {}()", crate::sql::quote_qualified(pre)))
-            .await
-            .map_err(fail)?;
-        let rows = tx
-            .query(
-                "SELECT k, current_setting(k, true) FROM unnest($1::text[]) AS k",
-                &[&underscored],
-            )
-            .await
-            .map_err(fail)?;
-        for row in rows {
-            if let Some(v) = row.get::<_, Option<String>>(1).filter(|v| !v.is_empty()) {
-                settings.push((to_key(row.get(0)), v));
-            }
-        }
-        tx.rollback().await.map_err(fail)?;
+    let mut settings = match config.db_pre_config.as_deref() {
+        Some(pre) => pre_config_settings(client, pre, &names).await.map_err(fail)?,
+        None => Vec::new(),
+    };
+    settings.extend(role_settings(client, &names).await.map_err(fail)?);
+    if !settings.is_empty() {
+        tracing::info!(
+            "applying {} in-database configuration setting(s)",
+            settings.len()
+        );
     }
+    config.with_db_settings(&settings)
+}
+
+/// `pgrst.db_schemas` -> `db-schemas`.
+fn config_key(setting: &str) -> String {
+    setting.trim_start_matches("pgrst.").replace('_', "-")
+}
+
+/// What db-pre-config sets, read in a transaction that is rolled back.
+async fn pre_config_settings(
+    client: &mut tokio_postgres::Client,
+    function: &str,
+    names: &[String],
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SELECT {}()", crate::sql::quote_qualified(function)))
+        .await?;
+    let rows = tx
+        .query(
+            "SELECT k, current_setting(k, true) FROM unnest($1::text[]) AS k",
+            &[&names],
+        )
+        .await?;
+    let settings = rows
+        .iter()
+        .filter_map(|row| {
+            let value = row.get::<_, Option<String>>(1).filter(|v| !v.is_empty())?;
+            Some((config_key(row.get(0)), value))
+        })
+        .collect();
+    tx.rollback().await?;
+    Ok(settings)
+}
+
+/// The authenticator's `pgrst.*` role settings; a database-specific one wins over the
+/// one for every database.
+async fn role_settings(
+    client: &mut tokio_postgres::Client,
+    names: &[String],
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT DISTINCT ON (k) k, v FROM (
@@ -110,20 +140,13 @@ pub async fn with_db_config(
              ) AS t
              WHERE k = ANY($1)
              ORDER BY k, setdatabase DESC",
-            &[&underscored],
+            &[&names],
         )
-        .await
-        .map_err(fail)?;
-    for row in rows {
-        settings.push((to_key(row.get(0)), row.get(1)));
-    }
-    if !settings.is_empty() {
-        tracing::info!(
-            "applying {} in-database configuration setting(s)",
-            settings.len()
-        );
-    }
-    config.with_db_settings(&settings)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (config_key(row.get(0)), row.get(1)))
+        .collect())
 }
 
 /// Loads the schema cache of `schemas` over a connection of its own.
