@@ -49,3 +49,15 @@ printf 'first answered request %.2f s after start\n' "$ready"
 curl -sf "http://127.0.0.1:$HTTP_PORT/t$TABLES?select=id,t$((TABLES - 1))(id)&limit=1" >/dev/null \
   && echo "embedding across the last foreign key: ok"
 echo "pgrest RSS with the cache loaded: $(awk '/VmRSS/{print $2, $3}' /proc/$PGREST_PID/status)"
+
+# Reloads (SIGUSR1): how long until the new cache is in, and whether memory stays flat.
+for n in 1 2; do
+  start=$(date +%s.%N)
+  kill -USR1 "$PGREST_PID"
+  for _ in $(seq 1200); do
+    [ "$(grep -c 'schema cache reloaded' "$WORK/pgrest.log")" -ge "$n" ] && break
+    sleep 0.05
+  done
+  printf 'reload %d: %.2f s, RSS %s\n' "$n" "$(echo "$(date +%s.%N) - $start" | bc)" \
+    "$(awk '/VmRSS/{print $2, $3}' /proc/$PGREST_PID/status)"
+done

@@ -561,11 +561,16 @@ impl SchemaCache {
             );
             phase = Instant::now();
         };
-        let mut tables = load_tables(&tx, schemas).await?;
-        load_columns(&tx, schemas, &mut tables).await?;
-        lap("tables and columns");
-        let inferred = relationships::load(&tx, schemas).await?;
-        lap("relationships");
+        // The relationship queries go out with the table and column ones (pipelined on
+        // the connection): PostgreSQL answers them while the columns are being read.
+        let tables_and_columns = async {
+            let mut tables = load_tables(&tx, schemas).await?;
+            load_columns(&tx, schemas, &mut tables).await?;
+            Ok(tables)
+        };
+        let (mut tables, inferred) =
+            tokio::try_join!(tables_and_columns, relationships::load(&tx, schemas))?;
+        lap("tables, columns and relationships");
         let mut relationships = inferred.relationships;
         adopt_view_keys(&mut tables, inferred.view_keys);
         load_functions(&tx, schemas, &mut tables, &mut relationships).await?;

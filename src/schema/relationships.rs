@@ -271,9 +271,14 @@ pub(super) async fn load(
     tx: &Transaction<'_>,
     schemas: &[String],
 ) -> Result<Inferred, tokio_postgres::Error> {
-    let rels = load_relations(tx, schemas).await?;
-    let names = load_column_names(tx).await?;
-    let views = load_view_columns(tx).await?;
+    // The four catalog reads go out together (tokio-postgres pipelines queries on one
+    // connection), so their round trips overlap.
+    let (rels, names, views, (fks, keys)) = tokio::try_join!(
+        load_relations(tx, schemas),
+        load_column_names(tx),
+        load_view_columns(tx),
+        load_keys(tx),
+    )?;
     let mut catalog = Catalog {
         rels,
         names,
@@ -281,7 +286,6 @@ pub(super) async fn load(
         primary: HashMap::new(),
         exposures: base_column_exposures(&views),
     };
-    let (fks, keys) = load_keys(tx).await?;
     catalog.add_keys(keys);
     let edges = edges_through_views(&catalog, &fks);
     Ok(Inferred {
