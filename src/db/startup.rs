@@ -78,7 +78,9 @@ pub async fn with_db_config(
         .map(|k| format!("pgrst.{}", k.replace('-', "_")))
         .collect();
     let mut settings = match config.db_pre_config.as_deref() {
-        Some(pre) => pre_config_settings(client, pre, &names).await.map_err(fail)?,
+        Some(pre) => pre_config_settings(client, pre, &names)
+            .await
+            .map_err(fail)?,
         None => Vec::new(),
     };
     settings.extend(role_settings(client, &names).await.map_err(fail)?);
@@ -103,8 +105,11 @@ async fn pre_config_settings(
     names: &[String],
 ) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SELECT {}()", crate::sql::quote_qualified(function)))
-        .await?;
+    tx.batch_execute(&format!(
+        "SELECT {}()",
+        crate::sql::quote_qualified(function)
+    ))
+    .await?;
     let rows = tx
         .query(
             "SELECT k, current_setting(k, true) FROM unnest($1::text[]) AS k",
