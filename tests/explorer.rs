@@ -28,19 +28,6 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-fn chromium() -> String {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find(|b| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {b}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|b| b.to_string())
-        .expect("no chromium on PATH (Debian: apt-get install chromium)")
-}
-
 /// One headless Chromium and a DevTools session on its first page.
 struct Browser {
     child: Child,
@@ -54,7 +41,7 @@ impl Browser {
     fn launch(name: &str) -> Browser {
         let profile = out_dir().join(format!("profile-{name}"));
         let _ = std::fs::remove_dir_all(&profile);
-        let mut child = Command::new(chromium())
+        let mut child = Command::new(common::chromium())
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -323,24 +310,8 @@ impl Drop for Browser {
 
 /// pgrest serving the demo schema (in a database of the tests' cluster), with tokens on.
 fn demo_server() -> common::Server {
-    let h = common::harness();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(
-        h.cluster
-            .execute("postgres", "CREATE DATABASE explorer_demo"),
-    )
-    .unwrap();
-    rt.block_on(h.cluster.execute("explorer_demo", pgrest::DEMO_SQL))
-        .unwrap();
-    let mut cmd = common::pgrest_command();
-    cmd.env("PGRST_DB_URI", h.cluster.uri("explorer_demo"))
-        .env("PGRST_DB_SCHEMAS", "api")
-        .env("PGRST_DB_ANON_ROLE", "web_anon")
-        .env("PGRST_DB_CHANNEL_ENABLED", "false")
-        .env("PGRST_JWT_SECRET", common::JWT_SECRET);
+    let mut cmd = common::demo_command("explorer_demo");
+    cmd.env("PGRST_JWT_SECRET", common::JWT_SECRET);
     common::spawn_server(cmd).0
 }
 

@@ -208,24 +208,7 @@ fn modes_security_and_reload() {
 
 /// A pgrest serving the demo schema in its own database (schemathesis writes to it).
 fn demo_server() -> (Server, std::process::Child) {
-    let h = common::harness();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(
-        h.cluster
-            .execute("postgres", "CREATE DATABASE openapi_demo"),
-    )
-    .unwrap();
-    rt.block_on(h.cluster.execute("openapi_demo", pgrest::DEMO_SQL))
-        .unwrap();
-    let mut cmd = common::pgrest_command();
-    cmd.env("PGRST_DB_URI", h.cluster.uri("openapi_demo"))
-        .env("PGRST_DB_SCHEMAS", "api")
-        .env("PGRST_DB_ANON_ROLE", "web_anon")
-        .env("PGRST_DB_CHANNEL_ENABLED", "false");
-    common::spawn_server(cmd)
+    common::spawn_server(common::demo_command("openapi_demo"))
 }
 
 /// Property-based testing from the server's own document: schemathesis generates
@@ -272,19 +255,6 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     assert!(report.contains("passed"), "{report}");
 }
 
-fn chromium() -> String {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find(|b| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {b}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|b| b.to_string())
-        .expect("no chromium on PATH (Debian: apt-get install chromium)")
-}
-
 /// The documentation page a browser gets at `/`, rendered by headless Chromium: the
 /// screenshot is kept in target/tmp/openapi/docs.png and the rendered DOM must list the
 /// resources and functions.
@@ -300,7 +270,7 @@ fn the_docs_page_renders_in_a_browser() {
         page.header("content-type"),
         Some("text/html; charset=utf-8")
     );
-    let browser = chromium();
+    let browser = common::chromium();
     let profile = out_dir().join("chromium-profile");
     let flags = |extra: &[&str]| {
         let mut cmd = Command::new(&browser);

@@ -3,35 +3,19 @@ use super::*;
 use crate::plan::read::read_plan;
 use crate::plan::Negotiated;
 use crate::request::{parse_query, Action, ApiRequest, CountPref, Method};
-use crate::schema::{Cardinality, Column, Junction, Relationship, SchemaCache};
+use crate::schema::{fixtures, Cardinality, Junction, Relationship, SchemaCache};
 
 fn table() -> Table {
-    let col = |name: &str, base: &str| Column {
-        name: name.into(),
-        data_type: base.into(),
-        base_type: base.into(),
-        nullable: true,
-        default: None,
-        enum_values: vec![],
-        description: None,
-        function: None,
-        repr: Default::default(),
-    };
-    Table {
-        schema: "api".into(),
-        name: "items".into(),
-        kind: "table",
-        description: None,
-        columns: vec![
-            col("id", "int4"),
-            col("data", "jsonb"),
-            col("doc", "tsvector"),
-            col("body", "text"),
+    fixtures::table(
+        "items",
+        &[
+            ("id", "int4"),
+            ("data", "jsonb"),
+            ("doc", "tsvector"),
+            ("body", "text"),
         ],
-        primary_key: vec!["id".into()],
-        computed_fields: vec![],
-        updatable_events: 28,
-    }
+        &["id"],
+    )
 }
 
 fn cache() -> SchemaCache {
@@ -128,48 +112,12 @@ fn non_json_columns_are_wrapped_for_paths() {
 }
 
 fn simple_table(name: &str, cols: &[&str]) -> Table {
-    Table {
-        schema: "api".into(),
-        name: name.into(),
-        kind: "table",
-        description: None,
-        columns: cols
-            .iter()
-            .map(|c| Column {
-                name: c.to_string(),
-                data_type: "int4".into(),
-                base_type: "int4".into(),
-                nullable: true,
-                default: None,
-                enum_values: vec![],
-                description: None,
-                function: None,
-                repr: Default::default(),
-            })
-            .collect(),
-        primary_key: vec!["id".into()],
-        computed_fields: vec![],
-        updatable_events: 28,
-    }
+    let typed: Vec<(&str, &str)> = cols.iter().map(|c| (*c, "int4")).collect();
+    fixtures::table(name, &typed, &["id"])
 }
 
 fn rel(table: &str, foreign: &str, card: Cardinality, cols: &[(&str, &str)]) -> Relationship {
-    Relationship {
-        schema: "api".into(),
-        table: table.into(),
-        foreign_table: foreign.into(),
-        cardinality: card,
-        constraint: format!("{table}_{foreign}_fkey"),
-        columns: cols
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        junction: None,
-        is_self: false,
-        foreign_is_view: false,
-        function: None,
-        holds_key: card == Cardinality::ManyToOne,
-    }
+    fixtures::relationship(table, foreign, card, cols)
 }
 
 /// films -> directors (M2O), directors -> films (O2M), films <-> actors through roles.

@@ -116,6 +116,42 @@ pub fn pgrest_command() -> Command {
     cmd
 }
 
+/// pgrest configured for the demo schema, loaded into a database of its own (named
+/// `database`) in the tests' cluster; callers add variables and spawn it.
+#[allow(dead_code)]
+pub fn demo_command(database: &str) -> Command {
+    let h = harness();
+    let rt = runtime();
+    rt.block_on(
+        h.cluster
+            .execute("postgres", &format!("CREATE DATABASE {database}")),
+    )
+    .unwrap();
+    rt.block_on(h.cluster.execute(database, pgrest::DEMO_SQL))
+        .unwrap();
+    let mut cmd = pgrest_command();
+    cmd.env("PGRST_DB_URI", h.cluster.uri(database))
+        .env("PGRST_DB_SCHEMAS", "api")
+        .env("PGRST_DB_ANON_ROLE", "web_anon")
+        .env("PGRST_DB_CHANNEL_ENABLED", "false");
+    cmd
+}
+
+/// The headless browser on PATH.
+#[allow(dead_code)]
+pub fn chromium() -> String {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|b| b.to_string())
+        .expect("no chromium on PATH (Debian: apt-get install chromium)")
+}
+
 /// A server with the base configuration plus `extra` PGRST_* variables.
 pub fn server_with(extra: &[(&str, &str)]) -> Server {
     let h = harness();
