@@ -16,12 +16,22 @@ pub async fn reload_schema(state: &AppState, pg: &Connector) {
             crate::lifecycle!("schema cache reloaded: {}", cache.summary());
             state.metrics.schema_load(Some(cache.load_time));
             state.set_schema(cache);
+            return_freed_memory();
         }
         Err(e) => {
             state.metrics.schema_load(None);
             tracing::error!("schema cache reload failed, keeping the previous one: {e}")
         }
     }
+}
+
+/// Asks the allocator to give back the pages the previous schema cache held (the
+/// caches of a reload coexist while the new one is built): at 50,000 tables RSS went
+/// from 252 MB after the first load to 483 MB after a reload without this.
+fn return_freed_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own free lists; it has no preconditions
+    // (and does nothing when mimalloc is not the global allocator).
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Reads the configuration again (file, in-process and in-database settings; the
