@@ -1,6 +1,7 @@
 //! Running a request's transaction: pool, envelope (BEGIN, request GUCs, pre-request, the
 //! main statement, COMMIT) pipelined into one round trip, and SQLSTATE -> ApiError.
 
+pub mod replicas;
 pub mod startup;
 pub mod tls;
 
