@@ -100,6 +100,8 @@ pub struct Replicas {
     /// Reads a replica could have served that went to the primary: none healthy, or
     /// none had replayed the LSN asked for in time.
     fallbacks: AtomicU64,
+    /// Where the next choice starts looking, so that standbys equally busy take turns.
+    next: AtomicUsize,
 }
 
 /// While a read runs on a replica: counts it in flight (the least busy one is chosen).
@@ -125,15 +127,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const LSN_WAIT: Duration = Duration::from_millis(150);
 const LSN_POLL: Duration = Duration::from_millis(10);
 
-/// Recovery state, replay position and lag of a standby, in one statement. The lag is
-/// the age of the last transaction replayed, but only while the standby has received
-/// WAL it has not replayed yet: on an idle primary nothing is committed and that age
-/// grows without the standby being behind at all.
+/// Recovery state, replay position, whether replay has caught up with what was received,
+/// and the age of the last transaction replayed (NULL before the first), in one
+/// statement.
 const PROBE_SQL: &str = "select pg_is_in_recovery(), \
      coalesce(pg_last_wal_replay_lsn()::text, ''), \
-     (case when pg_last_wal_receive_lsn() is not distinct from pg_last_wal_replay_lsn() then 0 \
-      else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000, 0) \
-      end)::float8";
+     pg_last_wal_receive_lsn() is not distinct from pg_last_wal_replay_lsn(), \
+     (extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)::float8";
 
 const REPLAY_LSN_SQL: &str = "select coalesce(pg_last_wal_replay_lsn()::text, '')";
 const COMMIT_LSN_SQL: &str = "select pg_current_wal_insert_lsn()::text";
@@ -181,7 +181,7 @@ impl Replicas {
         }
         Ok(Replicas {
             list,
-            fallbacks: AtomicU64::new(0),
+            ..Replicas::default()
         })
     }
 
@@ -191,9 +191,10 @@ impl Replicas {
 
     /// The least busy healthy standby that has replayed `wanted` (as last seen).
     fn pick(&self, wanted: Lsn) -> Option<Lease<'_>> {
-        let replica = self
-            .list
-            .iter()
+        let n = self.list.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let replica = (0..n)
+            .map(|i| &self.list[(start + i) % n])
             .filter(|r| r.healthy.load(Ordering::Relaxed))
             .filter(|r| r.replay_lsn.load(Ordering::Relaxed) >= wanted.0)
             .min_by_key(|r| r.in_flight.load(Ordering::Relaxed))?;
@@ -334,7 +335,13 @@ impl Replica {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let conflict = matches!(e, ApiError::Pg { sqlstate, .. } if sqlstate == "40001");
         if !conflict && self.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!("replica {} left the rotation: {e:?}", self.name);
+            let why = e.body(false);
+            tracing::warn!(
+                "replica {} left the rotation: {} ({})",
+                self.name,
+                why["message"].as_str().unwrap_or_default(),
+                e.code()
+            );
         }
     }
 
@@ -376,6 +383,35 @@ struct Probed {
     lag_ms: u64,
 }
 
+/// Tells how far behind a standby is from what successive probes see. Caught up (it
+/// has replayed all it received): no lag, however old its last transaction (on an idle
+/// primary nothing commits, and that age grows without the standby being behind).
+/// Behind: the age of the last transaction replayed, or, when that is older news or
+/// there is none yet (a fresh standby paused before replaying one), how long replay
+/// has stood still at one position.
+#[derive(Default)]
+struct LagMeter {
+    /// The replay position last seen, and since when it has not moved.
+    still: Option<(Lsn, std::time::Instant)>,
+}
+
+impl LagMeter {
+    fn lag_ms(&mut self, replay: Lsn, caught_up: bool, last_xact_age_ms: Option<f64>) -> u64 {
+        let now = std::time::Instant::now();
+        let since = match self.still {
+            Some((lsn, since)) if lsn == replay => since,
+            _ => now,
+        };
+        self.still = Some((replay, since));
+        if caught_up {
+            return 0;
+        }
+        let stalled = now.duration_since(since).as_millis() as u64;
+        let age = last_xact_age_ms.unwrap_or(0.0).max(0.0) as u64;
+        age.max(stalled)
+    }
+}
+
 impl Probed {
     fn judge(&self, max_lag: Duration) -> Result<(), String> {
         if !self.in_recovery {
@@ -398,12 +434,13 @@ type ProbeConnection = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
 /// full pool does not make a standby look down.
 async fn probe_loop(replica: Arc<Replica>, max_lag: Duration) {
     let mut connection: Option<ProbeConnection> = None;
+    let mut meter = LagMeter::default();
     let mut backoff = BACKOFF_FIRST;
     loop {
-        let probed =
-            tokio::time::timeout(PROBE_TIMEOUT, probe(&replica.connector, &mut connection))
-                .await
-                .unwrap_or_else(|_| Err("the probe timed out".into()));
+        let probing = probe(&replica.connector, &mut connection, &mut meter);
+        let probed = tokio::time::timeout(PROBE_TIMEOUT, probing)
+            .await
+            .unwrap_or_else(|_| Err("the probe timed out".into()));
         if probed.is_err() {
             connection = None;
         }
@@ -423,6 +460,7 @@ async fn probe_loop(replica: Arc<Replica>, max_lag: Duration) {
 async fn probe(
     connector: &Connector,
     connection: &mut Option<ProbeConnection>,
+    meter: &mut LagMeter,
 ) -> Result<Probed, String> {
     if connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
         let opened = super::startup::connect_typed(connector)
@@ -437,12 +475,14 @@ async fn probe(
         .query_one(PROBE_SQL, &[])
         .await
         .map_err(|e| super::describe(&e))?;
-    let replay: &str = row.try_get(1).map_err(|e| e.to_string())?;
-    let lag: f64 = row.try_get(2).map_err(|e| e.to_string())?;
+    let column = |e: tokio_postgres::Error| e.to_string();
+    let replay = Lsn::parse(row.try_get(1).map_err(column)?).unwrap_or(Lsn(0));
+    let caught_up: Option<bool> = row.try_get(2).map_err(column)?;
+    let age: Option<f64> = row.try_get(3).map_err(column)?;
     Ok(Probed {
-        in_recovery: row.try_get(0).map_err(|e| e.to_string())?,
-        replay: Lsn::parse(replay).unwrap_or(Lsn(0)),
-        lag_ms: lag.max(0.0) as u64,
+        in_recovery: row.try_get(0).map_err(column)?,
+        replay,
+        lag_ms: meter.lag_ms(replay, caught_up.unwrap_or(false), age),
     })
 }
 
@@ -572,6 +612,17 @@ mod tests {
         assert!(probed(true, 500).judge(bound).is_ok());
         assert!(probed(true, 501).judge(bound).is_err());
         assert!(probed(false, 0).judge(bound).is_err());
+    }
+
+    #[test]
+    fn lag_is_none_when_caught_up_else_the_older_of_the_last_commit_and_a_stall() {
+        let mut meter = LagMeter::default();
+        assert_eq!(meter.lag_ms(Lsn(5), true, Some(60_000.0)), 0);
+        assert_eq!(meter.lag_ms(Lsn(5), false, Some(700.0)), 700);
+        assert_eq!(meter.lag_ms(Lsn(5), false, None), 0);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(meter.lag_ms(Lsn(5), false, None) >= 30);
+        assert_eq!(meter.lag_ms(Lsn(6), false, None), 0, "replay moved");
     }
 
     #[test]
