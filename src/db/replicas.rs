@@ -345,11 +345,11 @@ impl Replica {
         }
     }
 
-    /// pg_last_wal_replay_lsn() asked now, over the pool (and remembered).
+    /// pg_last_wal_replay_lsn() asked now, over the pool (and remembered). A simple
+    /// query: one round trip, and nothing left prepared (a pooler may sit in front).
     async fn fresh_replay_lsn(&self) -> Option<Lsn> {
         let conn = self.pool.get().await.ok()?;
-        let row = conn.client.query_one(REPLAY_LSN_SQL, &[]).await.ok()?;
-        let lsn = Lsn::parse(row.try_get::<_, &str>(0).ok()?)?;
+        let lsn = Lsn::parse(&first_value(&conn.client, REPLAY_LSN_SQL).await?)?;
         self.replay_lsn.fetch_max(lsn.0, Ordering::Relaxed);
         Some(lsn)
     }
@@ -497,13 +497,18 @@ async fn commit_lsn(conn: &mut super::Conn, prepared: bool) -> Option<Lsn> {
         let row = conn.client.query_one(&stmt, &[]).await.ok()?;
         row.try_get::<_, String>(0).ok()?
     } else {
-        let rows = conn.client.simple_query(COMMIT_LSN_SQL).await.ok()?;
-        rows.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })?
+        first_value(&conn.client, COMMIT_LSN_SQL).await?
     };
     Lsn::parse(&text)
+}
+
+/// The first column of the first row of a simple query.
+async fn first_value(client: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    let messages = client.simple_query(sql).await.ok()?;
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
 }
 
 /// [`super::run_committed`], then the commit LSN on the same connection.
