@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Read replicas: by-pk reads with 0, 1 and 2 streaming standbys, and inserts with and
 # without db-replica-uris (the commit LSN's cost).
-#   bash bench/replicas.sh       (env: CONC=10 connections, DURATION=8 seconds)
+#   bash bench/replicas.sh       (env: CONC=10 connections, DURATION=8 seconds,
+#                                 STANDBYS="0 1 2" the configurations to run,
+#                                 PGREST_BIN=path another build, e.g. main's for 0)
 # Starts a primary with bench/schema.sql and two standbys of it (pg_basebackup -R), all on
 # this machine, and a release build of pgrest per configuration; wrk against pgrest.
 # Prints, per run, req/s and CPU us per request: pgrest's own / the primary's / the
@@ -20,7 +22,9 @@ WORK="$(mktemp -d /tmp/pgrest-bench-replicas.XXXXXX)"
 
 command -v wrk >/dev/null || { echo "bench: installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 source "$HERE/lib.sh"
-start_cluster "-c max_connections=200 -c shared_buffers=256MB"
+# A standby needs max_connections at least the primary's.
+PG_OPTS="-c max_connections=200 -c shared_buffers=256MB"
+start_cluster "$PG_OPTS"
 "${PSQL[@]}" -f "$HERE/schema.sql" >/dev/null
 
 # Two standbys, stopped with the primary.
@@ -28,7 +32,7 @@ for i in 1 2; do
   as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres -X stream -R --no-sync \
     -c fast -D "$WORK/standby$i" >/dev/null
   as_pg "$PGBIN/pg_ctl" -w -D "$WORK/standby$i" -l "$WORK/standby$i.log" \
-    -o "-p $((PGPORT + i)) -k $WORK -c listen_addresses=127.0.0.1" start >/dev/null
+    -o "-p $((PGPORT + i)) -k $WORK -c listen_addresses=127.0.0.1 $PG_OPTS" start >/dev/null
 done
 trap 'for i in 1 2; do as_pg "$PGBIN/pg_ctl" -D "$WORK/standby$i" -m immediate stop >/dev/null 2>&1 || true; done; cleanup' EXIT
 
@@ -51,7 +55,7 @@ serve() {
   env PGRST_DB_URI="$(uri "$PGPORT")" PGRST_DB_SCHEMAS=api PGRST_DB_ANON_ROLE=bench_anon \
     PGRST_DB_POOL="$CONC" PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$HTTP_PORT" \
     PGRST_DB_REPLICA_URIS="$replicas" PGRST_LOG_LEVEL=error \
-    "${PGREST_BIN:-$ROOT/target/release/pgrest}" &
+    "${PGREST_BIN:-$ROOT/target/release/pgrest}" 2>>"$WORK/pgrest.log" &
   PGREST_PID=$!
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$HTTP_PORT/" >/dev/null && break; sleep 0.05; done
   sleep 2 # the probes put the standbys in the rotation (first probe, then every 1 s)
@@ -78,10 +82,13 @@ cat >"$WORK/insert.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"title":"bench","score":1}'
 wrk.headers["Content-Type"] = "application/json"
+request = function()
+  return wrk.format(nil, "/posts")
+end
 LUA
 
 echo "pgrest replicas bench: $CONC connections, ${DURATION}s per run, primary + 2 standbys on $(nproc) shared cores"
-for n in 0 1 2; do
+for n in ${STANDBYS:-0 1 2}; do
   serve "$n"
   run "by-pk, $n standby(s)" "$WORK/by-pk.lua"
   [ "$n" != 2 ] && run "insert, $n standby(s) configured" "$WORK/insert.lua"

@@ -449,3 +449,17 @@ fn a_read_with_the_lsn_of_a_write_sees_it_every_time() {
     eprintln!("200 reads of own writes: standbys {on:?}, primary {fallbacks}");
     assert!(on.iter().sum::<f64>() > 0.0, "no read went to a standby");
 }
+
+#[test]
+fn a_promoted_standby_leaves_the_rotation() {
+    let c = Replicated::start("promoted", 1);
+    let p = pgrest(&c, &[]);
+    p.await_health(&c, &[true]);
+    assert_eq!(p.who("GET", "whoami"), (true, c.standbys[0].port));
+    // Promoted, it takes writes of its own: reading there would miss the primary's.
+    c.sql(Some(0), "SELECT pg_promote()");
+    p.await_health(&c, &[false]);
+    for _ in 0..5 {
+        assert_eq!(p.who("GET", "whoami"), (false, c.primary.port));
+    }
+}

@@ -336,10 +336,12 @@ impl Replica {
         let conflict = matches!(e, ApiError::Pg { sqlstate, .. } if sqlstate == "40001");
         if !conflict && self.healthy.swap(false, Ordering::Relaxed) {
             let why = e.body(false);
+            let text = |k: &str| why[k].as_str().unwrap_or_default().to_string();
             tracing::warn!(
-                "replica {} left the rotation: {} ({})",
+                "replica {} left the rotation: {} {} ({})",
                 self.name,
-                why["message"].as_str().unwrap_or_default(),
+                text("message"),
+                text("details"),
                 e.code()
             );
         }
