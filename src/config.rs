@@ -92,6 +92,11 @@ db-anon-role = "web_anon"
 db-pool = 10
 db-pool-acquisition-timeout = 10
 
+## Read replicas (pgrest extension): streaming standbys that serve reads; writes answer
+## with X-Pgrst-Lsn, which a read sends back to see them (README, "Scaling out").
+# db-replica-uris = "postgres://authenticator@standby1/app,postgres://authenticator@standby2/app"
+# db-replica-max-lag = 5000
+
 ## Cap on the rows any read returns (unset: no cap).
 # db-max-rows = 1000
 
