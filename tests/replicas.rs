@@ -403,20 +403,11 @@ fn a_standby_that_lags_past_the_bound_leaves_the_rotation_until_it_catches_up() 
     writer.join().unwrap();
 }
 
-#[test]
-fn a_read_with_the_lsn_of_a_write_sees_it_every_time() {
-    let c = Replicated::start("ryw", 2);
-    // One standby applies each commit 50 ms late: without the LSN, a read right after a
-    // write would often miss it there.
-    c.sql(
-        Some(0),
-        "ALTER SYSTEM SET recovery_min_apply_delay = '50ms'",
-    );
-    c.sql(Some(0), "SELECT pg_reload_conf()");
-    let p = pgrest(&c, &[]);
-    p.await_health(&c, &[true, true]);
+/// Writes `ids` through pgrest and reads each back at once with the write's LSN (as the
+/// header, or the cookie every other time): every read sees its write.
+fn write_then_read(p: &Pgrest, ids: std::ops::RangeInclusive<i64>) {
     let json = [("Content-Type", "application/json")];
-    for id in 1..=200 {
+    for id in ids {
         let w = p
             .server
             .send("POST", "/items", &json, Some(&format!(r#"{{"id": {id}}}"#)));
@@ -436,7 +427,11 @@ fn a_read_with_the_lsn_of_a_write_sees_it_every_time() {
             "write {id} at {lsn}"
         );
     }
-    let on: Vec<f64> = c
+}
+
+/// Reads each standby served, and reads the primary served in their place.
+fn served(p: &Pgrest, c: &Replicated) -> (Vec<f64>, f64) {
+    let on = c
         .standbys
         .iter()
         .map(|s| p.replica_metric("pgrst_db_replica_requests_total", s))
@@ -445,9 +440,35 @@ fn a_read_with_the_lsn_of_a_write_sees_it_every_time() {
     let fallbacks = text
         .lines()
         .find_map(|l| l.strip_prefix("pgrst_db_replica_fallbacks_total "))
-        .unwrap();
-    eprintln!("200 reads of own writes: standbys {on:?}, primary {fallbacks}");
+        .and_then(|n| n.parse().ok())
+        .expect("fallbacks");
+    (on, fallbacks)
+}
+
+#[test]
+fn a_read_with_the_lsn_of_a_write_sees_it_every_time() {
+    let c = Replicated::start("ryw", 2);
+    // One standby applies each commit 50 ms late: without the LSN, a read right after a
+    // write would often miss it there.
+    c.sql(
+        Some(0),
+        "ALTER SYSTEM SET recovery_min_apply_delay = '50ms'",
+    );
+    c.sql(Some(0), "SELECT pg_reload_conf()");
+    let p = pgrest(&c, &[]);
+    p.await_health(&c, &[true, true]);
+    write_then_read(&p, 1..=200);
+    let (on, fallbacks) = served(&p, &c);
+    eprintln!("200 reads of own writes, 2 standbys: standbys {on:?}, primary {fallbacks}");
     assert!(on.iter().sum::<f64>() > 0.0, "no read went to a standby");
+    // Only the slow standby left: reads wait for it to replay their write (or go to the
+    // primary), and still see it.
+    c.standbys[1].pause().expect("stop standby 1");
+    p.await_health(&c, &[true, false]);
+    write_then_read(&p, 201..=260);
+    let (after, fallbacks) = served(&p, &c);
+    eprintln!("60 more, the slow standby alone: standbys {after:?}, primary {fallbacks}");
+    assert!(after[0] > on[0], "the slow standby served none");
 }
 
 #[test]
