@@ -78,26 +78,29 @@ impl TempCluster {
     /// an immediate checkpoint instead of a spread one, which took up to a minute.
     pub fn start_standby(&self, name: &str) -> Result<TempCluster, String> {
         let standby = TempCluster::create_dir(name, self.bin.clone())?;
-        standby.run(
-            standby
-                .pg_command("pg_basebackup")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .args([
-                    "-U",
-                    "postgres",
-                    "-X",
-                    "stream",
-                    "-R",
-                    "--no-sync",
-                    "-c",
-                    "fast",
-                    "-D",
-                ])
-                .arg(standby.data_dir()),
-            true,
-        )?;
-        standby.resume()?;
-        Ok(standby)
+        let mut backup = standby.pg_command("pg_basebackup");
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-X", "stream", "-R", "--no-sync", "-c", "fast", "-D"])
+            .arg(standby.data_dir());
+        let started = standby
+            .run(&mut backup, true)
+            .and_then(|_| standby.resume());
+        match started {
+            Ok(()) => Ok(standby),
+            Err(e) => {
+                // Nothing is left behind: the partial copy and a server that did start.
+                standby.stop();
+                Err(e)
+            }
+        }
     }
 
     /// An empty temp dir for a cluster (owned by postgres when running as root), and a
