@@ -33,6 +33,10 @@ $$;
 CREATE FUNCTION api.whoami_volatile() RETURNS json VOLATILE LANGUAGE sql AS $$
   SELECT json_build_object('standby', pg_is_in_recovery(), 'port', current_setting('port')::int)
 $$;
+CREATE FUNCTION api.whoami_serializable() RETURNS json STABLE LANGUAGE sql
+  SET default_transaction_isolation = 'serializable' AS $$
+  SELECT json_build_object('standby', pg_is_in_recovery(), 'port', current_setting('port')::int)
+$$;
 CREATE FUNCTION api.pre() RETURNS void LANGUAGE sql AS $$ SELECT $$;
 "#;
 
@@ -223,6 +227,8 @@ fn reads_go_to_the_standbys_and_writes_and_volatile_calls_to_the_primary() {
     // A volatile function may write: the primary, by GET as by POST.
     assert_eq!(p.who("GET", "whoami_volatile"), (false, c.primary.port));
     assert_eq!(p.who("POST", "whoami_volatile"), (false, c.primary.port));
+    // A hot standby cannot run SERIALIZABLE transactions.
+    assert_eq!(p.who("GET", "whoami_serializable"), (false, c.primary.port));
     // A write answers with its commit LSN, exposed to browser scripts.
     let w = p.server.send(
         "POST",

@@ -138,15 +138,19 @@ const PROBE_SQL: &str = "select pg_is_in_recovery(), \
 const REPLAY_LSN_SQL: &str = "select coalesce(pg_last_wal_replay_lsn()::text, '')";
 const COMMIT_LSN_SQL: &str = "select pg_current_wal_insert_lsn()::text";
 
-/// host:port of a connector's first host, for logs and /metrics.
+/// host:port of a connector's first host, for logs and /metrics (escaped as a
+/// Prometheus label value: a socket path may hold anything).
 fn name_of(connector: &Connector) -> String {
     let pg = &connector.config;
     let port = pg.get_ports().first().copied().unwrap_or(5432);
-    match pg.get_hosts().first() {
+    let name = match pg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => format!("{h}:{port}"),
         Some(tokio_postgres::config::Host::Unix(p)) => format!("{}:{port}", p.display()),
         None => format!("localhost:{port}"),
-    }
+    };
+    name.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Replicas {
@@ -619,6 +623,13 @@ mod tests {
         assert!(probed(true, 500).judge(bound).is_ok());
         assert!(probed(true, 501).judge(bound).is_err());
         assert!(probed(false, 0).judge(bound).is_err());
+    }
+
+    #[test]
+    fn replicas_are_named_by_host_and_port_as_label_values() {
+        let named = |uri: &str| name_of(&Connector::from_uri(uri).unwrap());
+        assert_eq!(named("postgres://u@10.0.0.2:5433/db"), "10.0.0.2:5433");
+        assert_eq!(named("host=/run/a\"b port=1"), "/run/a\\\"b:1");
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Run<'_> {
         let wants_plan_rows = matches!(plan.count, Some(CountPref::Planned | CountPref::Estimated));
         let count = wants_plan_rows.then(|| sql::planned_count_statement(&plan));
         let env = self.envelope(true, Vec::new())?;
-        let out = match self.replica_read()? {
+        let out = match self.replica_read(&env)? {
             None => db::run_read(self.pool(), &env, &main, count.as_ref()).await?,
             Some(wanted) => {
                 let run = |pool| Box::pin(db::run_read(pool, &env, &main, count.as_ref())) as _;
@@ -162,10 +162,12 @@ impl Run<'_> {
     }
 
     /// Where a statement that only reads runs: `None` on the primary (no replicas
-    /// configured, or a db-pre-request, which may write), `Some` on a standby that has
-    /// replayed the LSN the request names, if it names one.
-    fn replica_read(&self) -> Result<Option<Option<Lsn>>, ApiError> {
-        if self.state.replicas.is_empty() || self.snap.config.db_pre_request.is_some() {
+    /// configured, a db-pre-request, which may write, or a SERIALIZABLE transaction,
+    /// which a standby refuses), `Some` on a standby that has replayed the LSN the
+    /// request names, if it names one.
+    fn replica_read(&self, env: &Envelope) -> Result<Option<Option<Lsn>>, ApiError> {
+        let primary_only = self.snap.config.db_pre_request.is_some() || env.serializable();
+        if self.state.replicas.is_empty() || primary_only {
             return Ok(None);
         }
         replicas::wanted_lsn(&self.api.headers, &self.api.cookies).map(Some)
@@ -270,7 +272,7 @@ impl Run<'_> {
         // A volatile function may write even when called by GET: only STABLE and
         // IMMUTABLE ones may go to a standby.
         let replica = match fast && plan.read_only && !plan.routine.volatile {
-            true => self.replica_read()?,
+            true => self.replica_read(&env)?,
             false => None,
         };
         let (out, lsn) = match (fast, replica) {
