@@ -395,8 +395,10 @@ fn a_standby_that_lags_past_the_bound_leaves_the_rotation_until_it_catches_up() 
         paused.elapsed()
     );
     assert!(p.replica_metric("pgrst_db_replica_lag_seconds", &c.standbys[0]) > 0.3);
+    // Out of the rotation: it serves nothing (the other standby, or the primary should
+    // that one lag too on these busy cores).
     for _ in 0..20 {
-        assert_eq!(p.who("GET", "whoami"), (true, c.standbys[1].port));
+        assert_ne!(p.who("GET", "whoami").1, c.standbys[0].port);
     }
     c.sql(Some(0), "SELECT pg_wal_replay_resume()");
     let resumed = Instant::now();
