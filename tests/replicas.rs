@@ -412,9 +412,11 @@ fn a_standby_that_lags_past_the_bound_leaves_the_rotation_until_it_catches_up() 
 }
 
 /// Writes `ids` through pgrest and reads each back at once with the write's LSN (as the
-/// header, or the cookie every other time): every read sees its write.
-fn write_then_read(p: &Pgrest, ids: std::ops::RangeInclusive<i64>) {
+/// header, or the cookie every other time): every read sees its write. Returns the
+/// reads' mean latency.
+fn write_then_read(p: &Pgrest, ids: std::ops::RangeInclusive<i64>) -> Duration {
     let json = [("Content-Type", "application/json")];
+    let (mut reading, mut n) = (Duration::ZERO, 0);
     for id in ids {
         let w = p
             .server
@@ -422,19 +424,20 @@ fn write_then_read(p: &Pgrest, ids: std::ops::RangeInclusive<i64>) {
         assert_eq!(w.status, 201, "{}", w.body);
         let lsn = w.header("X-Pgrst-Lsn").expect("LSN").to_string();
         let path = format!("/items?id=eq.{id}&select=id");
+        let started = Instant::now();
         let r = if id % 2 == 0 {
             p.server.get_with(&path, &[("X-Pgrst-Lsn", &lsn)])
         } else {
             let cookie = format!("pgrst_lsn={lsn}");
             p.server.get_with(&path, &[("Cookie", &cookie)])
         };
+        reading += started.elapsed();
+        n += 1;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(
-            r.json(),
-            serde_json::json!([{ "id": id }]),
-            "write {id} at {lsn}"
-        );
+        let expected = serde_json::json!([{ "id": id }]);
+        assert_eq!(r.json(), expected, "write {id} at {lsn}");
     }
+    reading / n.max(1)
 }
 
 /// Reads each standby served, and reads the primary served in their place.
@@ -463,19 +466,26 @@ fn a_read_with_the_lsn_of_a_write_sees_it_every_time() {
         "ALTER SYSTEM SET recovery_min_apply_delay = '50ms'",
     );
     c.sql(Some(0), "SELECT pg_reload_conf()");
+    // pgrest's commits wait for their WAL flush, as a production primary's do (the test
+    // cluster's default is off): streamed at once, not at the WAL writer's next round.
+    c.sql(None, "ALTER ROLE authenticator SET synchronous_commit = on");
     let p = pgrest(&c, &[]);
     p.await_health(&c, &[true, true]);
-    write_then_read(&p, 1..=200);
+    let mean = write_then_read(&p, 1..=200);
     let (on, fallbacks) = served(&p, &c);
-    eprintln!("200 reads of own writes, 2 standbys: standbys {on:?}, primary {fallbacks}");
+    eprintln!(
+        "200 reads of own writes, 2 standbys: standbys {on:?}, primary {fallbacks}, {mean:?} each"
+    );
     assert!(on.iter().sum::<f64>() > 0.0, "no read went to a standby");
     // Only the slow standby left: reads wait for it to replay their write (or go to the
     // primary), and still see it.
     c.standbys[1].pause().expect("stop standby 1");
     p.await_health(&c, &[true, false]);
-    write_then_read(&p, 201..=260);
+    let mean = write_then_read(&p, 201..=260);
     let (after, fallbacks) = served(&p, &c);
-    eprintln!("60 more, the slow standby alone: standbys {after:?}, primary {fallbacks}");
+    eprintln!(
+        "60 more, the slow standby alone: standbys {after:?}, primary {fallbacks}, {mean:?} each"
+    );
     assert!(after[0] > on[0], "the slow standby served none");
 }
 

@@ -123,9 +123,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(4);
 /// A probe that takes longer than this counts as failed (a standby that hangs).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a read with an LSN waits for a standby to replay it before the primary
-/// serves it, and how often it looks meanwhile.
+/// serves it, and how often it looks meanwhile: 1 ms after the first look, doubling to
+/// 16 ms (a standby of a primary with synchronous commits is usually a millisecond
+/// behind; one that is further behind is not asked a hundred times).
 const LSN_WAIT: Duration = Duration::from_millis(150);
-const LSN_POLL: Duration = Duration::from_millis(10);
+const LSN_POLL_FIRST: Duration = Duration::from_millis(1);
+const LSN_POLL_MAX: Duration = Duration::from_millis(16);
 
 /// Recovery state, replay position, whether replay has caught up with what was received,
 /// and the age of the last transaction replayed (NULL before the first), in one
@@ -207,7 +210,7 @@ impl Replicas {
     }
 
     /// A standby that has replayed `wanted`: one known to have, else the healthy one
-    /// furthest ahead once it has, asked every LSN_POLL for up to LSN_WAIT.
+    /// furthest ahead once it has, asked again and again (LSN_POLL_*) for up to LSN_WAIT.
     async fn pick_reaching(&self, wanted: Lsn) -> Option<Lease<'_>> {
         if let Some(lease) = self.pick(wanted) {
             return Some(lease);
@@ -218,15 +221,17 @@ impl Replicas {
             .filter(|r| r.healthy.load(Ordering::Relaxed))
             .max_by_key(|r| r.replay_lsn.load(Ordering::Relaxed))?;
         let deadline = tokio::time::Instant::now() + LSN_WAIT;
+        let mut poll = LSN_POLL_FIRST;
         loop {
             if ahead.fresh_replay_lsn().await? >= wanted {
                 ahead.in_flight.fetch_add(1, Ordering::Relaxed);
                 return Some(Lease { replica: ahead });
             }
-            if tokio::time::Instant::now() + LSN_POLL > deadline {
+            if tokio::time::Instant::now() + poll > deadline {
                 return None;
             }
-            tokio::time::sleep(LSN_POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(LSN_POLL_MAX);
         }
     }
 
