@@ -1,6 +1,8 @@
 //! Running a request's transaction: pool, envelope (BEGIN, request GUCs, pre-request, the
 //! main statement, COMMIT) pipelined into one round trip, and SQLSTATE -> ApiError.
 
+pub mod connect;
+pub mod merge;
 pub mod replicas;
 pub mod startup;
 pub mod tls;
@@ -91,6 +93,9 @@ pub struct Conn {
     client: tokio_postgres::Client,
     /// How it was opened: a cancel request goes the same way (TLS included).
     connector: tls::Connector,
+    peer: connect::Peer,
+    /// Whether the statements being sent share one Sync.
+    batch: merge::Batch,
     statements: HashMap<String, tokio_postgres::Statement>,
     /// A transaction was begun and not yet seen closed.
     in_transaction: bool,
@@ -104,14 +109,15 @@ pub struct PgManager {
 
 impl managed::Manager for PgManager {
     type Type = Conn;
-    type Error = tokio_postgres::Error;
+    type Error = connect::ConnectError;
 
-    async fn create(&self) -> Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.connector.connect().await?;
-        tokio::spawn(connection);
+    async fn create(&self) -> Result<Conn, connect::ConnectError> {
+        let (client, peer, batch) = self.connector.connect_pooled().await?;
         Ok(Conn {
             client,
             connector: self.connector.clone(),
+            peer,
+            batch,
             statements: HashMap::new(),
             in_transaction: false,
         })
@@ -121,7 +127,7 @@ impl managed::Manager for PgManager {
         &self,
         conn: &mut Conn,
         metrics: &managed::Metrics,
-    ) -> managed::RecycleResult<tokio_postgres::Error> {
+    ) -> managed::RecycleResult<connect::ConnectError> {
         if conn.client.is_closed() {
             return Err(managed::RecycleError::message("connection closed"));
         }
@@ -129,7 +135,10 @@ impl managed::Manager for PgManager {
             return Err(managed::RecycleError::message("max lifetime reached"));
         }
         if conn.in_transaction {
-            conn.client.batch_execute("ROLLBACK").await?;
+            conn.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(connect::ConnectError::from)?;
             conn.in_transaction = false;
         }
         Ok(())
@@ -185,10 +194,10 @@ pub async fn retire_idle_connections(pool: Pool, settings: PoolSettings) {
     }
 }
 
-pub fn pool_error(e: managed::PoolError<tokio_postgres::Error>) -> ApiError {
+pub fn pool_error(e: managed::PoolError<connect::ConnectError>) -> ApiError {
     match e {
         managed::PoolError::Timeout(managed::TimeoutType::Wait) => ApiError::PoolTimeout,
-        managed::PoolError::Backend(e) => ApiError::Connection(describe(&e)),
+        managed::PoolError::Backend(e) => ApiError::Connection(e.to_string()),
         other => ApiError::Connection(other.to_string()),
     }
 }
@@ -285,6 +294,59 @@ struct Step<'a> {
     params: &'a [String],
 }
 
+/// Statements sent together under one Sync (see [`merge`]) when `sendable`; otherwise
+/// with a Sync each, as tokio-postgres sends them.
+struct OneSync<'a> {
+    batch: Option<&'a merge::Batch>,
+    statements: usize,
+}
+
+fn under_one_sync(batch: &merge::Batch, statements: usize, sendable: bool) -> OneSync<'_> {
+    OneSync {
+        batch: (sendable && statements > 1).then_some(batch),
+        statements,
+    }
+}
+
+impl OneSync<'_> {
+    /// Runs `send`, which must send exactly the statements counted, in its first poll
+    /// (tokio-postgres queues a request before its first await).
+    async fn run<T>(self, send: impl std::future::Future<Output = T>) -> T {
+        // A request dropped midway leaves its remaining statements with a Sync each.
+        struct Disarm<'a>(Option<&'a merge::Batch>);
+        impl Drop for Disarm<'_> {
+            fn drop(&mut self) {
+                if let Some(b) = self.0 {
+                    b.disarm();
+                }
+            }
+        }
+        let _disarm = Disarm(self.batch);
+        if let Some(b) = self.batch {
+            b.arm(self.statements);
+        }
+        send.await
+    }
+}
+
+/// Whether tokio-postgres will send a prepared statement with these parameters: it
+/// refuses a parameter count other than the statement's before sending anything (text
+/// parameters themselves always encode). A batch must not count a statement that is never
+/// sent: its Sync would be missing.
+fn encodable(statement: &tokio_postgres::Statement, params: usize) -> bool {
+    statement.params().len() == params
+}
+
+fn all_encodable(steps: &[(tokio_postgres::Statement, &[String])]) -> bool {
+    steps.iter().all(|(s, p)| encodable(s, p.len()))
+}
+
+/// The same for an unnamed statement: its text is sent as a C string (no NUL byte) and
+/// its parameter count as a 16-bit integer.
+fn encodable_unnamed(sql: &str, params: usize) -> bool {
+    !sql.contains('\0') && params <= i16::MAX as usize
+}
+
 /// Runs the steps pipelined (all sent before any reply is awaited), then COMMIT.
 async fn pipeline(
     conn: &Conn,
@@ -319,9 +381,21 @@ async fn commit_prepared(
     client: &tokio_postgres::Client,
     commit: &tokio_postgres::Statement,
 ) -> Result<(), tokio_postgres::Error> {
-    use futures_util::TryStreamExt;
     let none: [&(dyn ToSql + Sync); 0] = [];
-    let rows = client.query_raw(commit, none).await?;
+    committed_once_completed(client.query_raw(commit, none).await?).await
+}
+
+/// [`commit_prepared`] as an unnamed statement (db-prepared-statements off).
+async fn commit_unnamed(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let none: [(&(dyn ToSql + Sync), Type); 0] = [];
+    committed_once_completed(client.query_typed_raw("COMMIT", none).await?).await
+}
+
+/// Reads COMMIT's reply: once its CommandComplete came, the transaction is durable.
+async fn committed_once_completed(
+    rows: tokio_postgres::RowStream,
+) -> Result<(), tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
     futures_util::pin_mut!(rows);
     loop {
         match rows.try_next().await {
@@ -399,7 +473,7 @@ impl Drop for InFlight {
 /// cancel reaching an idle backend is ignored, so it cannot hit a later request's
 /// statements.
 async fn abandon(mut conn: Pooled) {
-    conn.connector.cancel(&conn.client).await;
+    conn.connector.cancel(&conn.client, &conn.peer).await;
     if conn.client.batch_execute("ROLLBACK").await.is_ok() {
         conn.in_transaction = false;
     }
@@ -457,13 +531,19 @@ async fn run_transaction_inner(
             .map(|s| (conn.statements[s.sql].clone(), s.params))
             .collect();
         let client = &conn.client;
-        let (begun, set, results, committed) = tokio::join!(
-            biased;
-            client.query(&begin, &[]),
-            client.query(&settings, &sp),
-            pipeline(&conn, &prepared),
-            commit_if(client, &commit, end),
-        );
+        let statements = 2 + prepared.len() + usize::from(end == End::Commit);
+        let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
+        let (begun, set, results, committed) = under_one_sync(&conn.batch, statements, sendable)
+            .run(async {
+                tokio::join!(
+                    biased;
+                    client.query(&begin, &[]),
+                    client.query(&settings, &sp),
+                    pipeline(&conn, &prepared),
+                    commit_if(client, &commit, end),
+                )
+            })
+            .await;
         begun
             .and(set)
             .map_err(|e| fail(&e))
@@ -471,11 +551,15 @@ async fn run_transaction_inner(
             .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)))
     } else {
         let client = &conn.client;
-        let (begun, set) = tokio::join!(
-            biased;
-            client.query(&begin, &[]),
-            client.query(&settings, &sp)
-        );
+        let (begun, set) = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()))
+            .run(async {
+                tokio::join!(
+                    biased;
+                    client.query(&begin, &[]),
+                    client.query(&settings, &sp)
+                )
+            })
+            .await;
         let mut outcome = begun.and(set).map(|_| Vec::new()).map_err(|e| fail(&e));
         if outcome.is_ok() {
             let mut prepared = Vec::new();
@@ -489,11 +573,17 @@ async fn run_transaction_inner(
                 }
             }
             if outcome.is_ok() {
-                let (results, committed) = tokio::join!(
-                    biased;
-                    pipeline(&conn, &prepared),
-                    commit_if(&conn.client, &commit, end),
-                );
+                let statements = prepared.len() + usize::from(end == End::Commit);
+                let sendable = all_encodable(&prepared);
+                let (results, committed) = under_one_sync(&conn.batch, statements, sendable)
+                    .run(async {
+                        tokio::join!(
+                            biased;
+                            pipeline(&conn, &prepared),
+                            commit_if(&conn.client, &commit, end),
+                        )
+                    })
+                    .await;
                 outcome = collect(results, &fail)
                     .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)));
             }
@@ -584,17 +674,25 @@ async fn run_unprepared(
             .collect();
         client.query_typed(s.sql, &typed).await
     });
-    let (begun, results, committed) = tokio::join!(
-        biased;
-        client.batch_execute(&begin),
-        futures_util::future::join_all(calls),
-        async {
-            match end {
-                End::Commit => commit_simple(client).await,
-                End::Open => Ok(()),
-            }
-        },
-    );
+    // BEGIN and COMMIT go as unnamed statements too, so all of it shares one Sync.
+    let statements = 1 + all.len() + usize::from(end == End::Commit);
+    let sendable = encodable_unnamed(&begin, 0)
+        && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
+    let (begun, results, committed) = under_one_sync(&conn.batch, statements, sendable)
+        .run(async {
+            tokio::join!(
+                biased;
+                client.query_typed(&begin, &[]),
+                futures_util::future::join_all(calls),
+                async {
+                    match end {
+                        End::Commit => commit_unnamed(client).await,
+                        End::Open => Ok(()),
+                    }
+                },
+            )
+        })
+        .await;
     let outcome = begun
         .map_err(|e| fail(&e))
         .and_then(|_| collect(results, &fail))

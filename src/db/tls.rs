@@ -17,6 +17,9 @@ use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::connect::{self, ConnectError};
+use super::merge::Batch;
+
 /// libpq's sslmode values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -323,9 +326,26 @@ impl Connector {
         }
     }
 
-    /// Sends a cancel request for what `client` runs (over TLS too where needed).
-    pub async fn cancel(&self, client: &tokio_postgres::Client) {
-        let _ = client.cancel_token().cancel_query(self.tls.clone()).await;
+    /// A pool connection: its stream runs through [`super::merge::Merge`], so a request's
+    /// statements can share one Sync. Its connection task is spawned.
+    pub async fn connect_pooled(
+        &self,
+    ) -> Result<(tokio_postgres::Client, connect::Peer, Batch), ConnectError> {
+        match connect::open(&self.config, &self.tls).await {
+            Err(ConnectError::Postgres(e))
+                if self.mode == SslMode::Allow && refused_without_tls(&e) =>
+            {
+                let mut with_tls = self.config.clone();
+                with_tls.ssl_mode(WireMode::Require);
+                connect::open(&with_tls, &self.tls).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends a cancel request for what a pool connection runs (over TLS too where needed).
+    pub async fn cancel(&self, client: &tokio_postgres::Client, peer: &connect::Peer) {
+        connect::cancel(client, peer, &self.config, &self.tls).await;
     }
 }
 

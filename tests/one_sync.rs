@@ -1,0 +1,184 @@
+//! A request's statements share one Sync (db::merge). These tests fail a statement at
+//! each place of the envelope (settings, pre-request, main statement at Bind and at
+//! Execute, COMMIT's deferred check), on a pool of one connection so that every request
+//! after a failure runs on the same connection: any answer put in the wrong place would
+//! show up as a wrong answer or a hang in the next request. With and without prepared
+//! statements.
+
+mod common;
+
+use std::sync::Once;
+
+use common::{assert_json, hs256, server_with, sql_exec, Server, JWT_SECRET};
+use serde_json::json;
+
+fn fixtures() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        sql_exec(
+            "CREATE TABLE test_api.one_sync_items (
+               id integer PRIMARY KEY,
+               note text CHECK (note <> 'bad'),
+               later integer UNIQUE DEFERRABLE INITIALLY DEFERRED
+             );
+             GRANT ALL ON test_api.one_sync_items TO test_anon;
+             INSERT INTO test_api.one_sync_items VALUES (1, 'one', 1);
+             CREATE FUNCTION test_api.one_sync_many(n integer) RETURNS SETOF integer
+               LANGUAGE sql STABLE AS $$ SELECT generate_series(1, n) $$;
+             CREATE FUNCTION test_api.one_sync_divide(n integer) RETURNS integer
+               LANGUAGE sql STABLE AS $$ SELECT 10 / n $$;
+             CREATE FUNCTION test_api.one_sync_gate() RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+               IF current_setting('request.headers', true)::json->>'x-refuse' = 'yes' THEN
+                 RAISE EXCEPTION 'refused before the request' USING ERRCODE = 'P0001';
+               END IF;
+             END $$;",
+        );
+    });
+}
+
+fn server(prepared: bool) -> Server {
+    fixtures();
+    server_with(&[
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_JWT_SECRET", JWT_SECRET),
+        ("PGRST_DB_PRE_REQUEST", "test_api.one_sync_gate"),
+        (
+            "PGRST_DB_PREPARED_STATEMENTS",
+            if prepared { "true" } else { "false" },
+        ),
+    ])
+}
+
+/// The connection is in order: a read, a call and a write answer as they should.
+fn assert_healthy(s: &Server) {
+    let r = s.get("/one_sync_items?id=eq.1&select=id,note");
+    assert_json(&r, 200, json!([{"id": 1, "note": "one"}]));
+    let r = s.get("/rpc/one_sync_many?n=3");
+    assert_json(&r, 200, json!([1, 2, 3]));
+    let r = s.send(
+        "PATCH",
+        "/one_sync_items?id=eq.1",
+        &[("Prefer", "return=representation")],
+        Some(r#"{"note": "one"}"#),
+    );
+    assert_json(&r, 200, json!([{"id": 1, "note": "one", "later": 1}]));
+}
+
+fn assert_code(r: &common::Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.json()["code"], code, "{}", r.body);
+}
+
+fn failures_leave_the_connection_in_order(prepared: bool) {
+    let s = server(prepared);
+    assert_healthy(&s);
+    // The settings statement: a role that does not exist.
+    let ghost = hs256(json!({"role": "no_such_role_here"}));
+    let r = s.get_with(
+        "/one_sync_items",
+        &[("Authorization", &format!("Bearer {ghost}"))],
+    );
+    assert_code(&r, 401, "22023");
+    assert_healthy(&s);
+    // db-pre-request raises.
+    let r = s.get_with("/one_sync_items", &[("X-Refuse", "yes")]);
+    assert_code(&r, 400, "P0001");
+    assert_eq!(r.json()["message"], "refused before the request");
+    assert_healthy(&s);
+    // The main statement at Bind: a value its column's type does not take.
+    let r = s.get("/one_sync_items?id=eq.not-a-number");
+    assert_code(&r, 400, "22P02");
+    assert_healthy(&s);
+    // The main statement at Execute, in a read that ends with COMMIT.
+    let r = s.get("/rpc/one_sync_divide?n=0");
+    assert_code(&r, 400, "22012");
+    assert_eq!(r.json()["message"], "division by zero");
+    assert_healthy(&s);
+    // Writes: a check constraint, a duplicate key.
+    let r = s.send(
+        "POST",
+        "/one_sync_items",
+        &[],
+        Some(r#"{"id": 2, "note": "bad"}"#),
+    );
+    assert_code(&r, 400, "23514");
+    let r = s.send(
+        "POST",
+        "/one_sync_items",
+        &[],
+        Some(r#"{"id": 1, "note": "again"}"#),
+    );
+    assert_code(&r, 409, "23505");
+    assert_healthy(&s);
+    // A deferred unique check fails at the end, after the statement.
+    let r = s.send(
+        "POST",
+        "/one_sync_items",
+        &[],
+        Some(r#"{"id": 3, "note": "late", "later": 1}"#),
+    );
+    assert_code(&r, 409, "23505");
+    assert_healthy(&s);
+    // A big answer (PostgreSQL flushes before the Sync) followed by a normal one.
+    let r = s.get("/rpc/one_sync_many?n=200000");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(200_000));
+    assert_healthy(&s);
+    // Nothing half-applied: only the row of the fixture is there.
+    let r = s.get("/one_sync_items?select=id");
+    assert_json(&r, 200, json!([{"id": 1}]));
+}
+
+#[test]
+fn failures_leave_the_connection_in_order_with_prepared_statements() {
+    failures_leave_the_connection_in_order(true);
+}
+
+#[test]
+fn failures_leave_the_connection_in_order_without_prepared_statements() {
+    failures_leave_the_connection_in_order(false);
+}
+
+#[test]
+fn a_statement_timeout_inside_a_run_answers_and_the_next_request_runs() {
+    let s = server(true);
+    let r = s.get("/rpc/impatient_sleep");
+    assert_code(&r, 500, "57014");
+    assert_healthy(&s);
+}
+
+/// Mixed successes and failures from several clients over two connections: each answer
+/// is its own request's.
+#[test]
+fn concurrent_mixed_requests_each_get_their_own_answer() {
+    fixtures();
+    let s = server_with(&[("PGRST_DB_POOL", "2")]);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    match (t + i) % 3 {
+                        0 => {
+                            let r = s.get(&format!("/rpc/one_sync_many?n={}", i + 1));
+                            assert_eq!(r.status, 200, "{}", r.body);
+                            assert_eq!(r.json().as_array().map(Vec::len), Some(i + 1));
+                        }
+                        1 => {
+                            let r = s.get("/one_sync_items?id=eq.x");
+                            assert_code(&r, 400, "22P02");
+                        }
+                        _ => {
+                            let r = s.send("POST", "/one_sync_items", &[], Some(r#"{"id": 1}"#));
+                            assert_code(&r, 409, "23505");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+}
