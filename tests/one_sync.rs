@@ -182,3 +182,27 @@ fn concurrent_mixed_requests_each_get_their_own_answer() {
         t.join().expect("a client thread failed");
     }
 }
+
+/// Pool connections open their own sockets (db::connect): over PostgreSQL's Unix socket
+/// too, failures included.
+#[test]
+fn the_envelope_runs_over_the_unix_socket() {
+    fixtures();
+    let cluster = &common::harness().cluster;
+    let socket_dir = cluster.data_dir().parent().expect("cluster dir").to_owned();
+    let uri = format!(
+        "postgresql:///{}?host={}&port={}&user=authenticator",
+        common::DB,
+        socket_dir.display(),
+        cluster.port
+    );
+    let s = server_with(&[
+        ("PGRST_DB_URI", &uri),
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_DB_PRE_REQUEST", "test_api.one_sync_gate"),
+    ]);
+    assert_healthy(&s);
+    let r = s.get("/one_sync_items?id=eq.x");
+    assert_code(&r, 400, "22P02");
+    assert_healthy(&s);
+}

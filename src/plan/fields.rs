@@ -35,13 +35,13 @@ pub fn resolve<'a>(table: &'a Table, field: &Field) -> ResolvedField<'a> {
     let column = table.column(&field.name);
     let source = match column {
         Some(_) => Source::Column,
-        None => match table.field(&field.name).and_then(|c| c.function.as_ref()) {
+        None => match table.field(&field.name).and_then(|c| c.function.as_deref()) {
             Some(function) => Source::Computed(function),
             None => Source::Column,
         },
     };
     let whole = field.json_path.is_empty();
-    let repr = column.filter(|_| whole).map(|c| &c.repr);
+    let repr = column.filter(|_| whole).map(|c| c.repr());
     ResolvedField {
         is_json: table.field(&field.name).is_some_and(|c| c.is_json()),
         is_tsvector: whole && table.field(&field.name).is_some_and(|c| c.is_tsvector()),

@@ -288,7 +288,7 @@ fn outputs<'a>(node: &ReadNode<'a>, items: &[SelectItem]) -> Vec<Output<'a>> {
             }
         )
     });
-    let has_repr = table.columns.iter().any(|c| c.repr.to_json.is_some());
+    let has_repr = table.columns.iter().any(|c| c.repr().to_json.is_some());
     let expand_star = own_aggregates || node.aggregates() || has_repr;
     let mut out = Vec::new();
     for item in items {

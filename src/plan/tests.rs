@@ -76,13 +76,13 @@ fn shop() -> SchemaCache {
         ],
         &["id"],
     );
-    orders.columns[4].repr = crate::schema::Repr {
+    orders.columns[4].repr = Some(Box::new(crate::schema::Repr {
         to_json: Some(QualifiedName::new("api", "price_json")),
         from_json: None,
         from_text: Some(QualifiedName::new("api", "price_from_text")),
-    };
+    }));
     let mut with_tax = column("with_tax", "numeric");
-    with_tax.function = Some(QualifiedName::new("api", "with_tax"));
+    with_tax.function = Some(Box::new(QualifiedName::new("api", "with_tax")));
     orders.computed_fields.push(with_tax);
     let mut billing = relationship(
         "orders",

@@ -13,7 +13,7 @@ pub fn column(name: &str, base: &str) -> Column {
         enum_values: vec![],
         description: None,
         function: None,
-        repr: Default::default(),
+        repr: None,
     }
 }
 

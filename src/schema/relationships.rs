@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Transaction;
 
-use super::{Cardinality, Junction, Relationship};
+use super::{for_each_row, Cardinality, Junction, Relationship};
 
 /// Every relation outside the system schemas: keys and views may live in schemas that are
 /// not exposed (a private junction table behind an exposed view, say).
@@ -299,7 +299,7 @@ async fn load_relations(
     schemas: &[String],
 ) -> Result<HashMap<Oid, Rel>, tokio_postgres::Error> {
     let mut rels = HashMap::new();
-    for r in tx.query(RELATIONS_SQL, &[]).await? {
+    for_each_row(tx, RELATIONS_SQL, &[], |r| {
         let schema: String = r.get(1);
         let kind: String = r.get(3);
         rels.insert(
@@ -311,7 +311,8 @@ async fn load_relations(
                 is_view: kind == "v" || kind == "m",
             },
         );
-    }
+    })
+    .await?;
     Ok(rels)
 }
 
@@ -319,12 +320,13 @@ async fn load_column_names(
     tx: &Transaction<'_>,
 ) -> Result<HashMap<(Oid, AttNum), String>, tokio_postgres::Error> {
     let mut names = HashMap::new();
-    for r in tx.query(ATTRIBUTES_SQL, &[]).await? {
+    for_each_row(tx, ATTRIBUTES_SQL, &[], |r| {
         names.insert(
             (r.get::<_, Oid>(0), r.get::<_, AttNum>(1)),
             r.get::<_, String>(2),
         );
-    }
+    })
+    .await?;
     Ok(names)
 }
 
@@ -334,7 +336,7 @@ type ViewColumns = HashMap<Oid, HashMap<AttNum, (Oid, AttNum)>>;
 
 async fn load_view_columns(tx: &Transaction<'_>) -> Result<ViewColumns, tokio_postgres::Error> {
     let mut views: ViewColumns = HashMap::new();
-    for r in tx.query(VIEWS_SQL, &[]).await? {
+    for_each_row(tx, VIEWS_SQL, &[], |r| {
         let view: Oid = r.get(0);
         let tree: String = r.get(1);
         let cols = views.entry(view).or_default();
@@ -343,7 +345,8 @@ async fn load_view_columns(tx: &Transaction<'_>) -> Result<ViewColumns, tokio_po
                 cols.insert(resno, (table, col));
             }
         }
-    }
+    })
+    .await?;
     Ok(views)
 }
 
@@ -369,7 +372,7 @@ type Key = (Oid, bool, Vec<AttNum>);
 async fn load_keys(tx: &Transaction<'_>) -> Result<(Vec<Edge>, Vec<Key>), tokio_postgres::Error> {
     let mut fks = Vec::new();
     let mut keys = Vec::new();
-    for r in tx.query(KEYS_SQL, &[]).await? {
+    for_each_row(tx, KEYS_SQL, &[], |r| {
         let oid: Oid = r.get(0);
         let kind: String = r.get(1);
         let cols: Vec<AttNum> = r.get(3);
@@ -384,7 +387,8 @@ async fn load_keys(tx: &Transaction<'_>) -> Result<(Vec<Edge>, Vec<Key>), tokio_
         } else {
             keys.push((oid, kind == "p", cols));
         }
-    }
+    })
+    .await?;
     Ok((fks, keys))
 }
 

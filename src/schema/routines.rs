@@ -269,14 +269,14 @@ fn result_table(schema: &str, name: &str, args: &[RawArg]) -> super::Table {
             .filter(|a| is_output(a))
             .map(|a| super::Column {
                 name: a.name.clone(),
-                data_type: a.type_name.clone(),
-                base_type: a.base_type.clone(),
+                data_type: a.type_name.as_str().into(),
+                base_type: a.base_type.as_str().into(),
                 nullable: true,
                 default: None,
                 enum_values: Vec::new(),
                 description: None,
                 function: None,
-                repr: Default::default(),
+                repr: None,
             })
             .collect(),
         primary_key: Vec::new(),

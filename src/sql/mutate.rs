@@ -49,10 +49,10 @@ pub(super) fn recordset(plan: &MutatePlan, rows: &str) -> String {
         .columns
         .iter()
         .map(|c| {
-            let ty = if c.repr.from_json.is_some() {
+            let ty = if c.repr().from_json.is_some() {
                 "json"
             } else {
-                c.data_type.as_str()
+                &c.data_type
             };
             format!("{} {ty}", quote_ident(&c.name))
         })
@@ -71,7 +71,7 @@ pub(super) fn column_list(plan: &MutatePlan, prefix: &str) -> String {
 /// A payload column's value, through the column's `json -> domain` cast if it has one.
 pub(super) fn payload_value(c: &crate::schema::Column, source: &str) -> String {
     let value = format!("{source}.{}", quote_ident(&c.name));
-    match &c.repr.from_json {
+    match &c.repr().from_json {
         Some(function) => format!("{}({value})", function_ref(function)),
         None => value,
     }
