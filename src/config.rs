@@ -39,6 +39,11 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("db-pre-config", "", false),
     ("db-pre-request", "", false),
     ("db-prepared-statements", "true", true),
+    // pgrest extensions: read replicas (README, "Scaling out"). The pool size defaults
+    // to db-pool's; the lag bound is in milliseconds.
+    ("db-replica-max-lag", "5000", true),
+    ("db-replica-pool", "", true),
+    ("db-replica-uris", "", false),
     ("db-root-spec", "", false),
     ("db-schemas", "public", false),
     ("db-tx-end", "commit", false),
@@ -86,6 +91,11 @@ db-anon-role = "web_anon"
 ## Connections in the pool, and seconds to wait for one before answering 504.
 db-pool = 10
 db-pool-acquisition-timeout = 10
+
+## Read replicas (pgrest extension): streaming standbys that serve reads; writes answer
+## with X-Pgrst-Lsn, which a read sends back to see them (README, "Scaling out").
+# db-replica-uris = "postgres://authenticator@standby1/app,postgres://authenticator@standby2/app"
+# db-replica-max-lag = 5000
 
 ## Cap on the rows any read returns (unset: no cap).
 # db-max-rows = 1000
@@ -217,6 +227,13 @@ pub struct Config {
     pub db_pre_config: Option<String>,
     pub db_pre_request: Option<String>,
     pub db_prepared_statements: bool,
+    /// db-replica-max-lag, milliseconds: a standby further behind leaves the rotation.
+    pub db_replica_max_lag: u64,
+    /// db-replica-pool: connections per replica (default: db-pool).
+    pub db_replica_pool: usize,
+    /// db-replica-uris: the standbys reads may go to (empty: none, every request goes
+    /// to db-uri as in PostgREST).
+    pub db_replica_uris: Vec<String>,
     pub db_root_spec: Option<String>,
     pub db_schemas: Vec<String>,
     pub db_tx_end: TxEnd,
@@ -611,6 +628,10 @@ impl Config {
             return Err("db-pool must be at least 1".into());
         }
         let db_max_rows = r.opt_num::<i64>("db-max-rows")?.filter(|n| *n >= 0);
+        let db_replica_pool = r.opt_num("db-replica-pool")?.unwrap_or(db_pool);
+        if db_replica_pool == 0 {
+            return Err("db-replica-pool must be at least 1".into());
+        }
         check_bare_values(&raw)?;
         Ok(Config {
             admin_server_config_enabled: r.flag("admin-server-config-enabled")?,
@@ -637,6 +658,9 @@ impl Config {
             db_pre_config: r.opt("db-pre-config"),
             db_pre_request: r.opt("db-pre-request"),
             db_prepared_statements: r.flag("db-prepared-statements")?,
+            db_replica_max_lag: r.num("db-replica-max-lag")?,
+            db_replica_pool,
+            db_replica_uris: split_connection_strings(r.text("db-replica-uris")),
             db_root_spec: r.opt("db-root-spec"),
             db_schemas,
             db_tx_end,
@@ -703,6 +727,11 @@ impl Config {
             _ if v.is_empty() => String::new(),
             "jwt-secret" => REDACTED.to_string(),
             "db-uri" => redact_uri_password(v),
+            "db-replica-uris" => split_connection_strings(v)
+                .iter()
+                .map(|uri| redact_uri_password(uri))
+                .collect::<Vec<_>>()
+                .join(","),
             _ if key.starts_with("app.settings.") && secret_name(key) => REDACTED.to_string(),
             _ => v.to_string(),
         })
@@ -727,6 +756,38 @@ impl Config {
         }
         out
     }
+}
+
+/// db-replica-uris: connection strings separated by commas. A comma starts a new one only
+/// when what follows it begins like one (`postgres://`, `postgresql://` or a libpq
+/// `key=`), since a URI may list several hosts with commas (`postgresql://h1,h2/db`).
+fn split_connection_strings(v: &str) -> Vec<String> {
+    let starts_one = |rest: &str| {
+        let rest = rest.trim_start();
+        let key_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        rest.starts_with("postgres://")
+            || rest.starts_with("postgresql://")
+            || (key_len > 0 && rest[key_len..].trim_start().starts_with('='))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for (i, piece) in v.split(',').enumerate() {
+        if i > 0 && starts_one(piece) {
+            out.push(std::mem::take(&mut current));
+        } else if i > 0 {
+            current.push(',');
+        }
+        current.push_str(piece);
+    }
+    out.push(current);
+    // Stray commas at either end (a trailing one, an empty entry) belong to no string.
+    let stray = |c: char| c == ',' || c.is_whitespace();
+    out.into_iter()
+        .map(|s| s.trim_matches(stray).to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// `@path` (PostgREST's form for db-uri): the file's contents, trimmed.
@@ -845,6 +906,42 @@ mod tests {
         );
         let strict = Config::load(Some("config-strict = true\ndb-shemas = \"api\"\n"), env);
         assert!(strict.unwrap_err().contains("did you mean db-schemas?"));
+    }
+
+    #[test]
+    fn replica_uris_split_at_commas_that_start_a_connection_string() {
+        let split = |v| super::split_connection_strings(v);
+        assert_eq!(
+            split("postgresql://a:5433/db, postgres://h1,h2:5434/db?sslmode=require"),
+            [
+                "postgresql://a:5433/db",
+                "postgres://h1,h2:5434/db?sslmode=require"
+            ]
+        );
+        assert_eq!(
+            split("host=a port=1,host = b port=2"),
+            ["host=a port=1", "host = b port=2"]
+        );
+        assert!(split("").is_empty());
+        assert!(split(" , ").is_empty());
+        let c = Config::load(None, env(&[("PGRST_DB_POOL", "7")])).unwrap();
+        assert_eq!((c.db_replica_pool, c.db_replica_max_lag), (7, 5000));
+        assert!(c.db_replica_uris.is_empty());
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "PGRST_DB_REPLICA_URIS",
+                    "postgres://u:pw@r1/db,postgres://u:pw@r2/db",
+                ),
+                ("PGRST_DB_REPLICA_POOL", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.db_replica_uris.len(), 2);
+        assert_eq!(c.db_replica_pool, 3);
+        assert!(!c.dump_redacted().contains("pw"));
+        assert!(Config::load(None, env(&[("PGRST_DB_REPLICA_POOL", "0")])).is_err());
     }
 
     #[test]

@@ -256,6 +256,7 @@ fn app_state(
     };
     let pool = db::make_pool(pg.clone(), &pool_settings())?;
     tokio::spawn(db::retire_idle_connections(pool.clone(), pool_settings()));
+    let replicas = replicas(&config)?;
     let limits = limits(&config);
     let metrics = crate::ops::metrics::Metrics::default();
     metrics.schema_load(Some(cache.load_time));
@@ -267,11 +268,34 @@ fn app_state(
     let fixed = Fixed {
         config_source: source,
         pool,
+        replicas,
         metrics,
         authenticator,
         limits,
     };
     Ok(Arc::new(AppState::new(first, fixed)))
+}
+
+/// db-replica-uris' standbys, each with a pool of db-replica-pool connections; read at
+/// start-up only (a reload keeps them).
+fn replicas(config: &Config) -> Result<db::replicas::Replicas, String> {
+    if config.db_replica_uris.is_empty() {
+        return Ok(db::replicas::Replicas::default());
+    }
+    crate::lifecycle!(
+        "read replicas: {} standby(s), up to {} connections each, lag bound {} ms",
+        config.db_replica_uris.len(),
+        config.db_replica_pool,
+        config.db_replica_max_lag
+    );
+    let settings = || db::PoolSettings {
+        size: config.db_replica_pool,
+        acquisition_timeout: Duration::from_secs(config.db_pool_acquisition_timeout),
+        max_idletime: Duration::from_secs(config.db_pool_max_idletime),
+        max_lifetime: Duration::from_secs(config.db_pool_max_lifetime),
+    };
+    let max_lag = Duration::from_millis(config.db_replica_max_lag);
+    db::replicas::Replicas::start(&config.db_replica_uris, settings, max_lag)
 }
 
 /// Serves the API on `listener` until the sender returned is used (or dropped).

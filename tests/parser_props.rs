@@ -272,3 +272,21 @@ fn known_good_inputs_parse() {
         assert!(parse_query(q).is_ok(), "{q}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// X-Pgrst-Lsn / pgrst_lsn (read replicas): any text is an LSN or PGRST100, and
+    /// every LSN reads back from the text it prints as.
+    #[test]
+    fn lsn_values(text in ".{0,40}", lsn in any::<u64>(), hex in "[0-9a-fA-F]{1,8}/[0-9a-fA-F]{1,8}") {
+        use pgrest::db::replicas::{wanted_lsn, Lsn};
+        let pairs = vec![("x-pgrst-lsn".to_string(), text.clone())];
+        match wanted_lsn(&pairs, &[]) {
+            Ok(got) => prop_assert_eq!(got, Lsn::parse(text.trim())),
+            Err(e) => prop_assert_eq!(e.code(), "PGRST100"),
+        }
+        prop_assert_eq!(Lsn::parse(&Lsn(lsn).to_string()), Some(Lsn(lsn)));
+        prop_assert!(Lsn::parse(&hex).is_some());
+    }
+}

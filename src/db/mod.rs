@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod merge;
+pub mod replicas;
 pub mod startup;
 pub mod tls;
 

@@ -24,7 +24,8 @@ async fn admin(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Res
             }
         }
         "/metrics" => {
-            let text = state.metrics.render(state.pool.status());
+            let mut text = state.metrics.render(state.pool.status());
+            text.push_str(&state.replicas.metrics_text());
             return admin_body(text, "text/plain; version=0.0.4");
         }
         // Off unless admin-server-config-enabled, and secrets masked even then (PostgREST

@@ -3,6 +3,15 @@
 use super::response::{set, Resp};
 use crate::config::Config;
 
+/// The response headers a browser script may read: PostgREST's, and with read replicas
+/// the commit LSN a client sends back to read its own writes.
+fn expose_headers(config: &Config) -> &'static str {
+    match config.db_replica_uris.is_empty() {
+        true => "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit",
+        false => "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit, X-Pgrst-Lsn",
+    }
+}
+
 /// CORS headers as PostgREST sends them: any origin unless server-cors-allowed-origins
 /// lists some (then only those, echoed, with credentials allowed). `preflight` carries the
 /// Access-Control-Request-Headers of a preflight request.
@@ -45,10 +54,6 @@ pub fn cors(
             set(r, "Access-Control-Allow-Headers", &headers.join(", "));
             set(r, "Access-Control-Max-Age", "86400");
         }
-        None => set(
-            r,
-            "Access-Control-Expose-Headers",
-            "Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, Transfer-Encoding, Range-Unit",
-        ),
+        None => set(r, "Access-Control-Expose-Headers", expose_headers(config)),
     }
 }

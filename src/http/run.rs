@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::response::*;
 use crate::auth::Identity;
 use crate::db;
+use crate::db::replicas::{self, Lsn};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Snapshot};
 use crate::plan::{self, CallPlan, MutatePlan, Plan, ReadPlan, Resolved, RootPlan};
@@ -85,7 +86,13 @@ impl Run<'_> {
         let wants_plan_rows = matches!(plan.count, Some(CountPref::Planned | CountPref::Estimated));
         let count = wants_plan_rows.then(|| sql::planned_count_statement(&plan));
         let env = self.envelope(true, Vec::new())?;
-        let out = db::run_read(self.pool(), &env, &main, count.as_ref()).await?;
+        let out = match self.replica_read(&env)? {
+            None => db::run_read(self.pool(), &env, &main, count.as_ref()).await?,
+            Some(wanted) => {
+                let run = |pool| Box::pin(db::run_read(pool, &env, &main, count.as_ref())) as _;
+                self.state.replicas.read(self.pool(), wanted, run).await?
+            }
+        };
         let total = match plan.count {
             None => None,
             Some(CountPref::Exact) => out.total,
@@ -139,10 +146,10 @@ impl Run<'_> {
         });
         let is_put = matches!(plan.kind, plan::MutationKind::Put { .. });
         // A write that nothing can refuse afterwards commits in the same round trip.
-        let out = if commit && !singular && strict_max.is_none() && !is_put {
-            db::run_committed(self.pool(), &env, &statement).await?
+        let (out, lsn) = if commit && !singular && strict_max.is_none() && !is_put {
+            self.committed(&env, &statement, true).await?
         } else {
-            db::run_write(self.pool(), &env, &statement, |o| {
+            self.decided(&env, &statement, |o| {
                 refuse_count(o.page_total, singular, strict_max)?;
                 if is_put && o.page_total == 0 {
                     return Err(ApiError::PutMismatch);
@@ -151,7 +158,47 @@ impl Run<'_> {
             })
             .await?
         };
-        self.written(&plan, out)
+        self.written(&plan, out).map(|r| with_lsn(r, lsn))
+    }
+
+    /// Where a statement that only reads runs: `None` on the primary (no replicas
+    /// configured, a db-pre-request, which may write, or a SERIALIZABLE transaction,
+    /// which a standby refuses), `Some` on a standby that has replayed the LSN the
+    /// request names, if it names one.
+    fn replica_read(&self, env: &Envelope) -> Result<Option<Option<Lsn>>, ApiError> {
+        let primary_only = self.snap.config.db_pre_request.is_some() || env.serializable();
+        if self.state.replicas.is_empty() || primary_only {
+            return Ok(None);
+        }
+        replicas::wanted_lsn(&self.api.headers, &self.api.cookies).map(Some)
+    }
+
+    /// A statement committed with everything else in one round trip; with replicas, one
+    /// that `writes` also reads its commit LSN.
+    async fn committed(
+        &self,
+        env: &Envelope,
+        stmt: &Statement,
+        writes: bool,
+    ) -> Result<(db::Outcome, Option<Lsn>), ApiError> {
+        if writes && !self.state.replicas.is_empty() {
+            return replicas::run_committed_lsn(self.pool(), env, stmt).await;
+        }
+        Ok((db::run_committed(self.pool(), env, stmt).await?, None))
+    }
+
+    /// A write committed or rolled back as `decide` says once its outcome is seen; with
+    /// replicas, a committed one reads its commit LSN.
+    async fn decided(
+        &self,
+        env: &Envelope,
+        stmt: &Statement,
+        decide: impl FnOnce(&db::Outcome) -> Result<bool, ApiError>,
+    ) -> Result<(db::Outcome, Option<Lsn>), ApiError> {
+        if !env.read_only && !self.state.replicas.is_empty() {
+            return replicas::run_write_lsn(self.pool(), env, stmt, decide).await;
+        }
+        Ok((db::run_write(self.pool(), env, stmt, decide).await?, None))
     }
 
     /// The response to a write's outcome.
@@ -221,16 +268,31 @@ impl Run<'_> {
         }
         // A call that nothing can refuse afterwards commits in the same round trip (a
         // read-only one has nothing to roll back even under tx=rollback).
-        let out = if (plan.read_only || commit) && !singular && strict_max.is_none() {
-            db::run_committed(self.pool(), &env, &statement).await?
-        } else {
-            db::run_write(self.pool(), &env, &statement, |o| {
-                refuse_count(o.page_total, singular, strict_max)?;
-                Ok(commit)
-            })
-            .await?
+        let fast = (plan.read_only || commit) && !singular && strict_max.is_none();
+        // A volatile function may write even when called by GET: only STABLE and
+        // IMMUTABLE ones may go to a standby.
+        let replica = match fast && plan.read_only && !plan.routine.volatile {
+            true => self.replica_read(&env)?,
+            false => None,
         };
-        self.called(&plan, out)
+        let (out, lsn) = match (fast, replica) {
+            (true, Some(wanted)) => {
+                let run = |pool| Box::pin(db::run_committed(pool, &env, &statement)) as _;
+                (
+                    self.state.replicas.read(self.pool(), wanted, run).await?,
+                    None,
+                )
+            }
+            (true, None) => self.committed(&env, &statement, !plan.read_only).await?,
+            (false, _) => {
+                self.decided(&env, &statement, |o| {
+                    refuse_count(o.page_total, singular, strict_max)?;
+                    Ok(commit)
+                })
+                .await?
+            }
+        };
+        self.called(&plan, out).map(|r| with_lsn(r, lsn))
     }
 
     /// The response to a call's outcome: nothing for void, a handler's output as is, or
@@ -317,6 +379,15 @@ impl Run<'_> {
         });
         serde_json::to_string(&doc).map_err(|e| ApiError::Internal(e.to_string()))
     }
+}
+
+/// A write's response with its commit LSN (read replicas only), for the client to send
+/// back with the reads that must see the write.
+fn with_lsn(mut r: Resp, lsn: Option<Lsn>) -> Resp {
+    if let Some(lsn) = lsn {
+        set(&mut r, replicas::LSN_HEADER, &lsn.to_string());
+    }
+    r
 }
 
 /// PostgREST answers a POST 200 only when merge-duplicates inserted nothing (every row

@@ -35,6 +35,8 @@ pub struct AppState {
     live: ArcSwap<Snapshot>,
     pub config_source: ConfigSource,
     pub pool: db::Pool,
+    /// db-replica-uris' standbys, for reads (none unless configured).
+    pub replicas: db::replicas::Replicas,
     pub metrics: super::metrics::Metrics,
     /// The role pgrest connects as (session_user); no token may name it.
     pub authenticator: String,
@@ -48,6 +50,7 @@ pub struct AppState {
 pub struct Fixed {
     pub config_source: ConfigSource,
     pub pool: db::Pool,
+    pub replicas: db::replicas::Replicas,
     pub metrics: super::metrics::Metrics,
     pub authenticator: String,
     pub limits: Limits,
@@ -59,6 +62,7 @@ impl AppState {
             live: ArcSwap::from_pointee(first),
             config_source: fixed.config_source,
             pool: fixed.pool,
+            replicas: fixed.replicas,
             metrics: fixed.metrics,
             authenticator: fixed.authenticator,
             limits: fixed.limits,

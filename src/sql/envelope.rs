@@ -64,6 +64,12 @@ impl Envelope {
         }
     }
 
+    /// Whether the transaction is SERIALIZABLE, which a hot standby cannot run
+    /// (read replicas send it to the primary).
+    pub fn serializable(&self) -> bool {
+        self.isolation() == "SERIALIZABLE"
+    }
+
     /// BEGIN with the isolation level and access mode.
     pub fn begin_sql(&self) -> String {
         let mode = if self.read_only {
