@@ -25,9 +25,10 @@ pub async fn reload_schema(state: &AppState, pg: &Connector) {
     }
 }
 
-/// Asks the allocator to give back the pages the previous schema cache held (the
-/// caches of a reload coexist while the new one is built): at 50,000 tables RSS went
-/// from 252 MB after the first load to 483 MB after a reload without this.
+/// Asks the allocator to give back the pages the previous schema cache held (it
+/// coexists with the new one while that is built): at 50,000 tables RSS went from 252 MB
+/// after the first load to 483 MB after a reload without this, and stays at 253-255 MB
+/// with it. (After the first load it changes nothing measurable: there is no old cache.)
 fn return_freed_memory() {
     // SAFETY: mi_collect only walks mimalloc's own free lists; it has no preconditions
     // (and does nothing when mimalloc is not the global allocator).
