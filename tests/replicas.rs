@@ -247,6 +247,27 @@ fn reads_go_to_the_standbys_and_writes_and_volatile_calls_to_the_primary() {
     // A volatile call commits too, and says where.
     let v = p.server.send("POST", "/rpc/whoami_volatile", &[], None);
     assert!(v.header("X-Pgrst-Lsn").is_some());
+    // So does a write decided after its statement (a singular answer is checked before
+    // COMMIT), at or past the earlier write's position.
+    let d = p.server.send(
+        "POST",
+        "/items",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/vnd.pgrst.object+json"),
+            ("Prefer", "return=representation"),
+        ],
+        Some(r#"{"id": 3}"#),
+    );
+    assert_eq!(d.status, 201, "{}", d.body);
+    let later = d
+        .header("X-Pgrst-Lsn")
+        .expect("X-Pgrst-Lsn on a decided write");
+    let (first, later) = (
+        pgrest::db::replicas::Lsn::parse(lsn).unwrap(),
+        pgrest::db::replicas::Lsn::parse(later).unwrap(),
+    );
+    assert!(later >= first, "{later} before {first}");
     assert!(p.server.get("/items").header("X-Pgrst-Lsn").is_none());
     // A malformed LSN is the client's mistake: 400 in PostgREST's error shape.
     for bad in ["banana", "0/", "1/2/3", "0/1;", "100000000/0"] {

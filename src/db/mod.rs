@@ -360,16 +360,36 @@ async fn pipeline(
     futures_util::future::join_all(calls).await
 }
 
-/// COMMIT (prepared) when the transaction ends with the statements.
+/// COMMIT (prepared) when the transaction ends with the statements, and the statement
+/// after it; that one's rows (none if it failed: the transaction is committed all the
+/// same) come back for [`End::CommitThenRead`].
 async fn commit_if(
     client: &tokio_postgres::Client,
     commit: &tokio_postgres::Statement,
+    then: Option<&tokio_postgres::Statement>,
     end: End,
-) -> Result<(), tokio_postgres::Error> {
-    match end {
-        End::Commit => commit_prepared(client, commit).await,
-        End::Open => Ok(()),
+) -> Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
+    match (end, then) {
+        (End::Open, _) => Ok(None),
+        (End::CommitThenRead(_), Some(then)) => {
+            let (committed, read) = tokio::join!(
+                biased;
+                commit_prepared(client, commit),
+                client.query(then, &[]),
+            );
+            committed.map(|_| Some(read.unwrap_or_default()))
+        }
+        _ => commit_prepared(client, commit).await.map(|_| None),
     }
+}
+
+/// The steps' rows, and after them the rows of the statement that followed COMMIT.
+fn with_trailing(
+    mut results: Vec<Vec<tokio_postgres::Row>>,
+    trailing: Option<Vec<tokio_postgres::Row>>,
+) -> Vec<Vec<tokio_postgres::Row>> {
+    results.extend(trailing);
+    results
 }
 
 /// Runs the prepared COMMIT. Once PostgreSQL has sent its CommandComplete the
@@ -426,11 +446,26 @@ async fn commit_simple(client: &tokio_postgres::Client) -> Result<(), tokio_post
 }
 
 /// How a transaction ends: COMMIT sent with everything else (reads), or left open for
-/// the caller to commit or roll back once it has seen the outcome (writes).
+/// the caller to commit or roll back once it has seen the outcome (writes); or COMMIT
+/// followed, in the same round trip, by one statement outside the transaction (the
+/// commit LSN a write reports when read replicas are configured).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
     Commit,
     Open,
+    CommitThenRead(&'static str),
+}
+
+impl End {
+    /// The statements sent after the steps: COMMIT, and the one after it when it is
+    /// `sent` (a batch must count exactly what goes out; see [`merge`]).
+    fn statements(self, then_sent: bool) -> usize {
+        match self {
+            End::Open => 0,
+            End::Commit => 1,
+            End::CommitThenRead(_) => 1 + usize::from(then_sent),
+        }
+    }
 }
 
 type Pooled = managed::Object<PgManager>;
@@ -518,6 +553,10 @@ async fn run_transaction_inner(
     // PostgreSQL less than parsing a Query message each time.
     let begin = conn.prepare(&begin).await.map_err(|e| fail(&e))?;
     let commit = conn.prepare("COMMIT").await.map_err(|e| fail(&e))?;
+    let then = match end {
+        End::CommitThenRead(sql) => Some(conn.prepare(sql).await.map_err(|e| fail(&e))?),
+        _ => None,
+    };
     let pre_sql = env.pre_request_sql();
     let all = after_settings(&settings_sql, &pre_sql, steps);
     let sp = params_of(&settings_params);
@@ -531,7 +570,7 @@ async fn run_transaction_inner(
             .map(|s| (conn.statements[s.sql].clone(), s.params))
             .collect();
         let client = &conn.client;
-        let statements = 2 + prepared.len() + usize::from(end == End::Commit);
+        let statements = 2 + prepared.len() + end.statements(then.is_some());
         let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
         let (begun, set, results, committed) = under_one_sync(&conn.batch, statements, sendable)
             .run(async {
@@ -540,7 +579,7 @@ async fn run_transaction_inner(
                     client.query(&begin, &[]),
                     client.query(&settings, &sp),
                     pipeline(&conn, &prepared),
-                    commit_if(client, &commit, end),
+                    commit_if(client, &commit, then.as_ref(), end),
                 )
             })
             .await;
@@ -548,7 +587,7 @@ async fn run_transaction_inner(
             .and(set)
             .map_err(|e| fail(&e))
             .and_then(|_| collect(results, &fail))
-            .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)))
+            .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)))
     } else {
         let client = &conn.client;
         let (begun, set) = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()))
@@ -573,19 +612,19 @@ async fn run_transaction_inner(
                 }
             }
             if outcome.is_ok() {
-                let statements = prepared.len() + usize::from(end == End::Commit);
+                let statements = prepared.len() + end.statements(then.is_some());
                 let sendable = all_encodable(&prepared);
                 let (results, committed) = under_one_sync(&conn.batch, statements, sendable)
                     .run(async {
                         tokio::join!(
                             biased;
                             pipeline(&conn, &prepared),
-                            commit_if(&conn.client, &commit, end),
+                            commit_if(&conn.client, &commit, then.as_ref(), end),
                         )
                     })
                     .await;
                 outcome = collect(results, &fail)
-                    .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)));
+                    .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)));
             }
         }
         outcome
@@ -627,7 +666,7 @@ async fn settle(
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
     match outcome {
         Ok(results) => {
-            if end == End::Commit {
+            if end != End::Open {
                 conn.in_transaction = false;
             }
             Ok(results.into_iter().skip(skip).collect())
@@ -675,9 +714,10 @@ async fn run_unprepared(
         client.query_typed(s.sql, &typed).await
     });
     // BEGIN and COMMIT go as unnamed statements too, so all of it shares one Sync.
-    let statements = 1 + all.len() + usize::from(end == End::Commit);
+    let statements = 1 + all.len() + end.statements(true);
     let sendable = encodable_unnamed(&begin, 0)
         && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
+    let none: [(&(dyn ToSql + Sync), Type); 0] = [];
     let (begun, results, committed) = under_one_sync(&conn.batch, statements, sendable)
         .run(async {
             tokio::join!(
@@ -686,8 +726,16 @@ async fn run_unprepared(
                 futures_util::future::join_all(calls),
                 async {
                     match end {
-                        End::Commit => commit_unnamed(client).await,
-                        End::Open => Ok(()),
+                        End::Commit => commit_unnamed(client).await.map(|_| None),
+                        End::Open => Ok(None),
+                        End::CommitThenRead(sql) => {
+                            let (committed, read) = tokio::join!(
+                                biased;
+                                commit_unnamed(client),
+                                client.query_typed(sql, &none),
+                            );
+                            committed.map(|_| Some(read.unwrap_or_default()))
+                        }
                     }
                 },
             )
@@ -696,7 +744,7 @@ async fn run_unprepared(
     let outcome = begun
         .map_err(|e| fail(&e))
         .and_then(|_| collect(results, &fail))
-        .and_then(|r| committed.map(|_| r).map_err(|e| fail(&e)));
+        .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)));
     let skip = 1 + usize::from(pre_sql.is_some());
     settle(conn, outcome, end, skip).await
 }

@@ -497,19 +497,13 @@ async fn probe(
     })
 }
 
-/// The commit LSN of a write that just committed on `conn`: pg_current_wal_insert_lsn()
-/// read after COMMIT on the same connection, so it is at or past the end of the commit
-/// record (read inside the transaction it would come before that record, and a standby
-/// could reach it without the write being visible). `None` when it cannot be read: the
-/// write is committed all the same, and answers without the header.
-async fn commit_lsn(conn: &mut super::Conn, prepared: bool) -> Option<Lsn> {
-    let text = if prepared {
-        let stmt = conn.prepare(COMMIT_LSN_SQL).await.ok()?;
-        let row = conn.client.query_one(&stmt, &[]).await.ok()?;
-        row.try_get::<_, String>(0).ok()?
-    } else {
-        first_value(&conn.client, COMMIT_LSN_SQL).await?
-    };
+/// The commit LSN: pg_current_wal_insert_lsn() read after COMMIT on the same connection,
+/// so it is at or past the end of the commit record (read inside the transaction it
+/// would come before that record, and a standby could reach it without the write being
+/// visible). Sent with COMMIT, in the same round trip. `None` when it cannot be read:
+/// the write is committed all the same, and answers without the header.
+fn lsn_of(rows: Option<&Vec<tokio_postgres::Row>>) -> Option<Lsn> {
+    let text: String = rows?.first()?.try_get(0).ok()?;
     Lsn::parse(&text)
 }
 
@@ -522,7 +516,7 @@ async fn first_value(client: &tokio_postgres::Client, sql: &str) -> Option<Strin
     })
 }
 
-/// [`super::run_committed`], then the commit LSN on the same connection.
+/// [`super::run_committed`], with the commit LSN read right after COMMIT.
 pub async fn run_committed_lsn(
     pool: &Pool,
     env: &Envelope,
@@ -532,12 +526,13 @@ pub async fn run_committed_lsn(
         sql: &stmt.sql,
         params: &stmt.params,
     }];
-    let (mut conn, results) = super::run_transaction(pool, env, &steps, End::Commit).await?;
+    let end = End::CommitThenRead(COMMIT_LSN_SQL);
+    let (_conn, results) = super::run_transaction(pool, env, &steps, end).await?;
     let outcome = super::outcome_of(&results, stmt.shape)?;
-    Ok((outcome, commit_lsn(&mut conn, env.prepared).await))
+    Ok((outcome, lsn_of(results.get(1))))
 }
 
-/// [`super::run_write`], then the commit LSN on the same connection when it committed.
+/// [`super::run_write`], with the commit LSN read right after COMMIT when it commits.
 pub async fn run_write_lsn(
     pool: &Pool,
     env: &Envelope,
@@ -551,17 +546,47 @@ pub async fn run_write_lsn(
     let (mut conn, results) = super::run_transaction(pool, env, &steps, End::Open).await?;
     let parsed = super::outcome_of(&results, stmt.shape);
     match parsed.and_then(|o| decide(&o).map(|commit| (o, commit))) {
-        Ok((outcome, commit)) => {
-            super::finish(&mut conn, commit, env.anonymous).await?;
-            let lsn = match commit {
-                true => commit_lsn(&mut conn, env.prepared).await,
-                false => None,
-            };
+        Ok((outcome, true)) => {
+            let lsn = commit_reading_lsn(&mut conn, env.anonymous).await?;
             Ok((outcome, lsn))
+        }
+        Ok((outcome, false)) => {
+            super::finish(&mut conn, false, env.anonymous).await?;
+            Ok((outcome, None))
         }
         Err(e) => {
             let _ = super::finish(&mut conn, false, env.anonymous).await;
             Err(e)
+        }
+    }
+}
+
+/// COMMIT and the LSN read sent together (one round trip); COMMIT's error is the
+/// request's, as in [`super::finish`].
+async fn commit_reading_lsn(
+    conn: &mut super::InFlight,
+    anonymous: bool,
+) -> Result<Option<Lsn>, ApiError> {
+    let client = &conn.client;
+    let none: [(
+        &(dyn tokio_postgres::types::ToSql + Sync),
+        tokio_postgres::types::Type,
+    ); 0] = [];
+    let (committed, read) = tokio::join!(
+        biased;
+        super::commit_simple(client),
+        client.query_typed(COMMIT_LSN_SQL, &none),
+    );
+    match committed {
+        Ok(()) => {
+            conn.in_transaction = false;
+            Ok(lsn_of(read.ok().as_ref()))
+        }
+        Err(e) => {
+            if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                conn.in_transaction = false;
+            }
+            Err(super::pg_error(&e, anonymous))
         }
     }
 }
