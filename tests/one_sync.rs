@@ -27,6 +27,10 @@ fn fixtures() {
                LANGUAGE sql STABLE AS $$ SELECT generate_series(1, n) $$;
              CREATE FUNCTION test_api.one_sync_divide(n integer) RETURNS integer
                LANGUAGE sql STABLE AS $$ SELECT 10 / n $$;
+             CREATE FUNCTION test_api.one_sync_noisy() RETURNS integer LANGUAGE plpgsql
+               STABLE AS $$ BEGIN RAISE NOTICE 'a notice mid-run'; RETURN 7; END $$;
+             CREATE TABLE test_api.one_sync_bulk (id integer PRIMARY KEY, note text);
+             GRANT ALL ON test_api.one_sync_bulk TO test_anon;
              CREATE FUNCTION test_api.one_sync_gate() RETURNS void LANGUAGE plpgsql AS $$
              BEGIN
                IF current_setting('request.headers', true)::json->>'x-refuse' = 'yes' THEN
@@ -125,6 +129,10 @@ fn failures_leave_the_connection_in_order(prepared: bool) {
     assert_eq!(r.status, 200);
     assert_eq!(r.json().as_array().map(Vec::len), Some(200_000));
     assert_healthy(&s);
+    // A notice in the middle of a run passes to the side.
+    let r = s.get("/rpc/one_sync_noisy");
+    assert_json(&r, 200, json!(7));
+    assert_healthy(&s);
     // Nothing half-applied: only the row of the fixture is there.
     let r = s.get("/one_sync_items?select=id");
     assert_json(&r, 200, json!([{"id": 1}]));
@@ -204,5 +212,36 @@ fn the_envelope_runs_over_the_unix_socket() {
     assert_healthy(&s);
     let r = s.get("/one_sync_items?id=eq.x");
     assert_code(&r, 400, "22P02");
+    assert_healthy(&s);
+}
+
+/// A write whose body spans many of the adapter's 64 KB write chunks (its messages cut
+/// across them), under one Sync with BEGIN, the settings and COMMIT.
+#[test]
+fn a_body_of_many_chunks_goes_through_whole() {
+    let s = server(true);
+    let rows: Vec<_> = (0..20_000)
+        .map(|i| json!({"id": i, "note": format!("row {i} of a big body")}))
+        .collect();
+    let body = serde_json::to_string(&rows).unwrap();
+    assert!(body.len() > 10 * 64 * 1024, "{}", body.len());
+    let r = s.send(
+        "POST",
+        "/one_sync_bulk",
+        &[
+            ("Content-Type", "application/json"),
+            ("Prefer", "return=minimal"),
+        ],
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = s.get_with(
+        "/one_sync_bulk?select=id&id=gte.19998&order=id",
+        &[("Prefer", "count=exact")],
+    );
+    assert_json(&r, 200, json!([{"id": 19998}, {"id": 19999}]));
+    assert_eq!(r.header("Content-Range"), Some("0-1/2"));
+    let r = s.send("DELETE", "/one_sync_bulk", &[], None);
+    assert_eq!(r.status, 204, "{}", r.body);
     assert_healthy(&s);
 }
