@@ -452,9 +452,17 @@ fn infer(catalog: &Catalog, edges: &[Edge]) -> HashMap<(String, String), Vec<Rel
             add(backward);
         }
     }
+    // Junction candidates are pairs of foreign keys of one source: compared within each
+    // source's keys, not all against all (50,000 foreign keys: 2.5e9 pairs, 60 % of a
+    // 5 s load). Same pairs, same order.
+    let mut by_source: HashMap<Oid, Vec<usize>> = HashMap::new();
+    for (i, e) in edges.iter().enumerate() {
+        by_source.entry(e.source).or_default().push(i);
+    }
     for (i, left) in edges.iter().enumerate() {
-        for (k, right) in edges.iter().enumerate() {
-            if i == k || left.source != right.source || left.constraint == right.constraint {
+        for &k in &by_source[&left.source] {
+            let right = &edges[k];
+            if i == k || left.constraint == right.constraint {
                 continue;
             }
             if let Some(r) = many_to_many(catalog, left, right) {
