@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod hints;
 pub mod http;
+pub mod net;
 pub mod openapi;
 pub mod ops;
 pub mod pgcluster;

@@ -10,17 +10,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::Config;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::merge::{Batch, Merge};
+use crate::net::Stream as Socket;
 
 /// Why a pool connection could not be opened.
 #[derive(Debug)]
@@ -60,52 +60,6 @@ enum Addr {
     Unix(PathBuf),
 }
 
-/// A TCP or Unix socket to PostgreSQL.
-pub enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
 /// TLS with the merging adapter above it (the one below steps aside once TLS starts).
 struct AboveTls<T> {
     tls: T,
@@ -133,17 +87,10 @@ where
 
 /// Opens a connection as `config` says, tries each host in turn as libpq does, and spawns
 /// its connection task. Returns the client, where it went, and its batch switch.
-pub async fn open<M>(
+pub async fn open(
     config: &Config,
-    tls: &M,
-) -> Result<(tokio_postgres::Client, Peer, Batch), ConnectError>
-where
-    M: MakeTlsConnect<Merge<Socket>> + Clone,
-    M::TlsConnect: Send + 'static,
-    <M::TlsConnect as TlsConnect<Merge<Socket>>>::Future: Send + 'static,
-    <M::TlsConnect as TlsConnect<Merge<Socket>>>::Stream: Send + 'static,
-    M::Error: Into<Box<dyn std::error::Error + Sync + Send>>,
-{
+    tls: &MakeRustlsConnect,
+) -> Result<(tokio_postgres::Client, Peer, Batch), ConnectError> {
     let mut last = None;
     for peer in candidates(config).await? {
         match open_at(config, tls, &peer).await {
@@ -215,24 +162,17 @@ fn shuffle(order: &mut [usize]) {
     }
 }
 
-async fn open_at<M>(
+async fn open_at(
     config: &Config,
-    tls: &M,
+    tls: &MakeRustlsConnect,
     peer: &Peer,
-) -> Result<(tokio_postgres::Client, Batch), ConnectError>
-where
-    M: MakeTlsConnect<Merge<Socket>> + Clone,
-    M::TlsConnect: Send + 'static,
-    <M::TlsConnect as TlsConnect<Merge<Socket>>>::Future: Send + 'static,
-    <M::TlsConnect as TlsConnect<Merge<Socket>>>::Stream: Send + 'static,
-    M::Error: Into<Box<dyn std::error::Error + Sync + Send>>,
-{
+) -> Result<(tokio_postgres::Client, Batch), ConnectError> {
     let socket = connect_socket(config, &peer.addr).await?;
     let batch = Batch::default();
-    let tls = tls
-        .clone()
-        .make_tls_connect(peer.hostname.as_deref().unwrap_or(""))
-        .map_err(|e| ConnectError::Socket(io::Error::other(e.into())))?;
+    let Ok(tls) = MakeTlsConnect::<Merge<Socket>>::make_tls_connect(
+        &mut tls.clone(),
+        peer.hostname.as_deref().unwrap_or(""),
+    );
     let above = AboveTls {
         tls,
         batch: batch.clone(),
@@ -322,19 +262,19 @@ async fn with_timeout<T>(
 }
 
 /// Sends a cancel request for what `client` runs, to the address it was opened to.
-pub async fn cancel<M>(client: &tokio_postgres::Client, peer: &Peer, config: &Config, tls: &M)
-where
-    M: MakeTlsConnect<Socket> + Clone,
-    M::TlsConnect: Send,
-{
+pub async fn cancel(
+    client: &tokio_postgres::Client,
+    peer: &Peer,
+    config: &Config,
+    tls: &MakeRustlsConnect,
+) {
     let Ok(socket) = connect_socket(config, &peer.addr).await else {
         return;
     };
-    let Ok(tls) = tls
-        .clone()
-        .make_tls_connect(peer.hostname.as_deref().unwrap_or(""))
-    else {
-        return;
-    };
+    // rustls' connector is made without failing (its error type is uninhabited).
+    let Ok(tls) = MakeTlsConnect::<Socket>::make_tls_connect(
+        &mut tls.clone(),
+        peer.hostname.as_deref().unwrap_or(""),
+    );
     let _ = client.cancel_token().cancel_query_raw(socket, tls).await;
 }
