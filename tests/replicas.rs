@@ -287,6 +287,29 @@ fn reads_go_to_the_standbys_and_writes_and_volatile_calls_to_the_primary() {
     // With a db-pre-request (it may write) everything goes to the primary.
     let pre = pgrest(&c, &[("PGRST_DB_PRE_REQUEST", "api.pre")]);
     assert_eq!(pre.who("GET", "whoami"), (false, c.primary.port));
+    // Without prepared statements (a pooler in transaction mode) writes report their
+    // LSN too, committed with the statement or after a decision.
+    let unprepared = pgrest(&c, &[("PGRST_DB_PREPARED_STATEMENTS", "false")]);
+    for (id, accept) in [
+        (4, "application/json"),
+        (5, "application/vnd.pgrst.object+json"),
+    ] {
+        let w = unprepared.server.send(
+            "POST",
+            "/items",
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", accept),
+                ("Prefer", "return=representation"),
+            ],
+            Some(&format!(r#"{{"id": {id}}}"#)),
+        );
+        assert_eq!(w.status, 201, "{}", w.body);
+        let lsn = w
+            .header("X-Pgrst-Lsn")
+            .expect("X-Pgrst-Lsn without prepared statements");
+        assert!(pgrest::db::replicas::Lsn::parse(lsn).is_some(), "{lsn}");
+    }
     // Without replicas nothing changes: no LSN header, the header is not even read.
     let plain = pgrest(&c, &[("PGRST_DB_REPLICA_URIS", "")]);
     assert_eq!(plain.who("GET", "whoami"), (false, c.primary.port));

@@ -752,12 +752,33 @@ async fn run_unprepared(
 /// Ends a transaction left open by a write: COMMIT, or ROLLBACK after checking deferred
 /// constraints (so their violations still answer, as PostgREST does).
 async fn finish(conn: &mut InFlight, commit: bool, anonymous: bool) -> Result<(), ApiError> {
-    let result = if commit {
-        commit_simple(&conn.client).await
-    } else {
-        conn.client
-            .batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
-            .await
+    finish_then(conn, commit, anonymous, None).await.map(|_| ())
+}
+
+/// [`finish`], and when it commits, `then` sent with COMMIT (one round trip): its rows,
+/// none if it failed (the transaction is committed all the same).
+async fn finish_then(
+    conn: &mut InFlight,
+    commit: bool,
+    anonymous: bool,
+    then: Option<&'static str>,
+) -> Result<Option<Vec<tokio_postgres::Row>>, ApiError> {
+    let client = &conn.client;
+    let (result, read) = match (commit, then) {
+        (true, Some(sql)) => {
+            let none: [(&(dyn ToSql + Sync), Type); 0] = [];
+            let (committed, read) = tokio::join!(
+                biased;
+                commit_simple(client),
+                client.query_typed(sql, &none),
+            );
+            (committed, Some(read.unwrap_or_default()))
+        }
+        (true, None) => (commit_simple(client).await, None),
+        (false, _) => (
+            client.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await,
+            None,
+        ),
     };
     let closed = if commit && result.is_ok() {
         Ok(())
@@ -767,7 +788,7 @@ async fn finish(conn: &mut InFlight, commit: bool, anonymous: bool) -> Result<()
     if closed.is_ok() {
         conn.in_transaction = false;
     }
-    result.map_err(|e| pg_error(&e, anonymous))
+    result.map(|_| read).map_err(|e| pg_error(&e, anonymous))
 }
 
 fn collect(
@@ -853,12 +874,28 @@ pub async fn run_committed(
     env: &Envelope,
     stmt: &Statement,
 ) -> Result<Outcome, ApiError> {
+    run_committed_then(pool, env, stmt, None)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`run_committed`], and `then` sent right after COMMIT in the same round trip (the
+/// commit LSN of read replicas): its rows.
+async fn run_committed_then(
+    pool: &Pool,
+    env: &Envelope,
+    stmt: &Statement,
+    then: Option<&'static str>,
+) -> Result<(Outcome, Option<Vec<tokio_postgres::Row>>), ApiError> {
     let steps = [Step {
         sql: &stmt.sql,
         params: &stmt.params,
     }];
-    let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
-    outcome_of(&results, stmt.shape)
+    let end = then.map_or(End::Commit, End::CommitThenRead);
+    let (_conn, mut results) = run_transaction(pool, env, &steps, end).await?;
+    let outcome = outcome_of(&results, stmt.shape)?;
+    let read = then.map(|_| results.pop().unwrap_or_default());
+    Ok((outcome, read))
 }
 
 /// Runs a write and lets `decide` see the outcome before the transaction ends:
@@ -870,6 +907,19 @@ pub async fn run_write(
     stmt: &Statement,
     decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
 ) -> Result<Outcome, ApiError> {
+    run_write_then(pool, env, stmt, decide, None)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`run_write`], and when it commits, `then` sent with COMMIT: its rows.
+async fn run_write_then(
+    pool: &Pool,
+    env: &Envelope,
+    stmt: &Statement,
+    decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
+    then: Option<&'static str>,
+) -> Result<(Outcome, Option<Vec<tokio_postgres::Row>>), ApiError> {
     let steps = [Step {
         sql: &stmt.sql,
         params: &stmt.params,
@@ -879,8 +929,8 @@ pub async fn run_write(
     let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));
     match decision {
         Ok((outcome, commit)) => {
-            finish(&mut conn, commit, env.anonymous).await?;
-            Ok(outcome)
+            let read = finish_then(&mut conn, commit, env.anonymous, then).await?;
+            Ok((outcome, read))
         }
         Err(e) => {
             let _ = finish(&mut conn, false, env.anonymous).await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::tls::Connector;
-use super::{End, Outcome, Pool, PoolSettings, Step};
+use super::{Outcome, Pool, PoolSettings};
 use crate::error::ApiError;
 use crate::sql::{Envelope, Statement};
 
@@ -522,14 +522,8 @@ pub async fn run_committed_lsn(
     env: &Envelope,
     stmt: &Statement,
 ) -> Result<(Outcome, Option<Lsn>), ApiError> {
-    let steps = [Step {
-        sql: &stmt.sql,
-        params: &stmt.params,
-    }];
-    let end = End::CommitThenRead(COMMIT_LSN_SQL);
-    let (_conn, results) = super::run_transaction(pool, env, &steps, end).await?;
-    let outcome = super::outcome_of(&results, stmt.shape)?;
-    Ok((outcome, lsn_of(results.get(1))))
+    let (outcome, read) = super::run_committed_then(pool, env, stmt, Some(COMMIT_LSN_SQL)).await?;
+    Ok((outcome, lsn_of(read.as_ref())))
 }
 
 /// [`super::run_write`], with the commit LSN read right after COMMIT when it commits.
@@ -539,56 +533,9 @@ pub async fn run_write_lsn(
     stmt: &Statement,
     decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
 ) -> Result<(Outcome, Option<Lsn>), ApiError> {
-    let steps = [Step {
-        sql: &stmt.sql,
-        params: &stmt.params,
-    }];
-    let (mut conn, results) = super::run_transaction(pool, env, &steps, End::Open).await?;
-    let parsed = super::outcome_of(&results, stmt.shape);
-    match parsed.and_then(|o| decide(&o).map(|commit| (o, commit))) {
-        Ok((outcome, true)) => {
-            let lsn = commit_reading_lsn(&mut conn, env.anonymous).await?;
-            Ok((outcome, lsn))
-        }
-        Ok((outcome, false)) => {
-            super::finish(&mut conn, false, env.anonymous).await?;
-            Ok((outcome, None))
-        }
-        Err(e) => {
-            let _ = super::finish(&mut conn, false, env.anonymous).await;
-            Err(e)
-        }
-    }
-}
-
-/// COMMIT and the LSN read sent together (one round trip); COMMIT's error is the
-/// request's, as in [`super::finish`].
-async fn commit_reading_lsn(
-    conn: &mut super::InFlight,
-    anonymous: bool,
-) -> Result<Option<Lsn>, ApiError> {
-    let client = &conn.client;
-    let none: [(
-        &(dyn tokio_postgres::types::ToSql + Sync),
-        tokio_postgres::types::Type,
-    ); 0] = [];
-    let (committed, read) = tokio::join!(
-        biased;
-        super::commit_simple(client),
-        client.query_typed(COMMIT_LSN_SQL, &none),
-    );
-    match committed {
-        Ok(()) => {
-            conn.in_transaction = false;
-            Ok(lsn_of(read.ok().as_ref()))
-        }
-        Err(e) => {
-            if conn.client.batch_execute("ROLLBACK").await.is_ok() {
-                conn.in_transaction = false;
-            }
-            Err(super::pg_error(&e, anonymous))
-        }
-    }
+    let (outcome, read) =
+        super::run_write_then(pool, env, stmt, decide, Some(COMMIT_LSN_SQL)).await?;
+    Ok((outcome, lsn_of(read.as_ref())))
 }
 
 #[cfg(test)]
