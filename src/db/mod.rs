@@ -5,6 +5,7 @@ pub mod connect;
 pub mod merge;
 pub mod replicas;
 pub mod startup;
+mod stream;
 pub mod tls;
 
 use std::error::Error as _;
@@ -18,6 +19,8 @@ use postgres_types::{Format, IsNull, ToSql, Type};
 
 use crate::error::ApiError;
 use crate::sql::{Envelope, RowShape, Statement};
+pub use stream::{BodyRest, Chunk};
+use stream::{Committing, RowsLeft, Tail};
 
 /// A parameter sent in text format with whatever type PostgreSQL inferred for it, the way
 /// PostgREST sends "unknown"-typed values. tokio-postgres has no such type built in.
@@ -90,7 +93,8 @@ const MAX_STATEMENTS: usize = 500;
 
 /// A pooled connection with the statements prepared on it, by SQL text.
 pub struct Conn {
-    client: tokio_postgres::Client,
+    /// Shared with the COMMIT of a streamed read, which outlives the request's future.
+    client: std::sync::Arc<tokio_postgres::Client>,
     /// How it was opened: a cancel request goes the same way (TLS included).
     connector: tls::Connector,
     peer: connect::Peer,
@@ -114,7 +118,7 @@ impl managed::Manager for PgManager {
     async fn create(&self) -> Result<Conn, connect::ConnectError> {
         let (client, peer, batch) = self.connector.connect_pooled().await?;
         Ok(Conn {
-            client,
+            client: std::sync::Arc::new(client),
             connector: self.connector.clone(),
             peer,
             batch,
@@ -245,6 +249,8 @@ pub struct Outcome {
     pub inserted: Option<i64>,
     /// `Plan Rows` of a read's count EXPLAIN, when one was sent.
     pub planned_total: Option<i64>,
+    /// The rest of a streamed read's body, when it did not end within its first rows.
+    pub rest: Option<BodyRest>,
 }
 
 fn params_of<S: AsRef<str>>(s: &[S]) -> Vec<TextParam<'_>> {
@@ -347,17 +353,46 @@ fn encodable_unnamed(sql: &str, params: usize) -> bool {
     !sql.contains('\0') && params <= i16::MAX as usize
 }
 
-/// Runs the steps pipelined (all sent before any reply is awaited), then COMMIT.
+/// A step's rows, or its error.
+type StepRows = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>;
+
+/// Runs the steps pipelined (all sent before any reply is awaited). With `end` streamed,
+/// the last step's rows are read only up to [`stream::WHOLE_BODY_BYTES`]; the rest, if
+/// any, come back besides.
 async fn pipeline(
     conn: &Conn,
     steps: &[(tokio_postgres::Statement, &[String])],
-) -> Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> {
+    end: End,
+) -> (Vec<StepRows>, Option<RowsLeft>) {
     let client = &conn.client;
-    let calls = steps.iter().map(|(stmt, params)| async move {
-        let p = params_of(params);
-        client.query(stmt, &as_dyn(&p)).await
-    });
-    futures_util::future::join_all(calls).await
+    let last = steps.len().saturating_sub(1);
+    let calls = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (stmt, params))| async move {
+            let p = params_of(params);
+            let stream = client.query_raw(stmt, as_dyn(&p)).await?;
+            stream::rows_within(stream, end.budget().filter(|_| i == last)).await
+        });
+    split_rest(futures_util::future::join_all(calls).await)
+}
+
+/// A step's rows read so far and, for a streamed read's last step, those left.
+type StepRowsAndRest = Result<(Vec<tokio_postgres::Row>, Option<RowsLeft>), tokio_postgres::Error>;
+
+/// The steps' rows, and the rows the last one left unread.
+fn split_rest(results: Vec<StepRowsAndRest>) -> (Vec<StepRows>, Option<RowsLeft>) {
+    let mut rest = None;
+    let rows = results
+        .into_iter()
+        .map(|r| {
+            r.map(|(rows, left)| {
+                rest = rest.take().or(left);
+                rows
+            })
+        })
+        .collect();
+    (rows, rest)
 }
 
 /// COMMIT (prepared) when the transaction ends with the statements, and the statement
@@ -370,7 +405,7 @@ async fn commit_if(
     end: End,
 ) -> Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
     match (end, then) {
-        (End::Open, _) => Ok(None),
+        (End::Open | End::Stream, _) => Ok(None),
         (End::CommitThenRead(_), Some(then)) => {
             let (committed, read) = tokio::join!(
                 biased;
@@ -449,11 +484,14 @@ async fn commit_simple(client: &tokio_postgres::Client) -> Result<(), tokio_post
 /// the caller to commit or roll back once it has seen the outcome (writes); or COMMIT
 /// followed, in the same round trip, by one statement outside the transaction (the
 /// commit LSN a write reports when read replicas are configured).
+/// A streamed read's (`Stream`) COMMIT is sent with the statements but its reply read
+/// after the last statement's rows, which may be left to the response's body.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
     Commit,
     Open,
     CommitThenRead(&'static str),
+    Stream,
 }
 
 impl End {
@@ -462,9 +500,14 @@ impl End {
     fn statements(self, then_sent: bool) -> usize {
         match self {
             End::Open => 0,
-            End::Commit => 1,
+            End::Commit | End::Stream => 1,
             End::CommitThenRead(_) => 1 + usize::from(then_sent),
         }
+    }
+
+    /// How much of the last statement's rows is read before the outcome is returned.
+    fn budget(self) -> Option<usize> {
+        (self == End::Stream).then_some(stream::WHOLE_BODY_BYTES)
     }
 }
 
@@ -519,11 +562,19 @@ async fn run_transaction(
     env: &Envelope,
     steps: &[Step<'_>],
     end: End,
-) -> Result<(InFlight, Vec<Vec<tokio_postgres::Row>>), ApiError> {
+) -> Result<Ran, ApiError> {
     let started = std::time::Instant::now();
     let result = run_transaction_inner(pool, env, steps, end).await;
     crate::timing::record(crate::timing::Stage::Transaction, started.elapsed());
     result
+}
+
+/// A transaction's connection, each step's rows, and for a streamed read what is left of
+/// its last statement.
+struct Ran {
+    conn: InFlight,
+    results: Vec<Vec<tokio_postgres::Row>>,
+    tail: Option<Tail>,
 }
 
 /// Runs a request's transaction and returns the rows of each step.
@@ -539,11 +590,15 @@ async fn run_transaction_inner(
     env: &Envelope,
     steps: &[Step<'_>],
     end: End,
-) -> Result<(InFlight, Vec<Vec<tokio_postgres::Row>>), ApiError> {
+) -> Result<Ran, ApiError> {
     let mut conn = InFlight(Some(pool.get().await.map_err(pool_error)?));
     if !env.prepared {
-        let results = run_unprepared(&mut conn, env, steps, end).await?;
-        return Ok((conn, results));
+        let (results, tail) = run_unprepared(&mut conn, env, steps, end).await?;
+        return Ok(Ran {
+            conn,
+            results,
+            tail,
+        });
     }
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
@@ -557,6 +612,10 @@ async fn run_transaction_inner(
         End::CommitThenRead(sql) => Some(conn.prepare(sql).await.map_err(|e| fail(&e))?),
         _ => None,
     };
+    let mut committing = (end == End::Stream).then(|| {
+        let (client, commit) = (conn.client.clone(), commit.clone());
+        Committing::new(async move { commit_prepared(&client, &commit).await })
+    });
     let pre_sql = env.pre_request_sql();
     let all = after_settings(&settings_sql, &pre_sql, steps);
     let sp = params_of(&settings_params);
@@ -564,6 +623,7 @@ async fn run_transaction_inner(
     // Until the transaction is closed, a dropped request must not hand the connection
     // back mid-transaction: recycling rolls it back (see PgManager::recycle).
     conn.in_transaction = true;
+    let mut rest = None;
     let outcome = if all.iter().all(|s| conn.cached(s.sql)) {
         let prepared: Vec<_> = all
             .iter()
@@ -572,17 +632,20 @@ async fn run_transaction_inner(
         let client = &conn.client;
         let statements = 2 + prepared.len() + end.statements(then.is_some());
         let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
-        let (begun, set, results, committed) = under_one_sync(&conn.batch, statements, sendable)
-            .run(async {
-                tokio::join!(
-                    biased;
-                    client.query(&begin, &[]),
-                    client.query(&settings, &sp),
-                    pipeline(&conn, &prepared),
-                    commit_if(client, &commit, then.as_ref(), end),
-                )
-            })
-            .await;
+        let (begun, set, (results, left), committed, ()) =
+            under_one_sync(&conn.batch, statements, sendable)
+                .run(async {
+                    tokio::join!(
+                        biased;
+                        client.query(&begin, &[]),
+                        client.query(&settings, &sp),
+                        pipeline(&conn, &prepared, end),
+                        commit_if(client, &commit, then.as_ref(), end),
+                        send_commit(&mut committing),
+                    )
+                })
+                .await;
+        rest = left;
         begun
             .and(set)
             .map_err(|e| fail(&e))
@@ -614,15 +677,18 @@ async fn run_transaction_inner(
             if outcome.is_ok() {
                 let statements = prepared.len() + end.statements(then.is_some());
                 let sendable = all_encodable(&prepared);
-                let (results, committed) = under_one_sync(&conn.batch, statements, sendable)
-                    .run(async {
-                        tokio::join!(
-                            biased;
-                            pipeline(&conn, &prepared),
-                            commit_if(&conn.client, &commit, then.as_ref(), end),
-                        )
-                    })
-                    .await;
+                let ((results, left), committed, ()) =
+                    under_one_sync(&conn.batch, statements, sendable)
+                        .run(async {
+                            tokio::join!(
+                                biased;
+                                pipeline(&conn, &prepared, end),
+                                commit_if(&conn.client, &commit, then.as_ref(), end),
+                                send_commit(&mut committing),
+                            )
+                        })
+                        .await;
+                rest = left;
                 outcome = collect(results, &fail)
                     .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)));
             }
@@ -630,8 +696,25 @@ async fn run_transaction_inner(
         outcome
     };
     let skip = usize::from(pre_sql.is_some());
-    let results = settle(&mut conn, outcome, end, skip).await?;
-    Ok((conn, results))
+    let ended = Ending {
+        end,
+        skip,
+        rest,
+        committing,
+    };
+    let (results, tail) = settle(&mut conn, outcome, ended, env.anonymous).await?;
+    Ok(Ran {
+        conn,
+        results,
+        tail,
+    })
+}
+
+/// Sends a streamed read's COMMIT, when there is one, after the statements before it.
+async fn send_commit(committing: &mut Option<Committing>) {
+    if let Some(c) = committing {
+        c.send().await;
+    }
 }
 
 /// The statements sent after the settings statement: db-pre-request's call, then the
@@ -656,20 +739,45 @@ fn after_settings<'a>(
     all
 }
 
+/// How the statements just sent end their transaction.
+struct Ending {
+    end: End,
+    /// Steps whose rows the caller does not want (db-pre-request's, the settings').
+    skip: usize,
+    /// Rows a streamed read's last statement has not read yet.
+    rest: Option<RowsLeft>,
+    /// A streamed read's COMMIT, sent but not yet read.
+    committing: Option<Committing>,
+}
+
 /// After the statements: the connection is out of its transaction when COMMIT went with
-/// them; a failure rolls it back. Returns each step's rows but the first `skip`.
+/// them (a streamed read's once its COMMIT's reply is read, which waits for the rows left
+/// to the response); a failure rolls it back. Returns each step's rows but the first
+/// `skip`.
 async fn settle(
     conn: &mut Conn,
     outcome: Result<Vec<Vec<tokio_postgres::Row>>, ApiError>,
-    end: End,
-    skip: usize,
-) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
-    match outcome {
-        Ok(results) => {
-            if end != End::Open {
+    ended: Ending,
+    anonymous: bool,
+) -> Result<(Vec<Vec<tokio_postgres::Row>>, Option<Tail>), ApiError> {
+    let committed = match (outcome, ended.committing) {
+        (Ok(results), None) => Ok((results, None)),
+        (Ok(results), Some(committing)) => match ended.rest {
+            Some(rows) => Ok((results, Some(Tail { rows, committing }))),
+            None => committing
+                .finish()
+                .await
+                .map(|_| (results, None))
+                .map_err(|e| pg_error(&e, anonymous)),
+        },
+        (Err(e), _) => Err(e),
+    };
+    match committed {
+        Ok((results, tail)) => {
+            if ended.end != End::Open && tail.is_none() {
                 conn.in_transaction = false;
             }
-            Ok(results.into_iter().skip(skip).collect())
+            Ok((results.into_iter().skip(ended.skip).collect(), tail))
         }
         Err(e) => {
             if conn.client.batch_execute("ROLLBACK").await.is_ok() {
@@ -688,7 +796,7 @@ async fn run_unprepared(
     env: &Envelope,
     steps: &[Step<'_>],
     end: End,
-) -> Result<Vec<Vec<tokio_postgres::Row>>, ApiError> {
+) -> Result<(Vec<Vec<tokio_postgres::Row>>, Option<Tail>), ApiError> {
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
     let (settings_sql, settings_params) = env.settings_statement();
     // Without prepared statements (a pooler in transaction mode) the parameters are owned
@@ -704,21 +812,24 @@ async fn run_unprepared(
         .collect();
     let begin = env.begin_sql();
     conn.in_transaction = true;
+    let mut committing = (end == End::Stream).then(|| {
+        let client = conn.client.clone();
+        Committing::new(async move { commit_unnamed(&client).await })
+    });
     let client = &conn.client;
-    let calls = all.iter().map(|s| async move {
+    let last = all.len() - 1;
+    let calls = all.iter().enumerate().map(|(i, s)| async move {
         let p = params_of(s.params);
-        let typed: Vec<(&(dyn ToSql + Sync), Type)> = p
-            .iter()
-            .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-            .collect();
-        client.query_typed(s.sql, &typed).await
+        let typed = p.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN));
+        let stream = client.query_typed_raw(s.sql, typed).await?;
+        stream::rows_within(stream, end.budget().filter(|_| i == last)).await
     });
     // BEGIN and COMMIT go as unnamed statements too, so all of it shares one Sync.
     let statements = 1 + all.len() + end.statements(true);
     let sendable = encodable_unnamed(&begin, 0)
         && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
-    let (begun, results, committed) = under_one_sync(&conn.batch, statements, sendable)
+    let (begun, results, committed, ()) = under_one_sync(&conn.batch, statements, sendable)
         .run(async {
             tokio::join!(
                 biased;
@@ -727,7 +838,7 @@ async fn run_unprepared(
                 async {
                     match end {
                         End::Commit => commit_unnamed(client).await.map(|_| None),
-                        End::Open => Ok(None),
+                        End::Open | End::Stream => Ok(None),
                         End::CommitThenRead(sql) => {
                             let (committed, read) = tokio::join!(
                                 biased;
@@ -738,15 +849,22 @@ async fn run_unprepared(
                         }
                     }
                 },
+                send_commit(&mut committing),
             )
         })
         .await;
+    let (results, rest) = split_rest(results);
     let outcome = begun
         .map_err(|e| fail(&e))
         .and_then(|_| collect(results, &fail))
         .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)));
-    let skip = 1 + usize::from(pre_sql.is_some());
-    settle(conn, outcome, end, skip).await
+    let ended = Ending {
+        end,
+        skip: 1 + usize::from(pre_sql.is_some()),
+        rest,
+        committing,
+    };
+    settle(conn, outcome, ended, env.anonymous).await
 }
 
 /// Ends a transaction left open by a write: COMMIT, or ROLLBACK after checking deferred
@@ -812,24 +930,40 @@ pub async fn run_read(
     main: &Statement,
     count: Option<&Statement>,
 ) -> Result<Outcome, ApiError> {
-    let mut steps = vec![Step {
+    let main_step = Step {
         sql: &main.sql,
         params: &main.params,
-    }];
-    if let Some(c) = count {
-        steps.push(Step {
-            sql: &c.sql,
-            params: &c.params,
-        });
+    };
+    let count_step = count.map(|c| Step {
+        sql: &c.sql,
+        params: &c.params,
+    });
+    if main.shape == RowShape::Items {
+        // The streamed statement goes last: only the last step's rows may be left unread.
+        let steps: Vec<Step> = count_step.into_iter().chain([main_step]).collect();
+        let ran = run_transaction(pool, env, &steps, End::Stream).await?;
+        let (main_rows, count_rows) = match &ran.results[..] {
+            [count, main] => (main, Some(count)),
+            [main] => (main, None),
+            _ => return Err(ApiError::Internal("a read without its rows".into())),
+        };
+        let mut outcome = stream::items_outcome(main_rows, ran.tail.is_none())?;
+        outcome.planned_total = count_rows.and_then(|rows| planned_total(rows));
+        outcome.rest = ran.tail.map(|tail| stream::spawn_rest(ran.conn, tail));
+        return Ok(outcome);
     }
-    let (_conn, results) = run_transaction(pool, env, &steps, End::Commit).await?;
-    let mut outcome = outcome_of(&results, main.shape)?;
-    outcome.planned_total = results
-        .get(1)
-        .and_then(|rows| rows.first())
-        .and_then(|r| r.try_get::<_, RawText>(0).ok())
-        .and_then(|t| plan_rows(&t.0));
+    let steps: Vec<Step> = [main_step].into_iter().chain(count_step).collect();
+    let ran = run_transaction(pool, env, &steps, End::Commit).await?;
+    let mut outcome = outcome_of(&ran.results, main.shape)?;
+    outcome.planned_total = ran.results.get(1).and_then(|rows| planned_total(rows));
     Ok(outcome)
+}
+
+/// `Plan Rows` of the count EXPLAIN's one row.
+fn planned_total(rows: &[tokio_postgres::Row]) -> Option<i64> {
+    rows.first()
+        .and_then(|r| r.try_get::<_, RawText>(0).ok())
+        .and_then(|t| plan_rows(&t.0))
 }
 
 /// The one row of the main statement (the first step), read as its shape declares.
@@ -864,6 +998,7 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>], shape: RowShape) -> Result<O
         response_status: text(shape.response_status())?,
         inserted,
         planned_total: None,
+        rest: None,
     })
 }
 
@@ -892,7 +1027,7 @@ async fn run_committed_then(
         params: &stmt.params,
     }];
     let end = then.map_or(End::Commit, End::CommitThenRead);
-    let (_conn, mut results) = run_transaction(pool, env, &steps, end).await?;
+    let Ran { mut results, .. } = run_transaction(pool, env, &steps, end).await?;
     let outcome = outcome_of(&results, stmt.shape)?;
     let read = then.map(|_| results.pop().unwrap_or_default());
     Ok((outcome, read))
@@ -924,7 +1059,9 @@ async fn run_write_then(
         sql: &stmt.sql,
         params: &stmt.params,
     }];
-    let (mut conn, results) = run_transaction(pool, env, &steps, End::Open).await?;
+    let Ran {
+        mut conn, results, ..
+    } = run_transaction(pool, env, &steps, End::Open).await?;
     let parsed = outcome_of(&results, stmt.shape);
     let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));
     match decision {
@@ -952,7 +1089,9 @@ pub async fn run_explain(
         sql: &stmt.sql,
         params: &stmt.params,
     }];
-    let (mut conn, results) = run_transaction(pool, env, &steps, End::Open).await?;
+    let Ran {
+        mut conn, results, ..
+    } = run_transaction(pool, env, &steps, End::Open).await?;
     let lines: Result<Vec<String>, ApiError> = results
         .first()
         .map(|rows| {

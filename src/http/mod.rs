@@ -10,6 +10,7 @@ use crate::ops::state::AppState;
 
 pub mod accept;
 pub mod admin;
+pub mod body;
 pub mod cors;
 pub mod handler;
 pub mod lenient;

@@ -1,8 +1,8 @@
 //! Building responses: headers, bodies as PostgreSQL produced them, the statuses and
 //! headers PostgREST derives from an outcome, and errors in PostgREST's JSON shape.
 
+use super::body::ApiBody;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::request::{self, ApiRequest, CountPref, MediaType, Method};
 use crate::schema::routines::{AggHandler, MediaHandler};
 
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<ApiBody>;
 
 /// `Preference-Applied`, in PostgREST's order.
 pub fn preference_applied(
@@ -72,7 +72,7 @@ pub fn preference_applied(
 }
 
 pub fn allow(methods: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(ApiBody::whole(Bytes::new()));
     set(&mut r, "Allow", methods);
     r
 }
@@ -140,7 +140,7 @@ pub fn handler_response(status: u16, body: Bytes, head: bool, media: &MediaHandl
 
 pub fn body_response(status: u16, body: impl Into<Bytes>, head: bool) -> Resp {
     let body = if head { Bytes::new() } else { body.into() };
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(ApiBody::whole(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     r
 }

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::body::ApiBody;
 use super::response::*;
 use crate::auth::Identity;
 use crate::db;
@@ -109,6 +110,10 @@ impl Run<'_> {
         let (status, content_range) = page_status(plan.root.offset, out.page_total, total)?;
         let aggregate = plan.aggregate.as_ref();
         let mut r = rows_response(status, out.body, plan.head, plan.media_type, aggregate);
+        if let Some(rest) = out.rest {
+            let first = std::mem::replace(r.body_mut(), ApiBody::whole(Bytes::new()));
+            *r.body_mut() = first.followed_by(rest);
+        }
         set(&mut r, "Content-Range", &content_range);
         set(&mut r, "Content-Location", &self.content_location(&plan));
         warn_legacy_targets(&mut r, self.api, &plan.legacy_targets);

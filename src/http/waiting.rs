@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::body::ApiBody;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
@@ -117,12 +117,12 @@ fn unavailable<B>(
     req: &Request<B>,
     admin: bool,
     next_attempt: &Mutex<Instant>,
-) -> Response<Full<Bytes>> {
+) -> super::response::Resp {
     if admin && req.uri().path() == "/live" {
-        return Response::new(Full::new(Bytes::new()));
+        return Response::new(ApiBody::whole(Bytes::new()));
     }
     let mut r = if admin {
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(ApiBody::whole(Bytes::new()));
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         r
     } else {

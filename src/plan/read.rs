@@ -1,11 +1,13 @@
 //! Reads: the tree of nodes a select builds, with filters, order and pages.
 
-use super::fields::{self, Condition, OrderKey, Ordering, Output, ResolvedField};
+use super::fields::{self, Condition, OrderKey, Ordering, Output, ResolvedField, Source};
 use super::page::{cap, last_for, page};
 use super::relationships::{find_relationship, no_relationship};
 use super::{Negotiated, PlanConfig};
 use crate::error::ApiError;
-use crate::request::query::{Aggregate, Field, LogicTree, Operation, OrderTerm, SelectItem};
+use crate::request::query::{
+    Aggregate, CompareOp, Field, LogicTree, Operation, OrderTerm, SelectItem,
+};
 use crate::request::{ApiRequest, CountPref, MediaType, Method};
 use crate::schema::{Relationship, SchemaCache, Table};
 
@@ -24,6 +26,9 @@ pub struct ReadPlan<'a> {
     /// Embeds addressed by relation name despite an alias: (name, alias), for the
     /// deprecation Warning.
     pub legacy_targets: Vec<(String, String)>,
+    /// The body may be sent as PostgreSQL produces it, one row at a time (see
+    /// [`streams`]), instead of as one aggregated value.
+    pub streamed: bool,
 }
 
 /// One table in the read tree: the root, or an embedded resource.
@@ -405,7 +410,49 @@ pub fn read_plan<'a>(
             name: name.to_string(),
             hint: cache.closest_table(schema, name),
         })?;
-    read_plan_on(req, neg, cache, table, config)
+    let mut plan = read_plan_on(req, neg, cache, table, config)?;
+    plan.streamed = streams(&plan);
+    Ok(plan)
+}
+
+/// Pages of at most this many rows are aggregated into one value by PostgreSQL, as
+/// before streaming: the row-per-item statement costs PostgreSQL a window aggregate and
+/// pgrest a row each, which only pays off for big bodies.
+const STREAM_ABOVE_ROWS: i64 = 1000;
+
+/// Whether a table read's JSON array may stream: a plain JSON array (CSV, GeoJSON,
+/// stripped nulls, singular objects and handler aggregates are built whole), with a body
+/// (not HEAD), whose page is not known to be small: no limit of at most
+/// [`STREAM_ABOVE_ROWS`] and no equality on every primary-key column.
+fn streams(plan: &ReadPlan) -> bool {
+    let small =
+        plan.root.limit.is_some_and(|n| n <= STREAM_ABOVE_ROWS) || one_row_at_most(&plan.root);
+    plan.media_type == MediaType::Json && plan.aggregate.is_none() && !plan.head && !small
+}
+
+/// The root's filters pin every primary-key column with `eq` (the by-key read).
+fn one_row_at_most(root: &ReadNode) -> bool {
+    let key = &root.table.primary_key;
+    !key.is_empty()
+        && key.iter().all(|column| {
+            root.filters.iter().any(|c| match c {
+                Condition::Filter {
+                    field,
+                    negated: false,
+                    operation:
+                        Operation::Compare {
+                            op: CompareOp::Eq,
+                            quantifier: None,
+                            ..
+                        },
+                } => {
+                    field.field.name == *column
+                        && field.field.json_path.is_empty()
+                        && matches!(field.source, Source::Column)
+                }
+                _ => false,
+            })
+        })
 }
 
 /// A read of `table`'s rows (a table or view, or a function's result).
@@ -464,6 +511,7 @@ pub fn read_plan_on<'a>(
         head: req.method == Method::Head,
         max_rows,
         legacy_targets,
+        streamed: false,
     })
 }
 

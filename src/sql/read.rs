@@ -617,10 +617,15 @@ pub(super) fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
 }
 
 /// The read statement: columns total_result_set (int8, NULL unless counted exactly),
-/// page_total (int8), body (text), response_headers, response_status (text).
+/// page_total (int8), body (text), response_headers, response_status (text); a streamed
+/// read's the same with one item per row instead of the body (see [`read_items`]).
 pub fn read_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
     b.push("WITH ");
+    if plan.streamed {
+        read_items(&mut b, plan);
+        return b.finish_as(RowShape::Items);
+    }
     read_ctes(&mut b, plan, None, &body_expr(plan));
     b.finish()
 }
@@ -628,6 +633,34 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
 /// `pgrst_source` (and `pgrst_source_count`) over the table, or over `source` (a CTE
 /// already written into `b`), then the final projection with `body`.
 pub(super) fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, body: &str) {
+    let total = source_ctes(b, plan, source, "pg_catalog.count(*)");
+    b.push(&format!(
+        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body}), \
+         {RESPONSE_GUCS} FROM (SELECT * FROM pgrst_source) _postgrest_t"
+    ));
+}
+
+/// The page's rows as JSON texts, one per row, in order. Every row also carries the
+/// page total and the response GUCs, and all of them are known at the first row: the
+/// window count must read the whole page before it emits a row, and below it (OFFSET 0
+/// keeps the items' subquery from being merged upwards, where PostgreSQL would compute
+/// the items after the window) each item, computed fields included, is computed as the
+/// window reads it. The outer join answers one row of NULL item for an empty page, so
+/// the GUCs arrive then too.
+fn read_items(b: &mut Builder, plan: &ReadPlan) {
+    let total = source_ctes(b, plan, None, "coalesce(p.page_total, 0)");
+    b.push(&format!(
+        " SELECT {total}::int8, coalesce(p.page_total, 0)::int8, p.item, {RESPONSE_GUCS} \
+         FROM (VALUES (1)) pgrst_one LEFT JOIN (SELECT item, pg_catalog.count(*) OVER () AS page_total \
+         FROM (SELECT to_json(_postgrest_t)::text AS item FROM (SELECT * FROM pgrst_source) _postgrest_t \
+         OFFSET 0) pgrst_items) p ON true"
+    ));
+}
+
+/// Writes `pgrst_source` and, when an exact count of more than the page is wanted,
+/// `pgrst_source_count`; returns the total's expression (`page_count` when the page is
+/// the whole result).
+fn source_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, page_count: &str) -> String {
     let root = &plan.root;
     let (select, group_by) = select_list(b, root, true);
     let from = from_clause(b, root, false, source.map(str::to_string));
@@ -637,7 +670,7 @@ pub(super) fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, 
     b.push(&format!(
         "pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
     ));
-    let total = match plan.count {
+    match plan.count {
         None => "NULL".to_string(),
         Some(crate::request::CountPref::Planned) if source.is_none() => "NULL".to_string(),
         Some(_) if plan.paged => {
@@ -654,12 +687,8 @@ pub(super) fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, 
             b.push(&count_cte);
             "(SELECT pg_catalog.count(*) FROM pgrst_source_count)".to_string()
         }
-        Some(_) => "pg_catalog.count(*)".to_string(),
-    };
-    b.push(&format!(
-        " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body}), \
-         {RESPONSE_GUCS} FROM (SELECT * FROM pgrst_source) _postgrest_t"
-    ));
+        Some(_) => page_count.to_string(),
+    }
 }
 
 /// `EXPLAIN (FORMAT JSON)` of the rows a count would see, for count=planned/estimated.

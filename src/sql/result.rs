@@ -10,7 +10,16 @@ pub enum RowShape {
     /// As `Rows`, with the number of rows an upsert inserted (int8, NULL unless tracked)
     /// between page_total and body.
     Written,
+    /// As `Rows`, with one row per item of a JSON array: its text instead of the body
+    /// (NULL in the one row of an empty page). The body is the items joined as json_agg
+    /// joins them ([`ITEMS_OPEN`], [`ITEMS_SEPARATOR`], [`ITEMS_CLOSE`]).
+    Items,
 }
+
+/// How a streamed read's items make its body: byte for byte what json_agg writes.
+pub const ITEMS_OPEN: &[u8] = b"[";
+pub const ITEMS_SEPARATOR: &[u8] = b", \n ";
+pub const ITEMS_CLOSE: &[u8] = b"]";
 
 /// The last two columns of every shape: what SQL set through response.headers and
 /// response.status.
@@ -24,14 +33,14 @@ impl RowShape {
     /// The column of the rows an upsert inserted.
     pub fn inserted(self) -> Option<usize> {
         match self {
-            RowShape::Rows => None,
+            RowShape::Rows | RowShape::Items => None,
             RowShape::Written => Some(2),
         }
     }
 
     pub fn body(self) -> usize {
         match self {
-            RowShape::Rows => 2,
+            RowShape::Rows | RowShape::Items => 2,
             RowShape::Written => 3,
         }
     }
