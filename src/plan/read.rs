@@ -411,7 +411,8 @@ pub fn read_plan<'a>(
             hint: cache.closest_table(schema, name),
         })?;
     let mut plan = read_plan_on(req, neg, cache, table, config)?;
-    plan.streamed = streams(&plan);
+    // The plan media type explains the aggregated statement, the one PostgREST runs.
+    plan.streamed = neg.explain.is_none() && streams(&plan);
     Ok(plan)
 }
 
