@@ -52,6 +52,55 @@ fn render(query: &str, count: Option<CountPref>) -> Statement {
     let cache = cache();
     let mut req = request(query);
     req.prefs.count = count;
+    let mut plan = read_plan(
+        &req,
+        &Negotiated::default(),
+        &cache,
+        "api",
+        "items",
+        &Default::default(),
+    )
+    .unwrap();
+    // The aggregated form; the streamed one has its own tests below.
+    plan.streamed = false;
+    read_statement(&plan)
+}
+
+#[test]
+fn an_unbounded_read_streams_one_row_per_item() {
+    let cache = cache();
+    let plan = |query: &str| {
+        read_plan(
+            &request(query),
+            &Negotiated::default(),
+            &cache,
+            "api",
+            "items",
+            &Default::default(),
+        )
+        .unwrap()
+    };
+    let unbounded = plan("select=id&body=eq.x");
+    assert!(unbounded.streamed);
+    let s = read_statement(&unbounded);
+    assert_eq!(s.shape, RowShape::Items);
+    assert_eq!(
+        s.sql,
+        "WITH pgrst_source AS (SELECT \"api\".\"items\".\"id\" AS \"id\" FROM \"api\".\"items\" WHERE \"api\".\"items\".\"body\" = $1) SELECT NULL::int8, coalesce(p.page_total, 0)::int8, p.item, nullif(current_setting('response.headers', true), ''), nullif(current_setting('response.status', true), '') FROM (VALUES (1)) pgrst_one LEFT JOIN (SELECT item, pg_catalog.count(*) OVER () AS page_total FROM (SELECT to_json(_postgrest_t)::text AS item FROM (SELECT * FROM pgrst_source) _postgrest_t OFFSET 0) pgrst_items) p ON true"
+    );
+    // Known to be small: aggregated as before.
+    assert!(!plan("select=id&id=eq.1").streamed);
+    assert!(!plan("select=id&limit=1000").streamed);
+    assert!(plan("select=id&limit=1001").streamed);
+    assert!(plan("select=id&id=gt.1").streamed);
+    assert!(plan("select=id&id=not.eq.1").streamed);
+}
+
+#[test]
+fn a_streamed_exact_count_is_the_window_count_or_its_own_query() {
+    let cache = cache();
+    let mut req = request("select=id");
+    req.prefs.count = Some(CountPref::Exact);
     let plan = read_plan(
         &req,
         &Negotiated::default(),
@@ -61,7 +110,22 @@ fn render(query: &str, count: Option<CountPref>) -> Statement {
         &Default::default(),
     )
     .unwrap();
-    read_statement(&plan)
+    assert!(read_statement(&plan).sql.contains(
+        " SELECT coalesce(p.page_total, 0)::int8, coalesce(p.page_total, 0)::int8, p.item"
+    ));
+    let mut req = request("select=id&offset=5");
+    req.prefs.count = Some(CountPref::Exact);
+    let plan = read_plan(
+        &req,
+        &Negotiated::default(),
+        &cache,
+        "api",
+        "items",
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(plan.streamed);
+    assert!(read_statement(&plan).sql.contains(" SELECT (SELECT pg_catalog.count(*) FROM pgrst_source_count)::int8, coalesce(p.page_total, 0)::int8, p.item"));
 }
 
 #[test]
@@ -172,7 +236,7 @@ fn render_on(cache: &SchemaCache, table: &str, query: &str) -> String {
     req.action = Action::Read {
         relation: table.into(),
     };
-    let plan = read_plan(
+    let mut plan = read_plan(
         &req,
         &Negotiated::default(),
         cache,
@@ -181,6 +245,7 @@ fn render_on(cache: &SchemaCache, table: &str, query: &str) -> String {
         &Default::default(),
     )
     .unwrap();
+    plan.streamed = false;
     read_statement(&plan).sql
 }
 
@@ -302,7 +367,10 @@ fn planned_sql(method: &str, target: &str, prefer: &str, body: Option<&str>) -> 
     let resolved = crate::plan::resolve(&api, &cache, &config).unwrap();
     let body = body.map(|b| bytes::Bytes::from(b.to_string()));
     match crate::plan::plan(&api, &resolved, &cache, &config, body).unwrap() {
-        crate::plan::Plan::Read(p) => read_statement(&p),
+        crate::plan::Plan::Read(mut p) => {
+            p.streamed = false;
+            read_statement(&p)
+        }
         crate::plan::Plan::Mutate(p) => mutate_statement(&p),
         crate::plan::Plan::Call(p) => call_statement(&p),
         other => panic!("no statement for {other:?}"),
