@@ -8,6 +8,7 @@
 #   scenario: pgrest N req/s, p50/p99 ms, PostgreSQL alone M tps, ratio N/M
 #     CPU us/request: pgrest (own / PostgreSQL's / wrk's) | the statement alone in pgbench
 #     (PostgreSQL's / pgbench's) | the same envelope pipelined under one Sync in pgbench
+# and the peak RSS of pgrest under by-pk load from 64 connections (pool of CONC, and of 64).
 # CPU per request (user + system time from /proc around each run, divided by the requests
 # served) is the figure to quote; req/s ratios only from the same round.
 # The SQL is not copied by hand: a probe instance of pgrest with log-query on answers each
@@ -226,6 +227,19 @@ bulk_ms="$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST "http://
   -H 'Content-Type: application/json' --data-binary @"$WORK/bulk.json" | awk '{printf "%s %.0f", $1, $2 * 1000}')"
 echo "bulk-insert-10000: status ${bulk_ms% *}, ${bulk_ms#* } ms"
 kill "$PGREST_PID"; wait "$PGREST_PID" 2>/dev/null || true
+
+# peak_rss_at_64 POOL: VmHWM of a fresh pgrest with a pool of POOL under DURATION seconds of
+# by-pk load from 64 connections (beyond POOL, requests wait for a database connection).
+peak_rss_at_64() {
+  env "${pgrest_env[@]}" PGRST_DB_POOL="$1" PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL=error \
+    "${PGREST_BIN:-$ROOT/target/release/pgrest}" >/dev/null &
+  PGREST_PID=$!
+  wait_http "$HTTP_PORT"
+  run_wrk 64 "$WORK/by-pk.lua"
+  awk '/VmHWM/{print $2}' "/proc/$PGREST_PID/status"
+  kill "$PGREST_PID"; wait "$PGREST_PID" 2>/dev/null || true
+}
+echo "pgrest peak RSS at 64 connections: $(peak_rss_at_64 "$CONC") kB (pool of $CONC), $(peak_rss_at_64 64) kB (pool of 64)"
 
 # Startup to ready on the demo schema: from exec to the first answered request.
 python3 - "${PGREST_BIN:-$ROOT/target/release/pgrest}" "postgresql://postgres@127.0.0.1:$PGPORT/demo" "$HTTP_PORT" <<'PY'
