@@ -244,6 +244,7 @@ fn app_state(
         authenticator,
     } = ready;
     crate::lifecycle!("schema cache: {}", cache.summary());
+    crate::ops::reload::return_freed_memory();
     crate::lifecycle!(
         "connection pool: up to {} connections to the database",
         config.db_pool

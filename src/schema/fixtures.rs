@@ -9,6 +9,7 @@ pub fn column(name: &str, base: &str) -> Column {
         data_type: base.into(),
         base_type: base.into(),
         nullable: true,
+        attnum: 0,
         default: None,
         enum_values: vec![],
         description: None,

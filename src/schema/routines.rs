@@ -272,6 +272,7 @@ fn result_table(schema: &str, name: &str, args: &[RawArg]) -> super::Table {
                 data_type: a.type_name.as_str().into(),
                 base_type: a.base_type.as_str().into(),
                 nullable: true,
+                attnum: 0,
                 default: None,
                 enum_values: Vec::new(),
                 description: None,

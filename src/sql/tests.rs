@@ -200,13 +200,13 @@ fn film_cache() -> SchemaCache {
             .insert(t.name.clone(), t);
     }
     let mut m2m = rel("films", "actors", Cardinality::ManyToMany, &[]);
-    m2m.junction = Some(Junction {
+    m2m.junction = Some(Box::new(Junction {
         table: "roles".into(),
         source_constraint: "roles_film_id_fkey".into(),
         source_columns: vec![("id".into(), "film_id".into())],
         target_constraint: "roles_actor_id_fkey".into(),
         target_columns: vec![("actor_id".into(), "id".into())],
-    });
+    }));
     cache.relationships.insert(
         ("api".into(), "films".into()),
         vec![
