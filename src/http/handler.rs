@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response};
 
-use super::response::{error_response, set, Resp};
+use super::response::{error_response, set, set_header, Resp, CONTENT_PROFILE};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Limits, Snapshot};
 use crate::request::{self, Method};
@@ -191,10 +191,10 @@ async fn respond(
     let mut r = run.plan(planned).await?;
     // With several schemas, a response says which one it came from.
     if resolved.profiled {
-        set(&mut r, "Content-Profile", &resolved.schema);
+        set_header(&mut r, CONTENT_PROFILE, &resolved.schema);
     }
     if !r.headers().contains_key(hyper::header::VARY) {
-        set(&mut r, "Vary", VARY);
+        set_header(&mut r, hyper::header::VARY, VARY);
     }
     Ok(r)
 }

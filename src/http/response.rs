@@ -73,18 +73,27 @@ pub fn preference_applied(
 
 pub fn allow(methods: &str) -> Resp {
     let mut r = Response::new(ApiBody::whole(Bytes::new()));
-    set(&mut r, "Allow", methods);
+    set_header(&mut r, hyper::header::ALLOW, methods);
     r
 }
 
 pub fn set(r: &mut Resp, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        r.headers_mut().insert(n, v);
+    if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+        set_header(r, n, value);
     }
 }
+
+/// `set` for a name known at compile time: the constants skip parsing the name, which
+/// with the other per-response header work was ~2 % of pgrest's instructions per by-pk
+/// request (callgrind).
+pub fn set_header(r: &mut Resp, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+pub const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
+pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 pub fn append(r: &mut Resp, name: &str, value: &str) {
     if let (Ok(n), Ok(v)) = (
@@ -120,7 +129,11 @@ pub fn rows_response(
         Some(agg) => handler_response(status, body, head, &agg.media),
         None => {
             let mut r = body_response(status, body, head);
-            set(&mut r, "Content-Type", media_type.content_type());
+            set_header(
+                &mut r,
+                hyper::header::CONTENT_TYPE,
+                media_type.content_type(),
+            );
             r
         }
     }
@@ -264,7 +277,7 @@ pub fn finish_response(
     status: Option<&str>,
 ) -> Result<Resp, ApiError> {
     if let Some(applied) = applied {
-        set(&mut r, "Preference-Applied", &applied);
+        set_header(&mut r, PREFERENCE_APPLIED, &applied);
     }
     apply_response_gucs(&mut r, headers, status)?;
     Ok(r)
@@ -318,7 +331,11 @@ pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
     } = e
     {
         let mut r = body_response(*status, body.to_string(), false);
-        set(&mut r, "Content-Type", "application/json; charset=utf-8");
+        set_header(
+            &mut r,
+            hyper::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        );
         let code = body["code"].as_str().unwrap_or("PGRST").to_string();
         set(&mut r, "Proxy-Status", &format!("PostgREST; error={code}"));
         for (k, v) in headers {
@@ -328,7 +345,11 @@ pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
     }
     let body = e.body(minimal).to_string();
     let mut r = body_response(e.status(), body, false);
-    set(&mut r, "Content-Type", "application/json; charset=utf-8");
+    set_header(
+        &mut r,
+        hyper::header::CONTENT_TYPE,
+        "application/json; charset=utf-8",
+    );
     set(
         &mut r,
         "Proxy-Status",

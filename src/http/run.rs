@@ -114,8 +114,12 @@ impl Run<'_> {
             let first = std::mem::replace(r.body_mut(), ApiBody::whole(Bytes::new()));
             *r.body_mut() = first.followed_by(rest);
         }
-        set(&mut r, "Content-Range", &content_range);
-        set(&mut r, "Content-Location", &self.content_location(&plan));
+        set_header(&mut r, hyper::header::CONTENT_RANGE, &content_range);
+        set_header(
+            &mut r,
+            hyper::header::CONTENT_LOCATION,
+            &self.content_location(&plan),
+        );
         warn_legacy_targets(&mut r, self.api, &plan.legacy_targets);
         finish_response(
             r,
@@ -228,13 +232,17 @@ impl Run<'_> {
             body_response(write_status(api, plan, &out), Bytes::new(), false)
         };
         match api.method {
-            Method::Patch if n > 0 => set(&mut r, "Content-Range", &format!("0-{}/{total}", n - 1)),
+            Method::Patch if n > 0 => set_header(
+                &mut r,
+                hyper::header::CONTENT_RANGE,
+                &format!("0-{}/{total}", n - 1),
+            ),
             Method::Put => {}
-            _ => set(&mut r, "Content-Range", &format!("*/{total}")),
+            _ => set_header(&mut r, hyper::header::CONTENT_RANGE, &format!("*/{total}")),
         }
         if plan.location {
             if let Some(loc) = location(&plan.table.name, &out.body) {
-                set(&mut r, "Location", &loc);
+                set_header(&mut r, hyper::header::LOCATION, &loc);
             }
         }
         let resolution = matches!(&plan.kind, plan::MutationKind::Insert { conflict: Some(_) });
@@ -319,7 +327,7 @@ impl Run<'_> {
         let (code, content_range) = page_status(offset, out.page_total, total)?;
         let aggregate = plan.read.as_ref().and_then(|r| r.aggregate.as_ref());
         let mut r = rows_response(code, out.body, plan.head, plan.media_type, aggregate);
-        set(&mut r, "Content-Range", &content_range);
+        set_header(&mut r, hyper::header::CONTENT_RANGE, &content_range);
         let applied = preference_applied(self.api, false, self.resolved.tx.overridable);
         finish_response(r, applied, headers, status)
     }
@@ -342,7 +350,11 @@ impl Run<'_> {
         let body = db::run_explain(self.pool(), &env, &wrapped, commit).await?;
         let mut r = body_response(200, body, self.api.method == Method::Head);
         let media = self.resolved.negotiated.media_name();
-        set(&mut r, "Content-Type", &explain.content_type(media));
+        set_header(
+            &mut r,
+            hyper::header::CONTENT_TYPE,
+            &explain.content_type(media),
+        );
         Ok(r)
     }
 
@@ -357,7 +369,11 @@ impl Run<'_> {
                 body_response(200, self.document(media, privileges).await?, head),
             ),
         };
-        set(&mut r, "Content-Type", &format!("{media}; charset=utf-8"));
+        set_header(
+            &mut r,
+            hyper::header::CONTENT_TYPE,
+            &format!("{media}; charset=utf-8"),
+        );
         Ok(r)
     }
 

@@ -68,7 +68,7 @@ fn arguments(b: &mut Builder, args: &CallArgs) -> (String, String) {
             let p = b.param(json.clone());
             let defs: Vec<String> = params
                 .iter()
-                .map(|a| format!("{} {}", quote_ident(&a.name), varying(&a.type_name)))
+                .map(|a| format!("{} {}", Ident(&a.name), varying(&a.type_name)))
                 .collect();
             let args: Vec<String> = params
                 .iter()

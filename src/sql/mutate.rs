@@ -4,6 +4,7 @@
 use super::read::*;
 use super::result::RESPONSE_GUCS;
 use super::*;
+use std::fmt::Write;
 
 /// The payload as rows: an array of objects (a single object becomes a one-element
 /// array; PUT and PATCH use the first element only).
@@ -54,7 +55,7 @@ pub(super) fn recordset(plan: &MutatePlan, rows: &str) -> String {
             } else {
                 &c.data_type
             };
-            format!("{} {ty}", quote_ident(&c.name))
+            format!("{} {ty}", Ident(&c.name))
         })
         .collect();
     format!("json_to_recordset({rows}) AS _({})", defs.join(", "))
@@ -63,14 +64,14 @@ pub(super) fn recordset(plan: &MutatePlan, rows: &str) -> String {
 pub(super) fn column_list(plan: &MutatePlan, prefix: &str) -> String {
     plan.columns
         .iter()
-        .map(|c| format!("{prefix}{}", quote_ident(&c.name)))
+        .map(|c| format!("{prefix}{}", Ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// A payload column's value, through the column's `json -> domain` cast if it has one.
 pub(super) fn payload_value(c: &crate::schema::Column, source: &str) -> String {
-    let value = format!("{source}.{}", quote_ident(&c.name));
+    let value = format!("{source}.{}", Ident(&c.name));
     match &c.repr().from_json {
         Some(function) => format!("{}({value})", function_ref(function)),
         None => value,
@@ -113,9 +114,9 @@ pub(super) fn mutation_sql(b: &mut Builder, plan: &MutatePlan) -> String {
             let mut sql = insert_sql(b, plan, true);
             let conds: Vec<String> = key
                 .iter()
-                .map(|(c, v)| format!("_.{} = {}", quote_ident(c), b.param(v.clone())))
+                .map(|(c, v)| format!("_.{} = {}", Ident(c), b.param(v.clone())))
                 .collect();
-            sql.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+            let _ = write!(sql, " WHERE {}", conds.join(" AND "));
             let names: Vec<String> = key.iter().map(|(c, _)| c.clone()).collect();
             sql.push_str(&on_conflict(plan, &names, true));
             sql
@@ -162,13 +163,7 @@ fn update_sql(b: &mut Builder, plan: &MutatePlan) -> String {
     let sets: Vec<String> = plan
         .columns
         .iter()
-        .map(|c| {
-            format!(
-                "{} = {}",
-                quote_ident(&c.name),
-                payload_value(c, "pgrst_body")
-            )
-        })
+        .map(|c| format!("{} = {}", Ident(&c.name), payload_value(c, "pgrst_body")))
         .collect();
     format!(
         "UPDATE {target} SET {} FROM (SELECT * FROM {}) AS pgrst_body{}",
@@ -262,7 +257,7 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
 fn returning_list(plan: &MutatePlan, wants_rows: bool, prefix: &str) -> String {
     let quoted = |names: &mut dyn Iterator<Item = &String>| {
         names
-            .map(|c| format!("{prefix}{}", quote_ident(c)))
+            .map(|c| format!("{prefix}{}", Ident(c)))
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -2,6 +2,7 @@
 
 use super::result::RESPONSE_GUCS;
 use super::*;
+use std::fmt::Write;
 
 /// A resolved field as an SQL expression over `row_ref`, with its JSON path.
 pub(super) fn field_expr(
@@ -20,7 +21,7 @@ pub(super) fn field_expr(
             whole_row(row_ref, table),
             table_ref(table)
         ),
-        Source::Column => format!("{row_ref}.{}", quote_ident(&field.name)),
+        Source::Column => format!("{row_ref}.{}", Ident(&field.name)),
     };
     if field.json_path.is_empty() {
         return column;
@@ -144,7 +145,7 @@ fn embed_columns(e: &Embed, aggregating: bool) -> Vec<OutColumn> {
             .output_names()
             .into_iter()
             .map(|name| {
-                let column = format!("{j}.{}", quote_ident(&name));
+                let column = format!("{j}.{}", Ident(&name));
                 let agg = hoisted.iter().find(|(n, _)| *n == name).map(|(_, a)| a);
                 OutColumn {
                     expr: match agg {
@@ -190,7 +191,7 @@ pub(super) fn select_list(b: &mut Builder, node: &ReadNode, aggregating: bool) -
             if c.name.is_empty() {
                 c.expr.clone()
             } else {
-                format!("{} AS {}", c.expr, quote_ident(&c.name))
+                format!("{} AS {}", c.expr, Ident(&c.name))
             }
         })
         .collect();
@@ -386,7 +387,7 @@ pub(super) fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
                     field_expr(b, embed_table, &quote_ident(join_alias), field)
                 }
                 OrderKey::EmbedHidden { join_alias, column } => {
-                    format!("{}.{}", quote_ident(join_alias), quote_ident(column))
+                    format!("{}.{}", Ident(join_alias), Ident(column))
                 }
             };
             match t.direction {
@@ -408,10 +409,10 @@ pub(super) fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
 pub(super) fn page_clause(b: &mut Builder, node: &ReadNode) -> String {
     let mut s = String::new();
     if let Some(limit) = node.limit {
-        s.push_str(&format!(" LIMIT {}", b.param(limit.to_string())));
+        let _ = write!(s, " LIMIT {}", b.param(limit.to_string()));
     }
     if node.offset > 0 {
-        s.push_str(&format!(" OFFSET {}", b.param(node.offset.to_string())));
+        let _ = write!(s, " OFFSET {}", b.param(node.offset.to_string()));
     }
     s
 }
@@ -432,7 +433,7 @@ pub(super) fn from_clause(
 ) -> String {
     let mut s = format!(" FROM {}", source.unwrap_or_else(|| table_ref(node.table)));
     if let Some(a) = &node.alias {
-        s.push_str(&format!(" AS {}", quote_ident(a)));
+        let _ = write!(s, " AS {}", Ident(a));
     }
     for e in &node.embeds {
         if only_filtering && !e.inner && !filtered_on(node, &e.name) {
@@ -451,7 +452,7 @@ pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> Strin
     let (mut select, group_by) = select_list(b, child, !e.spread);
     for (name, field) in &e.hidden_order {
         let column = field_expr(b, child.table, &child_ref, field);
-        select.push_str(&format!(", {column} AS {}", quote_ident(name)));
+        let _ = write!(select, ", {column} AS {}", Ident(name));
     }
     let mut inner = format!("SELECT {select}");
     inner.push_str(&from_clause(b, child, false, computed_source(parent, e)));
@@ -474,33 +475,23 @@ fn join_conditions(parent_ref: &str, child_ref: &str, e: &Embed) -> (String, Vec
             .map(|(parent_col, child_col)| {
                 format!(
                     "{child_ref}.{} = {parent_ref}.{}",
-                    quote_ident(child_col),
-                    quote_ident(parent_col)
+                    Ident(child_col),
+                    Ident(parent_col)
                 )
             })
             .collect();
         return (String::new(), conditions);
     };
     let jref = quote_ident(&format!("{}_j", e.join_alias));
-    let from = format!(
-        ", {}.{} AS {jref}",
-        quote_ident(&e.rel.schema),
-        quote_ident(&jn.table)
-    );
-    let to_source = jn.source_columns.iter().map(|(source, jcol)| {
-        format!(
-            "{jref}.{} = {parent_ref}.{}",
-            quote_ident(jcol),
-            quote_ident(source)
-        )
-    });
-    let to_target = jn.target_columns.iter().map(|(jcol, target)| {
-        format!(
-            "{jref}.{} = {child_ref}.{}",
-            quote_ident(jcol),
-            quote_ident(target)
-        )
-    });
+    let from = format!(", {}.{} AS {jref}", Ident(&e.rel.schema), Ident(&jn.table));
+    let to_source = jn
+        .source_columns
+        .iter()
+        .map(|(source, jcol)| format!("{jref}.{} = {parent_ref}.{}", Ident(jcol), Ident(source)));
+    let to_target = jn
+        .target_columns
+        .iter()
+        .map(|(jcol, target)| format!("{jref}.{} = {child_ref}.{}", Ident(jcol), Ident(target)));
     (from, to_source.chain(to_target).collect())
 }
 
@@ -582,11 +573,7 @@ pub(super) fn body_expr(plan: &ReadPlan) -> Cow<'static, str> {
         // output goes out as PostgreSQL sends it (see MediaHandler::raw); no row at all
         // answers an empty body.
         let row = match &agg.relation {
-            Some((schema, name)) => format!(
-                "_postgrest_t::{}.{}",
-                quote_ident(schema),
-                quote_ident(name)
-            ),
+            Some((schema, name)) => format!("_postgrest_t::{}.{}", Ident(schema), Ident(name)),
             None => "_postgrest_t".to_string(),
         };
         return handler_output(
@@ -681,7 +668,7 @@ fn source_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, page_coun
                 (plan.count, plan.max_rows, source)
             {
                 let p = b.param((max + 1).to_string());
-                count_cte.push_str(&format!(" LIMIT {p}"));
+                let _ = write!(count_cte, " LIMIT {p}");
             }
             count_cte.push(')');
             b.push(&count_cte);

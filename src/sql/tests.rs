@@ -131,10 +131,31 @@ fn a_streamed_exact_count_is_the_window_count_or_its_own_query() {
 #[test]
 fn quoting() {
     assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    assert_eq!(quote_ident("\"\""), "\"\"\"\"\"\"");
+    assert_eq!(quote_ident(""), "\"\"");
+    assert_eq!(qualified("s\"", "t"), "\"s\"\"\".\"t\"");
     assert_eq!(
         quote_qualified("test.switch_role"),
         "\"test\".\"switch_role\""
     );
+}
+
+#[test]
+fn a_row_ref_is_its_table_only_when_written_as_table_ref_writes_it() {
+    let mut t = fixtures::table("it\"ems", &[("id", "int4")], &["id"]);
+    t.schema = "a\"pi".into();
+    let written = table_ref(&t);
+    assert!(is_table_ref(&written, &t));
+    assert_eq!(whole_row(&written, &t), "\"it\"\"ems\"");
+    for other in [
+        "\"a\"pi\".\"it\"ems\"",
+        "\"a\"\"pi\".\"it\"\"ems\"x",
+        "\"it\"\"ems\"",
+        "x",
+    ] {
+        assert!(!is_table_ref(other, &t), "{other}");
+        assert_eq!(whole_row(other, &t), other);
+    }
 }
 
 #[test]
