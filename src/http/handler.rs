@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::body::ApiBody;
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::{HeaderMap, Request, Response};
+use hyper::{header, HeaderMap, Request, Response};
 
 use super::response::{error_response, set, set_header, Resp, CONTENT_PROFILE};
 use crate::error::ApiError;
@@ -18,7 +18,7 @@ use crate::timing::{time, Stage};
 /// Every success varies by these (PostgREST 16 sends Vary on all of them).
 const VARY: &str = "Accept, Prefer, Range";
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -40,18 +40,18 @@ struct Head {
 impl Head {
     fn of(req: &Request<Incoming>, trace_header: Option<&str>) -> Head {
         let headers = req.headers();
-        let owned = |name: &str| header_str(headers, name).map(str::to_string);
+        let owned = |name: header::HeaderName| header_str(headers, name).map(str::to_string);
         let method = req.method().to_string();
-        let origin = owned("origin");
+        let origin = owned(header::ORIGIN);
         let preflight = method == "OPTIONS"
             && origin.is_some()
-            && header_str(headers, "access-control-request-method").is_some();
+            && header_str(headers, header::ACCESS_CONTROL_REQUEST_METHOD).is_some();
         Head {
             uri: req.uri().to_string(),
-            referer: owned("referer"),
-            user_agent: owned("user-agent"),
+            referer: owned(header::REFERER),
+            user_agent: owned(header::USER_AGENT),
             preflight,
-            requested_headers: owned("access-control-request-headers"),
+            requested_headers: owned(header::ACCESS_CONTROL_REQUEST_HEADERS),
             trace_header: trace_header.map(|name| {
                 let value = header_str(headers, name).unwrap_or("").to_string();
                 (name.to_string(), value)
@@ -206,7 +206,8 @@ async fn respond(
 async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let max = limits.max_body_size;
-    let declared = header_str(req.headers(), "content-length").and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         return Err(ApiError::BodyTooLarge(max));
     }

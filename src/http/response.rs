@@ -92,7 +92,7 @@ pub fn set_header(r: &mut Resp, name: HeaderName, value: &str) {
     }
 }
 
-pub const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
+pub use crate::request::CONTENT_PROFILE;
 pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 pub fn append(r: &mut Resp, name: &str, value: &str) {

@@ -198,9 +198,14 @@ impl ApiRequest {
     }
 }
 
-fn header_str<'a>(headers: &'a hyper::HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &hyper::HeaderMap, name: impl hyper::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+use hyper::header::HeaderName;
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
+pub const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
 
 /// Parses the parts of an HTTP request: method and path into an [`Action`], the query
 /// string, Prefer, Range, the headers and cookies PostgreSQL sees.
@@ -217,17 +222,18 @@ pub fn parse(
     let action = Action::of(method, target)?;
     let prefs = Preferences::parse(
         headers
-            .get_all("prefer")
+            .get_all(PREFER)
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    let range = header_str(headers, "range").and_then(parse_range_header);
+    let range = header_str(headers, hyper::header::RANGE).and_then(parse_range_header);
     let (header_pairs, cookies) = header_and_cookie_pairs(headers);
     let profile_header = match method {
-        Method::Get | Method::Head => "accept-profile",
-        _ => "content-profile",
+        Method::Get | Method::Head => ACCEPT_PROFILE,
+        _ => CONTENT_PROFILE,
     };
-    let owned = |name: &str| header_str(headers, name).map(str::to_string);
+    // Header names as constants: looking a name up by &str parses it first.
+    let owned = |name: HeaderName| header_str(headers, name).map(str::to_string);
     Ok(ApiRequest {
         method,
         action,
@@ -238,9 +244,9 @@ pub fn parse(
         headers: header_pairs,
         cookies,
         profile: owned(profile_header),
-        authorization: owned("authorization"),
-        accept: owned("accept"),
-        content_type: owned("content-type"),
+        authorization: owned(hyper::header::AUTHORIZATION),
+        accept: owned(hyper::header::ACCEPT),
+        content_type: owned(hyper::header::CONTENT_TYPE),
     })
 }
 
