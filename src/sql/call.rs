@@ -4,6 +4,7 @@ use super::read::*;
 use super::result::RESPONSE_GUCS;
 use super::*;
 use crate::schema::routines::Returns;
+use std::fmt::Write;
 
 /// `character(n)` and `bit(n)` parameters take their values as the varying types, so an
 /// argument is not cut or refused for its length (PostgREST does the same).
@@ -19,9 +20,7 @@ pub(super) fn varying(type_name: &str) -> String {
 pub fn call_statement(plan: &CallPlan) -> Statement {
     let mut b = Builder::default();
     let call = call_from(&mut b, plan);
-    b.push(&format!(
-        "WITH pgrst_call AS (SELECT pgrst_call.* {call}), "
-    ));
+    let _ = write!(b.sql, "WITH pgrst_call AS (SELECT pgrst_call.* {call}), ");
     match &plan.read {
         Some(read) => read_ctes(&mut b, read, Some("pgrst_call"), &rows_body(plan, read)),
         None => b.push(&value_tail(plan)),

@@ -226,13 +226,13 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     let inserted = if plan.track_inserted {
         let cols = returning_list(plan, wants_rows, "");
         let inserted_flag = inserted_flag(plan, &target);
-        b.push(&format!(
+        let _ = write!(b.sql,
             "WITH pgrst_mutation AS ({mutation}{returning_kw}, {inserted_flag} AS pgrst_inserted), \
              pgrst_source AS (SELECT {cols} FROM pgrst_mutation)"
-        ));
+        );
         "(SELECT pg_catalog.count(*) FROM pgrst_mutation WHERE pgrst_inserted)"
     } else {
-        b.push(&format!("WITH pgrst_source AS ({mutation}{returning_kw})"));
+        let _ = write!(b.sql, "WITH pgrst_source AS ({mutation}{returning_kw})");
         "NULL"
     };
     let rows = if wants_rows {
@@ -245,10 +245,11 @@ pub fn mutate_statement(plan: &MutatePlan) -> Statement {
     } else {
         "''".into()
     };
-    b.push(&format!(
+    let _ = write!(
+        b.sql,
         " SELECT NULL::int8, pg_catalog.count(*)::int8, {inserted}::int8, ({body}), \
          {RESPONSE_GUCS} FROM ({rows}) _postgrest_t"
-    ));
+    );
     b.finish_as(RowShape::Written)
 }
 

@@ -645,10 +645,11 @@ pub fn read_statement(plan: &ReadPlan) -> Statement {
 /// already written into `b`), then the final projection with `body`.
 pub(super) fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, body: &str) {
     let total = source_ctes(b, plan, source, "pg_catalog.count(*)");
-    b.push(&format!(
+    let _ = write!(
+        b.sql,
         " SELECT {total}::int8, pg_catalog.count(*)::int8, ({body}), \
          {RESPONSE_GUCS} FROM (SELECT * FROM pgrst_source) _postgrest_t"
-    ));
+    );
 }
 
 /// The page's rows as JSON texts, one per row, in order. Every row also carries the
@@ -660,12 +661,12 @@ pub(super) fn read_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, 
 /// the GUCs arrive then too.
 fn read_items(b: &mut Builder, plan: &ReadPlan) {
     let total = source_ctes(b, plan, None, "coalesce(p.page_total, 0)");
-    b.push(&format!(
+    let _ = write!(b.sql,
         " SELECT {total}::int8, coalesce(p.page_total, 0)::int8, p.item, {RESPONSE_GUCS} \
          FROM (VALUES (1)) pgrst_one LEFT JOIN (SELECT item, pg_catalog.count(*) OVER () AS page_total \
          FROM (SELECT to_json(_postgrest_t)::text AS item FROM (SELECT * FROM pgrst_source) _postgrest_t \
          OFFSET 0) pgrst_items) p ON true"
-    ));
+    );
 }
 
 /// Writes `pgrst_source` and, when an exact count of more than the page is wanted,
@@ -678,9 +679,10 @@ fn source_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, page_coun
     let w = where_clause(b, root, Vec::new());
     let o = order_clause(b, root);
     let p = page_clause(b, root);
-    b.push(&format!(
+    let _ = write!(
+        b.sql,
         "pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
-    ));
+    );
     match plan.count {
         None => "NULL".to_string(),
         Some(crate::request::CountPref::Planned) if source.is_none() => "NULL".to_string(),
@@ -707,6 +709,6 @@ pub fn planned_count_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
     let from = from_clause(&mut b, &plan.root, true, None);
     let w = where_clause(&mut b, &plan.root, Vec::new());
-    b.push(&format!("EXPLAIN (FORMAT JSON) SELECT 1{from}{w}"));
+    let _ = write!(b.sql, "EXPLAIN (FORMAT JSON) SELECT 1{from}{w}");
     b.finish()
 }
