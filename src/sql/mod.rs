@@ -25,6 +25,7 @@ use crate::request::query::{
 use crate::request::MediaType;
 use crate::schema::{QualifiedName, Table};
 use std::borrow::Cow;
+use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
@@ -35,29 +36,31 @@ pub struct Statement {
     pub shape: RowShape,
 }
 
-// Identifiers are quoted into one buffer sized up front: the format!-and-replace form took
-// three allocations per name, and a rendered embed names ~40 (perf: quoting and its
-// allocations were a third of sql::read's 13 % of pgrest's CPU on the embed bench).
+// Identifiers are quoted through `Ident` into one buffer sized up front: the
+// format!-and-replace form took three allocations per name, and a rendered embed names
+// ~40 (perf: quoting and its allocations were a third of sql::read's 13 % of pgrest's CPU
+// on the embed bench).
 pub fn quote_ident(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 2);
-    push_ident(&mut out, name);
+    let _ = write_ident(&mut out, name);
     out
 }
 
-/// Appends `name` double-quoted, its own double quotes doubled.
-pub(super) fn push_ident(out: &mut String, name: &str) {
-    out.push('"');
+/// The one quoting rule: `name` double-quoted, its own double quotes doubled. Generic so
+/// a String is written without going through a Formatter.
+fn write_ident(out: &mut impl Write, name: &str) -> std::fmt::Result {
+    out.write_char('"')?;
     if name.contains('"') {
         for (i, part) in name.split('"').enumerate() {
             if i > 0 {
-                out.push_str("\"\"");
+                out.write_str("\"\"")?;
             }
-            out.push_str(part);
+            out.write_str(part)?;
         }
     } else {
-        out.push_str(name);
+        out.write_str(name)?;
     }
-    out.push('"');
+    out.write_char('"')
 }
 
 /// An identifier quoted where it is formatted (`format!("{}", Ident(name))`), without a
@@ -66,23 +69,16 @@ pub(super) struct Ident<'a>(pub &'a str);
 
 impl std::fmt::Display for Ident<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"")?;
-        for (i, part) in self.0.split('"').enumerate() {
-            if i > 0 {
-                f.write_str("\"\"")?;
-            }
-            f.write_str(part)?;
-        }
-        f.write_str("\"")
+        write_ident(f, self.0)
     }
 }
 
 /// `"schema"."name"`.
 pub fn qualified(schema: &str, name: &str) -> String {
     let mut out = String::with_capacity(schema.len() + name.len() + 5);
-    push_ident(&mut out, schema);
+    let _ = write_ident(&mut out, schema);
     out.push('.');
-    push_ident(&mut out, name);
+    let _ = write_ident(&mut out, name);
     out
 }
 
@@ -127,7 +123,6 @@ impl Builder {
     }
 
     pub(super) fn param(&mut self, value: impl Into<String>) -> String {
-        use std::fmt::Write;
         self.params.push(value.into());
         let mut placeholder = String::with_capacity(6);
         let _ = write!(placeholder, "${}", self.params.len());
@@ -153,31 +148,11 @@ pub(super) fn table_ref(table: &Table) -> String {
 
 /// The whole-row reference for a row ref: an alias as is, a qualified table by its name.
 pub(super) fn whole_row(row_ref: &str, table: &Table) -> String {
-    if is_table_ref(row_ref, table) {
+    if row_ref == table_ref(table) {
         quote_ident(&table.name)
     } else {
         row_ref.to_string()
     }
-}
-
-/// Whether `row_ref` is `table_ref(table)`, without writing it out.
-fn is_table_ref(row_ref: &str, table: &Table) -> bool {
-    strip_ident(row_ref, &table.schema)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| strip_ident(rest, &table.name))
-        .is_some_and(str::is_empty)
-}
-
-/// What follows `name`, quoted as `push_ident` writes it, at the start of `text`.
-fn strip_ident<'t>(text: &'t str, name: &str) -> Option<&'t str> {
-    let mut rest = text.strip_prefix('"')?;
-    for (i, part) in name.split('"').enumerate() {
-        if i > 0 {
-            rest = rest.strip_prefix("\"\"")?;
-        }
-        rest = rest.strip_prefix(part)?;
-    }
-    rest.strip_prefix('"')
 }
 
 /// How SQL refers to a node's rows: its alias, or the root's qualified name.
