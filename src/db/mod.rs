@@ -122,7 +122,9 @@ impl managed::Manager for PgManager {
     type Error = connect::ConnectError;
 
     async fn create(&self) -> Result<Conn, connect::ConnectError> {
-        let (client, peer, batch) = self.connector.connect_pooled().await?;
+        // Boxed: the pool's `get` future holds this one inline, and a connect (TLS
+        // included) is about 11 KB of future that every request would otherwise move.
+        let (client, peer, batch) = Box::pin(self.connector.connect_pooled()).await?;
         Ok(Conn {
             client: std::sync::Arc::new(client),
             connector: self.connector.clone(),
@@ -288,6 +290,15 @@ impl Conn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
+        // Boxed: a request's transaction awaits four of these, nearly always cached, and
+        // inline each would carry tokio-postgres' 1 KB prepare future into it.
+        Box::pin(self.prepare_new(sql)).await
+    }
+
+    async fn prepare_new(
+        &mut self,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
         let s = self.client.prepare(sql).await?;
         // Query shapes are unbounded (every filter combination is its own statement), so
         // the cache is too: past the limit it starts over. Dropping a Statement closes it
@@ -306,38 +317,31 @@ struct Step<'a> {
     params: &'a [String],
 }
 
-/// Statements sent together under one Sync (see [`merge`]) when `sendable`; otherwise
-/// with a Sync each, as tokio-postgres sends them.
-struct OneSync<'a> {
-    batch: Option<&'a merge::Batch>,
-    statements: usize,
-}
+/// Statements sent together under one Sync (see [`merge`]) while this lives, when it was
+/// made `sendable`; otherwise with a Sync each, as tokio-postgres sends them. Dropped
+/// midway (the request went away), it leaves the remaining statements a Sync each.
+///
+/// A guard rather than an async wrapper around the sending future: a wrapper holds that
+/// future twice over (its argument and its awaited copy), which made a request's
+/// transaction future 10 KB that was moved on every request.
+struct OneSync<'a>(Option<&'a merge::Batch>);
 
+/// Arms `batch` for the next `statements` requests. The caller must send exactly those, in
+/// the first poll of what it awaits next (tokio-postgres queues a request before its first
+/// await).
 fn under_one_sync(batch: &merge::Batch, statements: usize, sendable: bool) -> OneSync<'_> {
-    OneSync {
-        batch: (sendable && statements > 1).then_some(batch),
-        statements,
+    let batch = (sendable && statements > 1).then_some(batch);
+    if let Some(b) = batch {
+        b.arm(statements);
     }
+    OneSync(batch)
 }
 
-impl OneSync<'_> {
-    /// Runs `send`, which must send exactly the statements counted, in its first poll
-    /// (tokio-postgres queues a request before its first await).
-    async fn run<T>(self, send: impl std::future::Future<Output = T>) -> T {
-        // A request dropped midway leaves its remaining statements with a Sync each.
-        struct Disarm<'a>(Option<&'a merge::Batch>);
-        impl Drop for Disarm<'_> {
-            fn drop(&mut self) {
-                if let Some(b) = self.0 {
-                    b.disarm();
-                }
-            }
+impl Drop for OneSync<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0 {
+            b.disarm();
         }
-        let _disarm = Disarm(self.batch);
-        if let Some(b) = self.batch {
-            b.arm(self.statements);
-        }
-        send.await
     }
 }
 
@@ -412,16 +416,28 @@ async fn commit_if(
 ) -> Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
     match (end, then) {
         (End::Open | End::Stream, _) => Ok(None),
-        (End::CommitThenRead(_), Some(then)) => {
-            let (committed, read) = tokio::join!(
-                biased;
-                commit_prepared(client, commit),
-                client.query(then, &[]),
-            );
-            committed.map(|_| Some(read.unwrap_or_default()))
-        }
+        // Boxed: only a write with read replicas takes it, and inline its join would
+        // double the size of every request's transaction future.
+        (End::CommitThenRead(_), Some(then)) => Box::pin(commit_then_read(client, commit, then))
+            .await
+            .map(Some),
         _ => commit_prepared(client, commit).await.map(|_| None),
     }
+}
+
+/// COMMIT and the statement after it, in one round trip: that statement's rows (none if
+/// it failed: the transaction is committed all the same).
+async fn commit_then_read(
+    client: &tokio_postgres::Client,
+    commit: &tokio_postgres::Statement,
+    then: &tokio_postgres::Statement,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let (committed, read) = tokio::join!(
+        biased;
+        commit_prepared(client, commit),
+        client.query(then, &[]),
+    );
+    committed.map(|_| read.unwrap_or_default())
 }
 
 /// The steps' rows, and after them the rows of the statement that followed COMMIT.
@@ -570,7 +586,10 @@ async fn run_transaction(
     end: End,
 ) -> Result<Ran, ApiError> {
     let started = std::time::Instant::now();
-    let result = run_transaction_inner(pool, env, steps, end).await;
+    // Boxed: each async caller holds its callee's future twice (argument and awaited
+    // copy), so inline this 4.5 KB future grew the request's future to 110 KB, copied
+    // into place level by level on every request (callgrind by-pk: 18 KB of memcpy).
+    let result = Box::pin(run_transaction_inner(pool, env, steps, end)).await;
     crate::timing::record(crate::timing::Stage::Transaction, started.elapsed());
     result
 }
@@ -599,7 +618,7 @@ async fn run_transaction_inner(
 ) -> Result<Ran, ApiError> {
     let mut conn = InFlight(Some(pool.get().await.map_err(pool_error)?));
     if !env.prepared {
-        let (results, tail) = run_unprepared(&mut conn, env, steps, end).await?;
+        let (results, tail) = Box::pin(run_unprepared(&mut conn, env, steps, end)).await?;
         return Ok(Ran {
             conn,
             results,
@@ -638,19 +657,16 @@ async fn run_transaction_inner(
         let client = &conn.client;
         let statements = 2 + prepared.len() + end.statements(then.is_some());
         let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
-        let (begun, set, (results, left), committed, ()) =
-            under_one_sync(&conn.batch, statements, sendable)
-                .run(async {
-                    tokio::join!(
-                        biased;
-                        client.query(&begin, &[]),
-                        client.query(&settings, &sp),
-                        pipeline(&conn, &prepared, end),
-                        commit_if(client, &commit, then.as_ref(), end),
-                        send_commit(&mut committing),
-                    )
-                })
-                .await;
+        let one_sync = under_one_sync(&conn.batch, statements, sendable);
+        let (begun, set, (results, left), committed, ()) = tokio::join!(
+            biased;
+            client.query(&begin, &[]),
+            client.query(&settings, &sp),
+            pipeline(&conn, &prepared, end),
+            commit_if(client, &commit, then.as_ref(), end),
+            send_commit(&mut committing),
+        );
+        drop(one_sync);
         rest = left;
         begun
             .and(set)
@@ -659,15 +675,13 @@ async fn run_transaction_inner(
             .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)))
     } else {
         let client = &conn.client;
-        let (begun, set) = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()))
-            .run(async {
-                tokio::join!(
-                    biased;
-                    client.query(&begin, &[]),
-                    client.query(&settings, &sp)
-                )
-            })
-            .await;
+        let one_sync = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()));
+        let (begun, set) = tokio::join!(
+            biased;
+            client.query(&begin, &[]),
+            client.query(&settings, &sp)
+        );
+        drop(one_sync);
         let mut outcome = begun.and(set).map(|_| Vec::new()).map_err(|e| fail(&e));
         if outcome.is_ok() {
             let mut prepared = Vec::new();
@@ -683,17 +697,14 @@ async fn run_transaction_inner(
             if outcome.is_ok() {
                 let statements = prepared.len() + end.statements(then.is_some());
                 let sendable = all_encodable(&prepared);
-                let ((results, left), committed, ()) =
-                    under_one_sync(&conn.batch, statements, sendable)
-                        .run(async {
-                            tokio::join!(
-                                biased;
-                                pipeline(&conn, &prepared, end),
-                                commit_if(&conn.client, &commit, then.as_ref(), end),
-                                send_commit(&mut committing),
-                            )
-                        })
-                        .await;
+                let one_sync = under_one_sync(&conn.batch, statements, sendable);
+                let ((results, left), committed, ()) = tokio::join!(
+                    biased;
+                    pipeline(&conn, &prepared, end),
+                    commit_if(&conn.client, &commit, then.as_ref(), end),
+                    send_commit(&mut committing),
+                );
+                drop(one_sync);
                 rest = left;
                 outcome = collect(results, &fail)
                     .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)));
@@ -835,30 +846,28 @@ async fn run_unprepared(
     let sendable = encodable_unnamed(&begin, 0)
         && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
-    let (begun, results, committed, ()) = under_one_sync(&conn.batch, statements, sendable)
-        .run(async {
-            tokio::join!(
-                biased;
-                client.query_typed(&begin, &[]),
-                futures_util::future::join_all(calls),
-                async {
-                    match end {
-                        End::Commit => commit_unnamed(client).await.map(|_| None),
-                        End::Open | End::Stream => Ok(None),
-                        End::CommitThenRead(sql) => {
-                            let (committed, read) = tokio::join!(
-                                biased;
-                                commit_unnamed(client),
-                                client.query_typed(sql, &none),
-                            );
-                            committed.map(|_| Some(read.unwrap_or_default()))
-                        }
-                    }
-                },
-                send_commit(&mut committing),
-            )
-        })
-        .await;
+    let one_sync = under_one_sync(&conn.batch, statements, sendable);
+    let (begun, results, committed, ()) = tokio::join!(
+        biased;
+        client.query_typed(&begin, &[]),
+        futures_util::future::join_all(calls),
+        async {
+            match end {
+                End::Commit => commit_unnamed(client).await.map(|_| None),
+                End::Open | End::Stream => Ok(None),
+                End::CommitThenRead(sql) => {
+                    let (committed, read) = tokio::join!(
+                        biased;
+                        commit_unnamed(client),
+                        client.query_typed(sql, &none),
+                    );
+                    committed.map(|_| Some(read.unwrap_or_default()))
+                }
+            }
+        },
+        send_commit(&mut committing),
+    );
+    drop(one_sync);
     let (results, rest) = split_rest(results);
     let outcome = begun
         .map_err(|e| fail(&e))
