@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{header, HeaderMap, Request, Response};
 
-use super::response::{error_response, set, set_header, Resp, CONTENT_PROFILE};
+use super::response::{error_response, set, set_header, set_static, Resp, CONTENT_PROFILE};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Limits, Snapshot};
 use crate::request::{self, Method};
@@ -194,7 +194,7 @@ async fn respond(
         set_header(&mut r, CONTENT_PROFILE, &resolved.schema);
     }
     if !r.headers().contains_key(hyper::header::VARY) {
-        set_header(&mut r, hyper::header::VARY, VARY);
+        set_static(&mut r, hyper::header::VARY, VARY);
     }
     Ok(r)
 }

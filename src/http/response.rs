@@ -92,6 +92,12 @@ pub fn set_header(r: &mut Resp, name: HeaderName, value: &str) {
     }
 }
 
+/// `set_header` for a value known at compile time: no copy of it is allocated.
+pub fn set_static(r: &mut Resp, name: HeaderName, value: &'static str) {
+    r.headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+}
+
 pub use crate::request::CONTENT_PROFILE;
 pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
@@ -129,7 +135,7 @@ pub fn rows_response(
         Some(agg) => handler_response(status, body, head, &agg.media),
         None => {
             let mut r = body_response(status, body, head);
-            set_header(
+            set_static(
                 &mut r,
                 hyper::header::CONTENT_TYPE,
                 media_type.content_type(),
@@ -331,7 +337,7 @@ pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
     } = e
     {
         let mut r = body_response(*status, body.to_string(), false);
-        set_header(
+        set_static(
             &mut r,
             hyper::header::CONTENT_TYPE,
             "application/json; charset=utf-8",
@@ -345,7 +351,7 @@ pub fn error_response(e: &ApiError, minimal: bool) -> Resp {
     }
     let body = e.body(minimal).to_string();
     let mut r = body_response(e.status(), body, false);
-    set_header(
+    set_static(
         &mut r,
         hyper::header::CONTENT_TYPE,
         "application/json; charset=utf-8",

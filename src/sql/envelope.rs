@@ -37,7 +37,8 @@ pub struct Envelope {
     pub search_path: String,
     pub role: String,
     pub anonymous: bool,
-    pub gucs: Vec<(String, String)>,
+    /// Names are mostly PostgREST's fixed ones, borrowed rather than allocated per request.
+    pub gucs: Vec<(Cow<'static, str>, String)>,
     /// Settings of the role (`ALTER ROLE ... SET`), applied before switching to it.
     pub role_settings: Vec<(String, String)>,
     /// Quoted, qualified function name for db-pre-request.
@@ -51,11 +52,9 @@ impl Envelope {
     /// The isolation level: a function's or the role's default_transaction_isolation
     /// (the function's wins), else READ COMMITTED.
     fn isolation(&self) -> &'static str {
-        let setting = self
-            .gucs
-            .iter()
-            .chain(self.role_settings.iter())
-            .find(|(k, _)| k == "default_transaction_isolation")
+        let setting = (self.gucs.iter().map(|(k, v)| (k.as_ref(), v)))
+            .chain(self.role_settings.iter().map(|(k, v)| (k.as_str(), v)))
+            .find(|(k, _)| *k == "default_transaction_isolation")
             .map(|(_, v)| v.trim().trim_matches('\'').to_ascii_lowercase());
         match setting.as_deref() {
             Some("serializable") => "SERIALIZABLE",
@@ -71,13 +70,15 @@ impl Envelope {
     }
 
     /// BEGIN with the isolation level and access mode.
-    pub fn begin_sql(&self) -> String {
-        let mode = if self.read_only {
-            "READ ONLY"
-        } else {
-            "READ WRITE"
-        };
-        format!("BEGIN ISOLATION LEVEL {} {mode}", self.isolation())
+    pub fn begin_sql(&self) -> &'static str {
+        match (self.isolation(), self.read_only) {
+            ("SERIALIZABLE", true) => "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
+            ("SERIALIZABLE", false) => "BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE",
+            ("REPEATABLE READ", true) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            ("REPEATABLE READ", false) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ WRITE",
+            (_, true) => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+            (_, false) => "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE",
+        }
     }
 
     /// The db-pre-request call, when configured.
@@ -88,13 +89,13 @@ impl Envelope {
     /// The one statement that sets search_path, the role's settings, the role and the
     /// request GUCs, and its parameters (borrowed: nothing is copied per request).
     pub fn settings_statement(&self) -> (Cow<'static, str>, Vec<&str>) {
-        fn as_strs((k, v): &(String, String)) -> (&str, &str) {
-            (k, v)
-        }
         // The role's own settings go before the switch to it, as PostgREST applies them.
-        let pairs = (self.role_settings.iter().map(as_strs))
-            .chain(std::iter::once(("role", self.role.as_str())))
-            .chain(self.gucs.iter().map(as_strs));
+        let pairs = (self
+            .role_settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())))
+        .chain(std::iter::once(("role", self.role.as_str())))
+        .chain(self.gucs.iter().map(|(k, v)| (k.as_ref(), v.as_str())));
         let mut params = Vec::with_capacity(3 + 2 * (self.role_settings.len() + self.gucs.len()));
         params.push(self.search_path.as_str());
         for (name, value) in pairs {
@@ -124,28 +125,36 @@ impl Envelope {
         config: &Config,
         shape: TxShape,
     ) -> Envelope {
-        let search_path: Vec<String> = std::iter::once(shape.schema)
+        let mut search_path = String::with_capacity(32);
+        for (i, schema) in std::iter::once(shape.schema)
             .chain(config.db_extra_search_path.iter().map(String::as_str))
-            .map(super::quote_ident)
-            .collect();
-        let mut gucs = vec![
-            ("request.jwt.claims".to_string(), identity.claims.clone()),
-            ("request.method".to_string(), api.method.name().to_string()),
-            ("request.path".to_string(), api.path.clone()),
-            ("request.headers".to_string(), json_text(&api.headers)),
-            ("request.cookies".to_string(), json_text(&api.cookies)),
-        ];
+            .enumerate()
+        {
+            if i > 0 {
+                search_path.push_str(", ");
+            }
+            let _ = super::write_ident(&mut search_path, schema);
+        }
+        let mut gucs: Vec<(Cow<'static, str>, String)> =
+            Vec::with_capacity(6 + config.app_settings.len() + shape.hoisted.len());
+        gucs.extend([
+            ("request.jwt.claims".into(), identity.claims.clone()),
+            ("request.method".into(), api.method.name().to_string()),
+            ("request.path".into(), api.path.clone()),
+            ("request.headers".into(), json_text(&api.headers)),
+            ("request.cookies".into(), json_text(&api.cookies)),
+        ]);
         if let Some(tz) = &api.prefs.timezone {
-            gucs.push(("timezone".to_string(), tz.clone()));
+            gucs.push(("timezone".into(), tz.clone()));
         }
         for (k, v) in &config.app_settings {
-            gucs.push((format!("app.settings.{k}"), v.clone()));
+            gucs.push((format!("app.settings.{k}").into(), v.clone()));
         }
-        gucs.extend(shape.hoisted);
+        gucs.extend(shape.hoisted.into_iter().map(|(k, v)| (k.into(), v)));
         Envelope {
             role_settings: shape.role_settings.to_vec(),
             read_only: shape.read_only,
-            search_path: search_path.join(", "),
+            search_path,
             role: identity.role.clone(),
             anonymous: identity.anonymous,
             gucs,
