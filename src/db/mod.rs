@@ -631,7 +631,7 @@ async fn run_transaction_inner(
     let begin = env.begin_sql();
     // BEGIN and COMMIT are prepared too: Bind/Execute of a prepared utility statement costs
     // PostgreSQL less than parsing a Query message each time.
-    let begin = conn.prepare(&begin).await.map_err(|e| fail(&e))?;
+    let begin = conn.prepare(begin).await.map_err(|e| fail(&e))?;
     let commit = conn.prepare("COMMIT").await.map_err(|e| fail(&e))?;
     let then = match end {
         End::CommitThenRead(sql) => Some(conn.prepare(sql).await.map_err(|e| fail(&e))?),
@@ -843,13 +843,13 @@ async fn run_unprepared(
     });
     // BEGIN and COMMIT go as unnamed statements too, so all of it shares one Sync.
     let statements = 1 + all.len() + end.statements(true);
-    let sendable = encodable_unnamed(&begin, 0)
-        && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
+    let sendable =
+        encodable_unnamed(begin, 0) && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
     let one_sync = under_one_sync(&conn.batch, statements, sendable);
     let (begun, results, committed, ()) = tokio::join!(
         biased;
-        client.query_typed(&begin, &[]),
+        client.query_typed(begin, &[]),
         futures_util::future::join_all(calls),
         async {
             match end {
