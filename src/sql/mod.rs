@@ -76,10 +76,15 @@ impl std::fmt::Display for Ident<'_> {
 /// `"schema"."name"`.
 pub fn qualified(schema: &str, name: &str) -> String {
     let mut out = String::with_capacity(schema.len() + name.len() + 5);
-    let _ = write_ident(&mut out, schema);
-    out.push('.');
-    let _ = write_ident(&mut out, name);
+    let _ = write_qualified(&mut out, schema, name);
     out
+}
+
+/// `"schema"."name"`, written to `out`.
+fn write_qualified(out: &mut impl Write, schema: &str, name: &str) -> std::fmt::Result {
+    write_ident(out, schema)?;
+    out.write_char('.')?;
+    write_ident(out, name)
 }
 
 /// A function of the schema cache, quoted.
@@ -111,6 +116,16 @@ pub(super) fn type_name(cast: &str) -> &str {
     }
 }
 
+/// A parameter's placeholder in the statement text: `$n`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Placeholder(usize);
+
+impl std::fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "${}", self.0)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Builder {
     sql: String,
@@ -122,11 +137,24 @@ impl Builder {
         self.sql.push_str(s);
     }
 
-    pub(super) fn param(&mut self, value: impl Into<String>) -> String {
+    /// Adds a parameter; its placeholder (`$n`) is written where it is displayed.
+    pub(super) fn param(&mut self, value: impl Into<String>) -> Placeholder {
         self.params.push(value.into());
-        let mut placeholder = String::with_capacity(6);
-        let _ = write!(placeholder, "${}", self.params.len());
-        placeholder
+        Placeholder(self.params.len())
+    }
+
+    /// Runs `write` with the statement text as its output, so clauses are written in
+    /// place (not built as strings of their own and copied in) while `write` still adds
+    /// parameters through the builder. `write` must write to the output it is given only.
+    pub(super) fn in_place<R>(&mut self, write: impl FnOnce(&mut Builder, &mut String) -> R) -> R {
+        let mut sql = std::mem::take(&mut self.sql);
+        let r = write(self, &mut sql);
+        debug_assert!(
+            self.sql.is_empty(),
+            "in_place: text written to the builder is lost"
+        );
+        self.sql = sql;
+        r
     }
 
     pub(super) fn finish(self) -> Statement {

@@ -272,9 +272,11 @@ fn returning_list(plan: &MutatePlan, wants_rows: bool, prefix: &str) -> String {
 
 /// The representation: the read over the written rows (`pgrst_source`).
 fn representation_rows(b: &mut Builder, root: &ReadNode) -> String {
-    let (select, group_by) = select_list(b, root, true);
-    let from = from_clause(b, root, false, Some("pgrst_source".to_string()));
-    let w = where_clause(b, root, Vec::new());
-    let o = order_clause(b, root);
-    format!("SELECT {select}{from}{w}{group_by}{o}")
+    let mut out = String::from("SELECT ");
+    let group_by = push_select_list(b, &mut out, root, true);
+    push_from(b, &mut out, root, false, Some("pgrst_source"));
+    push_where(b, &mut out, root, Vec::new());
+    out.push_str(&group_by);
+    push_order(b, &mut out, root);
+    out
 }

@@ -180,32 +180,41 @@ fn embed_columns(e: &Embed, aggregating: bool) -> Vec<OutColumn> {
 }
 
 /// The select list and, when something aggregates, the GROUP BY clause.
-pub(super) fn select_list(b: &mut Builder, node: &ReadNode, aggregating: bool) -> (String, String) {
+/// Writes the node's select list to `out` and returns its GROUP BY clause (empty
+/// unless it aggregates).
+pub(super) fn push_select_list(
+    b: &mut Builder,
+    out: &mut String,
+    node: &ReadNode,
+    aggregating: bool,
+) -> String {
     let columns = out_columns(b, node, aggregating);
     if columns.is_empty() {
-        return ("NULL".to_string(), String::new());
+        out.push_str("NULL");
+        return String::new();
     }
-    let list: Vec<String> = columns
-        .iter()
-        .map(|c| {
-            if c.name.is_empty() {
-                c.expr.clone()
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&c.expr);
+        if !c.name.is_empty() {
+            out.push_str(" AS ");
+            let _ = write_ident(out, &c.name);
+        }
+    }
+    let mut group_by = String::new();
+    if columns.iter().any(|c| c.aggregate) {
+        for c in columns.iter().filter(|c| !c.aggregate) {
+            group_by.push_str(if group_by.is_empty() {
+                " GROUP BY "
             } else {
-                format!("{} AS {}", c.expr, Ident(&c.name))
-            }
-        })
-        .collect();
-    let keys: Vec<&str> = columns
-        .iter()
-        .filter(|c| !c.aggregate)
-        .map(|c| c.expr.as_str())
-        .collect();
-    let group_by = if columns.iter().any(|c| c.aggregate) && !keys.is_empty() {
-        format!(" GROUP BY {}", keys.join(", "))
-    } else {
-        String::new()
-    };
-    (list.join(", "), group_by)
+                ", "
+            });
+            group_by.push_str(&c.expr);
+        }
+    }
+    group_by
 }
 
 /// A PostgreSQL array literal from list elements, every element quoted.
@@ -371,10 +380,21 @@ pub(super) fn where_clause(
     node: &ReadNode,
     join_conditions: Vec<String>,
 ) -> String {
+    let mut out = String::new();
+    push_where(b, &mut out, node, join_conditions);
+    out
+}
+
+/// [`where_clause`], written to `out`.
+pub(super) fn push_where(
+    b: &mut Builder,
+    out: &mut String,
+    node: &ReadNode,
+    join_conditions: Vec<String>,
+) {
     if join_conditions.is_empty() && node.filters.is_empty() {
-        return String::new();
+        return;
     }
-    let mut out = String::with_capacity(64);
     out.push_str(" WHERE ");
     for (i, condition) in join_conditions.iter().enumerate() {
         if i > 0 {
@@ -386,59 +406,55 @@ pub(super) fn where_clause(
         if i > 0 || !join_conditions.is_empty() {
             out.push_str(" AND ");
         }
-        push_tree(b, &mut out, node, filter);
+        push_tree(b, out, node, filter);
     }
-    out
 }
 
-pub(super) fn order_clause(b: &mut Builder, node: &ReadNode) -> String {
+pub(super) fn push_order(b: &mut Builder, out: &mut String, node: &ReadNode) {
     if node.order.is_empty() {
-        return String::new();
+        return;
     }
     let row_ref = node_ref(node);
-    let terms: Vec<String> = node
-        .order
-        .iter()
-        .map(|t| {
-            let mut s = match &t.key {
-                OrderKey::Own(field) => field_expr(b, node.table, &row_ref, field),
-                OrderKey::EmbedOutput { join_alias, field } => {
-                    let embed_table = node
-                        .embeds
-                        .iter()
-                        .find(|e| &e.join_alias == join_alias)
-                        .map_or(node.table, |e| e.node.table);
-                    field_expr(b, embed_table, &quote_ident(join_alias), field)
-                }
-                OrderKey::EmbedHidden { join_alias, column } => {
-                    format!("{}.{}", Ident(join_alias), Ident(column))
-                }
-            };
-            match t.direction {
-                Some(Direction::Asc) => s.push_str(" ASC"),
-                Some(Direction::Desc) => s.push_str(" DESC"),
-                None => {}
+    out.push_str(" ORDER BY ");
+    for (i, t) in node.order.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let s = &mut *out;
+        match &t.key {
+            OrderKey::Own(field) => s.push_str(&field_expr(b, node.table, &row_ref, field)),
+            OrderKey::EmbedOutput { join_alias, field } => {
+                let embed_table = node
+                    .embeds
+                    .iter()
+                    .find(|e| &e.join_alias == join_alias)
+                    .map_or(node.table, |e| e.node.table);
+                s.push_str(&field_expr(b, embed_table, &quote_ident(join_alias), field))
             }
-            match t.nulls {
-                Some(Nulls::First) => s.push_str(" NULLS FIRST"),
-                Some(Nulls::Last) => s.push_str(" NULLS LAST"),
-                None => {}
+            OrderKey::EmbedHidden { join_alias, column } => {
+                let _ = write!(s, "{}.{}", Ident(join_alias), Ident(column));
             }
-            s
-        })
-        .collect();
-    format!(" ORDER BY {}", terms.join(", "))
+        }
+        match t.direction {
+            Some(Direction::Asc) => s.push_str(" ASC"),
+            Some(Direction::Desc) => s.push_str(" DESC"),
+            None => {}
+        }
+        match t.nulls {
+            Some(Nulls::First) => s.push_str(" NULLS FIRST"),
+            Some(Nulls::Last) => s.push_str(" NULLS LAST"),
+            None => {}
+        }
+    }
 }
 
-pub(super) fn page_clause(b: &mut Builder, node: &ReadNode) -> String {
-    let mut s = String::new();
+pub(super) fn push_page(b: &mut Builder, out: &mut String, node: &ReadNode) {
     if let Some(limit) = node.limit {
-        let _ = write!(s, " LIMIT {}", b.param(limit.to_string()));
+        let _ = write!(out, " LIMIT {}", b.param(limit.to_string()));
     }
     if node.offset > 0 {
-        let _ = write!(s, " OFFSET {}", b.param(node.offset.to_string()));
+        let _ = write!(out, " OFFSET {}", b.param(node.offset.to_string()));
     }
-    s
 }
 
 /// Whether a filter of this node mentions the embed (a null-embed condition).
@@ -449,23 +465,30 @@ pub(super) fn filtered_on(node: &ReadNode, name: &str) -> bool {
 /// `FROM table [AS alias]` plus a lateral join per embed. `only_filtering` keeps just
 /// the joins that can remove rows (inner joins and null-embed conditions), for counts.
 /// `source` replaces the table (a computed relationship's function call).
-pub(super) fn from_clause(
+pub(super) fn push_from(
     b: &mut Builder,
+    out: &mut String,
     node: &ReadNode,
     only_filtering: bool,
-    source: Option<String>,
-) -> String {
-    let mut s = format!(" FROM {}", source.unwrap_or_else(|| table_ref(node.table)));
+    source: Option<&str>,
+) {
+    out.push_str(" FROM ");
+    match source {
+        Some(source) => out.push_str(source),
+        None => {
+            let _ = write_qualified(out, &node.table.schema, &node.table.name);
+        }
+    }
     if let Some(a) = &node.alias {
-        let _ = write!(s, " AS {}", Ident(a));
+        out.push_str(" AS ");
+        let _ = write_ident(out, a);
     }
     for e in &node.embeds {
         if only_filtering && !e.inner && !filtered_on(node, &e.name) {
             continue;
         }
-        s.push_str(&embed_join(b, node, e));
+        out.push_str(&embed_join(b, node, e));
     }
-    s
 }
 
 /// The lateral join that computes one embedded resource for each parent row.
@@ -473,18 +496,19 @@ pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> Strin
     let child = &e.node;
     let child_ref = node_ref(child);
     let (junction_from, conditions) = join_conditions(&node_ref(parent), &child_ref, e);
-    let (mut select, group_by) = select_list(b, child, !e.spread);
+    let mut inner = String::from("SELECT ");
+    let group_by = push_select_list(b, &mut inner, child, !e.spread);
     for (name, field) in &e.hidden_order {
         let column = field_expr(b, child.table, &child_ref, field);
-        let _ = write!(select, ", {column} AS {}", Ident(name));
+        let _ = write!(inner, ", {column} AS {}", Ident(name));
     }
-    let mut inner = format!("SELECT {select}");
-    inner.push_str(&from_clause(b, child, false, computed_source(parent, e)));
+    let source = computed_source(parent, e);
+    push_from(b, &mut inner, child, false, source.as_deref());
     inner.push_str(&junction_from);
-    inner.push_str(&where_clause(b, child, conditions));
+    push_where(b, &mut inner, child, conditions);
     inner.push_str(&group_by);
-    inner.push_str(&order_clause(b, child));
-    inner.push_str(&page_clause(b, child));
+    push_order(b, &mut inner, child);
+    push_page(b, &mut inner, child);
     lateral(e, &inner)
 }
 
@@ -674,30 +698,32 @@ fn read_items(b: &mut Builder, plan: &ReadPlan) {
 /// the whole result).
 fn source_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, page_count: &str) -> String {
     let root = &plan.root;
-    let (select, group_by) = select_list(b, root, true);
-    let from = from_clause(b, root, false, source.map(str::to_string));
-    let w = where_clause(b, root, Vec::new());
-    let o = order_clause(b, root);
-    let p = page_clause(b, root);
-    let _ = write!(
-        b.sql,
-        "pgrst_source AS (SELECT {select}{from}{w}{group_by}{o}{p})"
-    );
+    b.in_place(|b, out| {
+        out.push_str("pgrst_source AS (SELECT ");
+        let group_by = push_select_list(b, out, root, true);
+        push_from(b, out, root, false, source);
+        push_where(b, out, root, Vec::new());
+        out.push_str(&group_by);
+        push_order(b, out, root);
+        push_page(b, out, root);
+        out.push(')');
+    });
     match plan.count {
         None => "NULL".to_string(),
         Some(crate::request::CountPref::Planned) if source.is_none() => "NULL".to_string(),
         Some(_) if plan.paged => {
-            let from = from_clause(b, root, true, source.map(str::to_string));
-            let w = where_clause(b, root, Vec::new());
-            let mut count_cte = format!(", pgrst_source_count AS (SELECT 1{from}{w}");
-            if let (Some(crate::request::CountPref::Estimated), Some(max), None) =
-                (plan.count, plan.max_rows, source)
-            {
-                let p = b.param((max + 1).to_string());
-                let _ = write!(count_cte, " LIMIT {p}");
-            }
-            count_cte.push(')');
-            b.push(&count_cte);
+            b.in_place(|b, out| {
+                out.push_str(", pgrst_source_count AS (SELECT 1");
+                push_from(b, out, root, true, source);
+                push_where(b, out, root, Vec::new());
+                if let (Some(crate::request::CountPref::Estimated), Some(max), None) =
+                    (plan.count, plan.max_rows, source)
+                {
+                    let p = b.param((max + 1).to_string());
+                    let _ = write!(out, " LIMIT {p}");
+                }
+                out.push(')');
+            });
             "(SELECT pg_catalog.count(*) FROM pgrst_source_count)".to_string()
         }
         Some(_) => page_count.to_string(),
@@ -707,8 +733,10 @@ fn source_ctes(b: &mut Builder, plan: &ReadPlan, source: Option<&str>, page_coun
 /// `EXPLAIN (FORMAT JSON)` of the rows a count would see, for count=planned/estimated.
 pub fn planned_count_statement(plan: &ReadPlan) -> Statement {
     let mut b = Builder::default();
-    let from = from_clause(&mut b, &plan.root, true, None);
-    let w = where_clause(&mut b, &plan.root, Vec::new());
-    let _ = write!(b.sql, "EXPLAIN (FORMAT JSON) SELECT 1{from}{w}");
+    b.in_place(|b, out| {
+        out.push_str("EXPLAIN (FORMAT JSON) SELECT 1");
+        push_from(b, out, &plan.root, true, None);
+        push_where(b, out, &plan.root, Vec::new());
+    });
     b.finish()
 }
