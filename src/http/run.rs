@@ -38,7 +38,7 @@ impl Run<'_> {
             Plan::Mutate(write) => self.write(write).await,
             Plan::Call(call) => self.call(call).await,
             Plan::Info(methods) => Ok(allow(&methods)),
-            Plan::Root(root) => Box::pin(self.root(root)).await,
+            Plan::Root(root) => self.root(root).await,
         }
     }
 
@@ -79,7 +79,7 @@ impl Run<'_> {
     async fn read(&self, plan: ReadPlan<'_>) -> Result<Resp, ApiError> {
         let main = time(Stage::Plan, || sql::read_statement(&plan));
         if let Some(explain) = &self.resolved.negotiated.explain {
-            return Box::pin(self.explain(explain, &main, true)).await;
+            return self.explain(explain, &main, true).await;
         }
         // PostgREST asks the planner for count=estimated whenever the exact count passes
         // db-max-rows, and without db-max-rows always (its Maybe comparison: Just n >
@@ -91,7 +91,7 @@ impl Run<'_> {
             None => db::run_read(self.pool(), &env, &main, count.as_ref()).await?,
             Some(wanted) => {
                 let run = |pool| Box::pin(db::run_read(pool, &env, &main, count.as_ref())) as _;
-                Box::pin(self.state.replicas.read(self.pool(), wanted, run)).await?
+                self.state.replicas.read(self.pool(), wanted, run).await?
             }
         };
         let total = match plan.count {
@@ -144,7 +144,7 @@ impl Run<'_> {
         // body is not held twice while PostgreSQL works.
         plan.payload = String::new();
         if let Some(explain) = &self.resolved.negotiated.explain {
-            return Box::pin(self.explain(explain, &statement, false)).await;
+            return self.explain(explain, &statement, false).await;
         }
         let env = self.envelope(false, Vec::new())?;
         let api = self.api;
@@ -191,7 +191,7 @@ impl Run<'_> {
         writes: bool,
     ) -> Result<(db::Outcome, Option<Lsn>), ApiError> {
         if writes && !self.state.replicas.is_empty() {
-            return Box::pin(replicas::run_committed_lsn(self.pool(), env, stmt)).await;
+            return replicas::run_committed_lsn(self.pool(), env, stmt).await;
         }
         Ok((db::run_committed(self.pool(), env, stmt).await?, None))
     }
@@ -205,7 +205,7 @@ impl Run<'_> {
         decide: impl FnOnce(&db::Outcome) -> Result<bool, ApiError>,
     ) -> Result<(db::Outcome, Option<Lsn>), ApiError> {
         if !env.read_only && !self.state.replicas.is_empty() {
-            return Box::pin(replicas::run_write_lsn(self.pool(), env, stmt, decide)).await;
+            return replicas::run_write_lsn(self.pool(), env, stmt, decide).await;
         }
         Ok((db::run_write(self.pool(), env, stmt, decide).await?, None))
     }
@@ -257,7 +257,7 @@ impl Run<'_> {
     async fn call(&self, plan: CallPlan<'_>) -> Result<Resp, ApiError> {
         let statement = time(Stage::Plan, || sql::call_statement(&plan));
         if let Some(explain) = &self.resolved.negotiated.explain {
-            return Box::pin(self.explain(explain, &statement, plan.read_only)).await;
+            return self.explain(explain, &statement, plan.read_only).await;
         }
         // Function settings named in db-hoisted-tx-settings apply to the whole transaction.
         let hoisted_names = &self.snap.config.db_hoisted_tx_settings;
@@ -292,7 +292,7 @@ impl Run<'_> {
             (true, Some(wanted)) => {
                 let run = |pool| Box::pin(db::run_committed(pool, &env, &statement)) as _;
                 (
-                    Box::pin(self.state.replicas.read(self.pool(), wanted, run)).await?,
+                    self.state.replicas.read(self.pool(), wanted, run).await?,
                     None,
                 )
             }

@@ -179,9 +179,8 @@ fn embed_columns(e: &Embed, aggregating: bool) -> Vec<OutColumn> {
     }]
 }
 
-/// The select list and, when something aggregates, the GROUP BY clause.
 /// Writes the node's select list to `out` and returns its GROUP BY clause (empty
-/// unless it aggregates).
+/// unless something aggregates).
 pub(super) fn push_select_list(
     b: &mut Builder,
     out: &mut String,
@@ -420,29 +419,28 @@ pub(super) fn push_order(b: &mut Builder, out: &mut String, node: &ReadNode) {
         if i > 0 {
             out.push_str(", ");
         }
-        let s = &mut *out;
         match &t.key {
-            OrderKey::Own(field) => s.push_str(&field_expr(b, node.table, &row_ref, field)),
+            OrderKey::Own(field) => out.push_str(&field_expr(b, node.table, &row_ref, field)),
             OrderKey::EmbedOutput { join_alias, field } => {
                 let embed_table = node
                     .embeds
                     .iter()
                     .find(|e| &e.join_alias == join_alias)
                     .map_or(node.table, |e| e.node.table);
-                s.push_str(&field_expr(b, embed_table, &quote_ident(join_alias), field))
+                out.push_str(&field_expr(b, embed_table, &quote_ident(join_alias), field))
             }
             OrderKey::EmbedHidden { join_alias, column } => {
-                let _ = write!(s, "{}.{}", Ident(join_alias), Ident(column));
+                let _ = write!(out, "{}.{}", Ident(join_alias), Ident(column));
             }
         }
         match t.direction {
-            Some(Direction::Asc) => s.push_str(" ASC"),
-            Some(Direction::Desc) => s.push_str(" DESC"),
+            Some(Direction::Asc) => out.push_str(" ASC"),
+            Some(Direction::Desc) => out.push_str(" DESC"),
             None => {}
         }
         match t.nulls {
-            Some(Nulls::First) => s.push_str(" NULLS FIRST"),
-            Some(Nulls::Last) => s.push_str(" NULLS LAST"),
+            Some(Nulls::First) => out.push_str(" NULLS FIRST"),
+            Some(Nulls::Last) => out.push_str(" NULLS LAST"),
             None => {}
         }
     }
