@@ -514,6 +514,17 @@ fn usable_role(role: String, authenticator: &str) -> Result<String, ApiError> {
 
 /// The identity of a request from its Authorization header value (if any).
 /// `authenticator` is the session user pgrest connects as.
+/// `{"role":"<role>"}`, the claims of a request without a token, written in one buffer
+/// rather than through a JSON map (3 allocations fewer on every anonymous request).
+fn role_claims(role: &str) -> String {
+    let mut out = Vec::with_capacity(role.len() + 12);
+    out.extend_from_slice(b"{\"role\":");
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, role);
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
 pub fn identify(
     auth: Option<&Authenticator>,
     authorization: Option<&str>,
@@ -522,14 +533,19 @@ pub fn identify(
 ) -> Result<Identity, ApiError> {
     let anonymous = |claims: serde_json::Map<String, Value>| -> Result<Identity, ApiError> {
         let role = anon_role.ok_or(ApiError::NoAnonRole)?.to_string();
-        let mut claims = claims;
-        claims
-            .entry("role")
-            .or_insert_with(|| Value::String(role.clone()));
+        let claims = if claims.is_empty() {
+            role_claims(&role)
+        } else {
+            let mut claims = claims;
+            claims
+                .entry("role")
+                .or_insert_with(|| Value::String(role.clone()));
+            Value::Object(claims).to_string()
+        };
         Ok(Identity {
             role,
             anonymous: true,
-            claims: Value::Object(claims).to_string(),
+            claims,
         })
     };
     let token = authorization.and_then(|h| {
@@ -558,6 +574,14 @@ pub fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_claims_are_the_role_as_json() {
+        let who = identify(None, None, Some("we\"b"), "auth").unwrap();
+        assert_eq!(who.claims, r#"{"role":"we\"b"}"#);
+        let parsed: Value = serde_json::from_str(&who.claims).unwrap();
+        assert_eq!(parsed, serde_json::json!({"role": "we\"b"}));
+    }
 
     #[test]
     fn signed_tokens_verify() {

@@ -572,7 +572,7 @@ async fn abandon(mut conn: Pooled) {
 
 async fn run_transaction(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     steps: &[Step<'_>],
     end: End,
 ) -> Result<Ran, ApiError> {
@@ -604,7 +604,7 @@ struct Ran {
 /// role, and the steps follow.
 async fn run_transaction_inner(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     steps: &[Step<'_>],
     end: End,
 ) -> Result<Ran, ApiError> {
@@ -802,7 +802,7 @@ async fn settle(
 /// them as it does for prepared ones), all pipelined in one round trip.
 async fn run_unprepared(
     conn: &mut Conn,
-    env: &Envelope,
+    env: &Envelope<'_>,
     steps: &[Step<'_>],
     end: End,
 ) -> Result<(Vec<Vec<tokio_postgres::Row>>, Option<Tail>), ApiError> {
@@ -933,7 +933,7 @@ fn internal(e: tokio_postgres::Error) -> ApiError {
 /// Runs a read (and the count EXPLAIN, if any) in one transaction.
 pub async fn run_read(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     main: &Statement,
     count: Option<&Statement>,
 ) -> Result<Outcome, ApiError> {
@@ -1013,7 +1013,7 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>], shape: RowShape) -> Result<O
 /// refused afterwards, a read or a write): COMMIT goes out with it, one round trip.
 pub async fn run_committed(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
 ) -> Result<Outcome, ApiError> {
     run_committed_then(pool, env, stmt, None)
@@ -1025,7 +1025,7 @@ pub async fn run_committed(
 /// commit LSN of read replicas): its rows.
 async fn run_committed_then(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
     then: Option<&'static str>,
 ) -> Result<(Outcome, Option<Vec<tokio_postgres::Row>>), ApiError> {
@@ -1045,7 +1045,7 @@ async fn run_committed_then(
 /// rolls back and is returned.
 pub async fn run_write(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
     decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
 ) -> Result<Outcome, ApiError> {
@@ -1057,7 +1057,7 @@ pub async fn run_write(
 /// [`run_write`], and when it commits, `then` sent with COMMIT: its rows.
 async fn run_write_then(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
     decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
     then: Option<&'static str>,
@@ -1088,7 +1088,7 @@ async fn run_write_then(
 /// transaction ends as the caller says.
 pub async fn run_explain(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
     commit: bool,
 ) -> Result<String, ApiError> {

@@ -519,7 +519,7 @@ async fn first_value(client: &tokio_postgres::Client, sql: &str) -> Option<Strin
 /// [`super::run_committed`], with the commit LSN read right after COMMIT.
 pub async fn run_committed_lsn(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
 ) -> Result<(Outcome, Option<Lsn>), ApiError> {
     let (outcome, read) = super::run_committed_then(pool, env, stmt, Some(COMMIT_LSN_SQL)).await?;
@@ -529,7 +529,7 @@ pub async fn run_committed_lsn(
 /// [`super::run_write`], with the commit LSN read right after COMMIT when it commits.
 pub async fn run_write_lsn(
     pool: &Pool,
-    env: &Envelope,
+    env: &Envelope<'_>,
     stmt: &Statement,
     decide: impl FnOnce(&Outcome) -> Result<bool, ApiError>,
 ) -> Result<(Outcome, Option<Lsn>), ApiError> {

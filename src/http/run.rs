@@ -47,7 +47,7 @@ impl Run<'_> {
         &self,
         read_only: bool,
         hoisted: Vec<(String, String)>,
-    ) -> Result<Envelope, ApiError> {
+    ) -> Result<Envelope<'_>, ApiError> {
         let identity = self
             .identity
             .ok_or_else(|| ApiError::Internal("a statement without an identity".into()))?;
@@ -186,7 +186,7 @@ impl Run<'_> {
     /// that `writes` also reads its commit LSN.
     async fn committed(
         &self,
-        env: &Envelope,
+        env: &Envelope<'_>,
         stmt: &Statement,
         writes: bool,
     ) -> Result<(db::Outcome, Option<Lsn>), ApiError> {
@@ -200,7 +200,7 @@ impl Run<'_> {
     /// replicas, a committed one reads its commit LSN.
     async fn decided(
         &self,
-        env: &Envelope,
+        env: &Envelope<'_>,
         stmt: &Statement,
         decide: impl FnOnce(&db::Outcome) -> Result<bool, ApiError>,
     ) -> Result<(db::Outcome, Option<Lsn>), ApiError> {

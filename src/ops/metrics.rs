@@ -12,7 +12,9 @@ const BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// By method label (see `method_label`: a bounded set, whatever methods clients send)
+    /// and status.
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_micros: AtomicU64,
@@ -22,10 +24,20 @@ pub struct Metrics {
     pool_timeouts: AtomicU64,
 }
 
+/// The label a request's method is counted under: the standard methods by name, anything
+/// else as "OTHER", so that clients inventing methods cannot grow the map (and counting
+/// allocates nothing).
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER")
+}
+
 impl Metrics {
     pub fn request(&self, method: &str, status: u16, took: Duration) {
         if let Ok(mut map) = self.requests.lock() {
-            *map.entry((method.to_string(), status)).or_default() += 1;
+            *map.entry((method_label(method), status)).or_default() += 1;
         }
         let secs = took.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -334,4 +346,22 @@ fn max_fds() -> Option<f64> {
     // SAFETY: getrlimit only writes the struct passed.
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
         .then_some(limit.rlim_cur as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label_so_the_counts_stay_bounded() {
+        let metrics = Metrics::default();
+        for i in 0..100 {
+            metrics.request(&format!("FROB{i}"), 405, Duration::from_millis(1));
+        }
+        metrics.request("GET", 200, Duration::from_millis(1));
+        let map = metrics.requests.lock().unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map[&("OTHER", 405)], 100);
+        assert_eq!(map[&("GET", 200)], 1);
+    }
 }

@@ -31,16 +31,18 @@ fn write_settings_sql(pairs: usize) -> String {
     sql
 }
 
-/// Transaction-local settings for one request, in PostgREST's order.
-pub struct Envelope {
+/// Transaction-local settings for one request, in PostgREST's order. Borrowed from the
+/// request, its identity and its snapshot where it can be: only what is computed per
+/// request (search_path, the header and cookie JSON) is owned.
+pub struct Envelope<'a> {
     pub read_only: bool,
     pub search_path: String,
-    pub role: String,
+    pub role: &'a str,
     pub anonymous: bool,
     /// Names are mostly PostgREST's fixed ones, borrowed rather than allocated per request.
-    pub gucs: Vec<(Cow<'static, str>, String)>,
+    pub gucs: Vec<(Cow<'static, str>, Cow<'a, str>)>,
     /// Settings of the role (`ALTER ROLE ... SET`), applied before switching to it.
-    pub role_settings: Vec<(String, String)>,
+    pub role_settings: &'a [(String, String)],
     /// Quoted, qualified function name for db-pre-request.
     pub pre_request: Option<String>,
     /// db-prepared-statements: off sends every statement unnamed (nothing stays prepared
@@ -48,12 +50,16 @@ pub struct Envelope {
     pub prepared: bool,
 }
 
-impl Envelope {
+impl Envelope<'_> {
     /// The isolation level: a function's or the role's default_transaction_isolation
     /// (the function's wins), else READ COMMITTED.
     fn isolation(&self) -> &'static str {
-        let setting = (self.gucs.iter().map(|(k, v)| (k.as_ref(), v)))
-            .chain(self.role_settings.iter().map(|(k, v)| (k.as_str(), v)))
+        let setting = (self.gucs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+            .chain(
+                self.role_settings
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .find(|(k, _)| *k == "default_transaction_isolation")
             .map(|(_, v)| v.trim().trim_matches('\'').to_ascii_lowercase());
         match setting.as_deref() {
@@ -94,8 +100,8 @@ impl Envelope {
             .role_settings
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str())))
-        .chain(std::iter::once(("role", self.role.as_str())))
-        .chain(self.gucs.iter().map(|(k, v)| (k.as_ref(), v.as_str())));
+        .chain(std::iter::once(("role", self.role)))
+        .chain(self.gucs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
         let mut params = Vec::with_capacity(3 + 2 * (self.role_settings.len() + self.gucs.len()));
         params.push(self.search_path.as_str());
         for (name, value) in pairs {
@@ -117,14 +123,14 @@ pub struct TxShape<'a> {
     pub hoisted: Vec<(String, String)>,
 }
 
-impl Envelope {
+impl<'a> Envelope<'a> {
     /// The envelope of a request running as `identity`.
     pub fn for_request(
-        api: &ApiRequest,
-        identity: &Identity,
-        config: &Config,
-        shape: TxShape,
-    ) -> Envelope {
+        api: &'a ApiRequest,
+        identity: &'a Identity,
+        config: &'a Config,
+        shape: TxShape<'a>,
+    ) -> Envelope<'a> {
         let mut search_path = String::with_capacity(32);
         for (i, schema) in std::iter::once(shape.schema)
             .chain(config.db_extra_search_path.iter().map(String::as_str))
@@ -135,27 +141,27 @@ impl Envelope {
             }
             let _ = super::write_ident(&mut search_path, schema);
         }
-        let mut gucs: Vec<(Cow<'static, str>, String)> =
+        let mut gucs: Vec<(Cow<'static, str>, Cow<'a, str>)> =
             Vec::with_capacity(6 + config.app_settings.len() + shape.hoisted.len());
         gucs.extend([
-            ("request.jwt.claims".into(), identity.claims.clone()),
-            ("request.method".into(), api.method.name().to_string()),
-            ("request.path".into(), api.path.clone()),
-            ("request.headers".into(), json_text(&api.headers)),
-            ("request.cookies".into(), json_text(&api.cookies)),
+            ("request.jwt.claims".into(), identity.claims.as_str().into()),
+            ("request.method".into(), api.method.name().into()),
+            ("request.path".into(), api.path.as_str().into()),
+            ("request.headers".into(), json_text(&api.headers).into()),
+            ("request.cookies".into(), json_text(&api.cookies).into()),
         ]);
         if let Some(tz) = &api.prefs.timezone {
-            gucs.push(("timezone".into(), tz.clone()));
+            gucs.push(("timezone".into(), tz.as_str().into()));
         }
         for (k, v) in &config.app_settings {
-            gucs.push((format!("app.settings.{k}").into(), v.clone()));
+            gucs.push((format!("app.settings.{k}").into(), v.as_str().into()));
         }
-        gucs.extend(shape.hoisted.into_iter().map(|(k, v)| (k.into(), v)));
+        gucs.extend(shape.hoisted.into_iter().map(|(k, v)| (k.into(), v.into())));
         Envelope {
-            role_settings: shape.role_settings.to_vec(),
+            role_settings: shape.role_settings,
             read_only: shape.read_only,
             search_path,
-            role: identity.role.clone(),
+            role: &identity.role,
             anonymous: identity.anonymous,
             gucs,
             pre_request: config.db_pre_request.as_deref().map(super::quote_qualified),
