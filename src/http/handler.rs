@@ -40,8 +40,8 @@ struct Head {
 }
 
 /// A header value as text, when it is text.
-fn text(value: &Option<header::HeaderValue>) -> Option<&str> {
-    value.as_ref().and_then(|v| v.to_str().ok())
+fn text(value: Option<&header::HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
 }
 
 impl Head {
@@ -105,10 +105,10 @@ pub async fn handle(
     super::cors::cors(
         config,
         &mut response,
-        text(&head.origin),
+        text(head.origin.as_ref()),
         head.method == hyper::Method::OPTIONS,
         head.preflight
-            .then_some(text(&head.requested_headers).unwrap_or("")),
+            .then_some(text(head.requested_headers.as_ref()).unwrap_or("")),
     );
     let status = response.status().as_u16();
     state
@@ -150,8 +150,8 @@ fn log_access(
         uri: &uri,
         status,
         bytes: response.body().size_hint().exact(),
-        referer: text(&head.referer),
-        user_agent: text(&head.user_agent),
+        referer: text(head.referer.as_ref()),
+        user_agent: text(head.user_agent.as_ref()),
         queries: trace.queries.as_deref(),
     });
 }
