@@ -7,26 +7,51 @@ use crate::config::Config;
 use crate::request::ApiRequest;
 use std::borrow::Cow;
 
-/// Settings statements by number of (name, value) pairs, written once: the text is the
-/// same for every request with as many settings (and is the prepared statement's key).
-fn settings_sql(pairs: usize) -> Cow<'static, str> {
-    const CACHED: usize = 64;
+/// The request GUCs every request sets, in PostgreSQL's order after the role. Their names
+/// are literals in the settings statement's text, so only their values are parameters.
+const REQUEST_GUCS: [&str; 5] = [
+    "request.jwt.claims",
+    "request.method",
+    "request.path",
+    "request.headers",
+    "request.cookies",
+];
+
+/// Settings statements by number of role settings and of extra GUCs (timezone,
+/// app.settings.*, hoisted function settings), written once: the text is the same for
+/// every request with as many of each (and is the prepared statement's key).
+fn settings_sql(role_settings: usize, extra: usize) -> Cow<'static, str> {
+    const CACHED: usize = 16;
     static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let texts = TEXTS.get_or_init(|| (0..=CACHED).map(write_settings_sql).collect());
-    match texts.get(pairs) {
-        Some(text) => Cow::Borrowed(text.as_str()),
-        None => Cow::Owned(write_settings_sql(pairs)),
+    let texts = TEXTS.get_or_init(|| {
+        (0..CACHED * CACHED)
+            .map(|i| write_settings_sql(i / CACHED, i % CACHED))
+            .collect()
+    });
+    if role_settings < CACHED && extra < CACHED {
+        Cow::Borrowed(texts[role_settings * CACHED + extra].as_str())
+    } else {
+        Cow::Owned(write_settings_sql(role_settings, extra))
     }
 }
 
-fn write_settings_sql(pairs: usize) -> String {
+fn write_settings_sql(role_settings: usize, extra: usize) -> String {
+    use std::fmt::Write;
     let mut sql = String::from("select set_config('search_path', $1, true)");
-    for i in 0..pairs {
-        sql.push_str(&format!(
-            ", set_config(${}, ${}, true)",
-            2 * i + 2,
-            2 * i + 3
-        ));
+    let mut n = 1;
+    let pair = |sql: &mut String, n: &mut usize| {
+        let _ = write!(sql, ", set_config(${}, ${}, true)", *n + 1, *n + 2);
+        *n += 2;
+    };
+    for _ in 0..role_settings {
+        pair(&mut sql, &mut n);
+    }
+    for name in std::iter::once("role").chain(REQUEST_GUCS) {
+        n += 1;
+        let _ = write!(sql, ", set_config('{name}', ${n}, true)");
+    }
+    for _ in 0..extra {
+        pair(&mut sql, &mut n);
     }
     sql
 }
@@ -39,7 +64,9 @@ pub struct Envelope<'a> {
     pub search_path: String,
     pub role: &'a str,
     pub anonymous: bool,
-    /// Names are mostly PostgREST's fixed ones, borrowed rather than allocated per request.
+    /// The values of `REQUEST_GUCS`, in its order.
+    pub request: [Cow<'a, str>; 5],
+    /// Further GUCs: timezone, app.settings.*, hoisted function settings.
     pub gucs: Vec<(Cow<'static, str>, Cow<'a, str>)>,
     /// Settings of the role (`ALTER ROLE ... SET`), applied before switching to it.
     pub role_settings: &'a [(String, String)],
@@ -95,20 +122,21 @@ impl Envelope<'_> {
     /// The one statement that sets search_path, the role's settings, the role and the
     /// request GUCs, and its parameters (borrowed: nothing is copied per request).
     pub fn settings_statement(&self) -> (Cow<'static, str>, Vec<&str>) {
-        // The role's own settings go before the switch to it, as PostgREST applies them.
-        let pairs = (self
-            .role_settings
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())))
-        .chain(std::iter::once(("role", self.role)))
-        .chain(self.gucs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-        let mut params = Vec::with_capacity(3 + 2 * (self.role_settings.len() + self.gucs.len()));
+        let mut params = Vec::with_capacity(
+            2 + REQUEST_GUCS.len() + 2 * (self.role_settings.len() + self.gucs.len()),
+        );
         params.push(self.search_path.as_str());
-        for (name, value) in pairs {
-            params.push(name);
-            params.push(value);
+        // The role's own settings go before the switch to it, as PostgREST applies them.
+        for (name, value) in self.role_settings {
+            params.extend([name.as_str(), value.as_str()]);
         }
-        (settings_sql(params.len() / 2), params)
+        params.push(self.role);
+        params.extend(self.request.iter().map(|v| v.as_ref()));
+        for (name, value) in &self.gucs {
+            params.extend([name.as_ref(), value.as_ref()]);
+        }
+        let sql = settings_sql(self.role_settings.len(), self.gucs.len());
+        (sql, params)
     }
 }
 
@@ -141,15 +169,15 @@ impl<'a> Envelope<'a> {
             }
             let _ = super::write_ident(&mut search_path, schema);
         }
+        let request = [
+            identity.claims.as_str().into(),
+            api.method.name().into(),
+            api.path.as_str().into(),
+            json_text(&api.headers).into(),
+            json_text(&api.cookies).into(),
+        ];
         let mut gucs: Vec<(Cow<'static, str>, Cow<'a, str>)> =
-            Vec::with_capacity(6 + config.app_settings.len() + shape.hoisted.len());
-        gucs.extend([
-            ("request.jwt.claims".into(), identity.claims.as_str().into()),
-            ("request.method".into(), api.method.name().into()),
-            ("request.path".into(), api.path.as_str().into()),
-            ("request.headers".into(), json_text(&api.headers).into()),
-            ("request.cookies".into(), json_text(&api.cookies).into()),
-        ]);
+            Vec::with_capacity(1 + config.app_settings.len() + shape.hoisted.len());
         if let Some(tz) = &api.prefs.timezone {
             gucs.push(("timezone".into(), tz.as_str().into()));
         }
@@ -163,6 +191,7 @@ impl<'a> Envelope<'a> {
             search_path,
             role: &identity.role,
             anonymous: identity.anonymous,
+            request,
             gucs,
             pre_request: config.db_pre_request.as_deref().map(super::quote_qualified),
             prepared: config.db_prepared_statements,
