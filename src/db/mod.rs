@@ -101,18 +101,19 @@ type Statements = HashMap<String, tokio_postgres::Statement, foldhash::fast::Ran
 pub struct Conn {
     /// Shared with the COMMIT of a streamed read, which outlives the request's future.
     client: std::sync::Arc<tokio_postgres::Client>,
-    /// How it was opened: a cancel request goes the same way (TLS included).
-    connector: tls::Connector,
-    peer: connect::Peer,
+    /// How it was opened: a cancel request goes the same way (TLS included). Boxed, as is
+    /// the statements map: the pool moves a `Conn` by value on every get and return, and
+    /// the connector's libpq config alone is several hundred bytes.
+    route: Box<(std::sync::Arc<tls::Connector>, connect::Peer)>,
     /// Whether the statements being sent share one Sync.
     batch: merge::Batch,
-    statements: Statements,
+    statements: Box<Statements>,
     /// A transaction was begun and not yet seen closed.
     in_transaction: bool,
 }
 
 pub struct PgManager {
-    connector: tls::Connector,
+    connector: std::sync::Arc<tls::Connector>,
     /// db-pool-max-lifetime: older connections are closed instead of reused.
     max_lifetime: Duration,
 }
@@ -127,10 +128,9 @@ impl managed::Manager for PgManager {
         let (client, peer, batch) = Box::pin(self.connector.connect_pooled()).await?;
         Ok(Conn {
             client: std::sync::Arc::new(client),
-            connector: self.connector.clone(),
-            peer,
+            route: Box::new((self.connector.clone(), peer)),
             batch,
-            statements: Statements::default(),
+            statements: Box::default(),
             in_transaction: false,
         })
     }
@@ -177,7 +177,7 @@ pub fn make_pool(connector: tls::Connector, settings: &PoolSettings) -> Result<P
     });
     let (size, acquisition_timeout) = (settings.size, settings.acquisition_timeout);
     managed::Pool::builder(PgManager {
-        connector,
+        connector: std::sync::Arc::new(connector),
         max_lifetime: settings.max_lifetime,
     })
     .max_size(size)
@@ -564,7 +564,8 @@ impl Drop for InFlight {
 /// cancel reaching an idle backend is ignored, so it cannot hit a later request's
 /// statements.
 async fn abandon(mut conn: Pooled) {
-    conn.connector.cancel(&conn.client, &conn.peer).await;
+    let (connector, peer) = &*conn.route;
+    connector.cancel(&conn.client, peer).await;
     if conn.client.batch_execute("ROLLBACK").await.is_ok() {
         conn.in_transaction = false;
     }
