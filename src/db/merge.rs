@@ -420,21 +420,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Merge<S> {
                 this.unscanned.advance(n);
             }
             let end = buf.filled().len();
-            if end == start || !this.live {
+            if end == start || !this.live || this.scan_into(buf, start) {
                 return Poll::Ready(Ok(()));
             }
-            match this.scan_incoming(&buf.filled()[start..end]) {
-                None => return Poll::Ready(Ok(())),
-                Some(cut) => {
-                    let mut rest = BytesMut::from(&buf.filled()[start + cut..end]);
-                    rest.extend_from_slice(&this.unscanned);
-                    this.unscanned = rest;
-                    buf.set_filled(start + cut);
-                    if cut > 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
+        }
+    }
+}
+
+impl<S> Merge<S> {
+    /// Scans what was just read into `buf` (from `start`), splicing each made-up message
+    /// in where it belongs while `buf` has room for it; returns whether `buf` now holds
+    /// something to deliver. Without room, the bytes after the message wait in
+    /// `unscanned` and the made-up one goes first on the next read. Cutting the read short
+    /// at each made-up message (three in a by-pk read) cost two extra reads, a buffer and
+    /// a copy each (callgrind by-pk: 94.4k -> 86.1k instructions per request, with the
+    /// Content-Range and Accept changes of the same commit).
+    fn scan_into(&mut self, buf: &mut ReadBuf<'_>, start: usize) -> bool {
+        let mut at = start;
+        loop {
+            let end = buf.filled().len();
+            let cut = self.scan_incoming(&buf.filled()[at..end]).map(|c| at + c);
+            if self.made_up.is_empty() {
+                return true;
             }
+            let n = self.made_up.len();
+            if n <= buf.remaining() {
+                // Appended, then rotated into place: the bytes after the message (if any)
+                // move behind it without a second buffer.
+                buf.put_slice(&self.made_up);
+                self.made_up.clear();
+                match cut {
+                    Some(cut) => {
+                        buf.filled_mut()[cut..].rotate_right(n);
+                        at = cut + n;
+                    }
+                    None => return true,
+                }
+                continue;
+            }
+            let Some(cut) = cut else {
+                return end > start;
+            };
+            let mut rest = BytesMut::from(&buf.filled()[cut..end]);
+            rest.extend_from_slice(&self.unscanned);
+            self.unscanned = rest;
+            buf.set_filled(cut);
+            return cut > start;
         }
     }
 }
@@ -576,7 +607,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_goes_under_one_sync_and_each_statement_still_ends() {
-        for chunk in [1, 3, 7, 4096] {
+        // Every read size up to past the whole reply: made-up messages spliced into a
+        // read with room for them, or sent on the next read when there is none.
+        for chunk in (1..=80).chain([4096]) {
             let (seen, sent) = exchange(3, 3, reply("2DC2DC2DCZ"), chunk).await;
             assert_eq!(sent, "BEBEBES", "one Sync for the three");
             assert_eq!(seen, "2DCZ2DCZ2DCZ", "read {chunk} bytes at a time");
@@ -585,7 +618,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_failure_the_skipped_statements_get_the_failed_transaction_error() {
-        for chunk in [1, 5, 4096] {
+        for chunk in (1..=160).chain([4096]) {
             let (seen, sent) = exchange(4, 4, reply("2C2EZ"), chunk).await;
             assert_eq!(sent, "BEBEBEBES");
             assert_eq!(seen, "2CZ2EZEZEZ", "read {chunk} bytes at a time");

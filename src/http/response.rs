@@ -92,6 +92,14 @@ pub fn set_header(r: &mut Resp, name: HeaderName, value: &str) {
     }
 }
 
+/// `set_header` for a value built for the response: it becomes the header's bytes as is
+/// (checked, not copied).
+pub fn set_owned(r: &mut Resp, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
 /// `set_header` for a value known at compile time: no copy of it is allocated.
 pub fn set_static(r: &mut Resp, name: HeaderName, value: &'static str) {
     r.headers_mut()
@@ -195,21 +203,31 @@ pub fn page_status(offset: i64, rows: i64, total: Option<i64>) -> Result<(u16, S
             });
         }
     }
-    let total_text = total.map_or("*".to_string(), |t| t.to_string());
-    let range = if rows == 0 {
-        format!("*/{total_text}")
-    } else {
-        format!(
-            "{}-{}/{total_text}",
-            offset,
-            offset.saturating_add(rows) - 1
-        )
-    };
     let status = match total {
         Some(t) if rows < t => 206,
         _ => 200,
     };
-    Ok((status, range))
+    Ok((status, content_range(offset, rows, total)))
+}
+
+/// `first-last/total`, `*/total` for no rows, `*` for an unknown total. Written with itoa
+/// into one buffer: format! took about 1,000 instructions of a by-pk read (callgrind).
+fn content_range(offset: i64, rows: i64, total: Option<i64>) -> String {
+    let mut numbers = itoa::Buffer::new();
+    let mut out = String::with_capacity(48);
+    if rows == 0 {
+        out.push('*');
+    } else {
+        out.push_str(numbers.format(offset));
+        out.push('-');
+        out.push_str(numbers.format(offset.saturating_add(rows) - 1));
+    }
+    out.push('/');
+    match total {
+        Some(t) => out.push_str(numbers.format(t)),
+        None => out.push('*'),
+    }
+    out
 }
 
 /// `Location: /table?pk=eq.value` from the one written row's key.
@@ -283,7 +301,7 @@ pub fn finish_response(
     status: Option<&str>,
 ) -> Result<Resp, ApiError> {
     if let Some(applied) = applied {
-        set_header(&mut r, PREFERENCE_APPLIED, &applied);
+        set_owned(&mut r, PREFERENCE_APPLIED, applied);
     }
     apply_response_gucs(&mut r, headers, status)?;
     Ok(r)

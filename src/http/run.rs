@@ -114,11 +114,11 @@ impl Run<'_> {
             let first = std::mem::replace(r.body_mut(), ApiBody::whole(Bytes::new()));
             *r.body_mut() = first.followed_by(rest);
         }
-        set_header(&mut r, hyper::header::CONTENT_RANGE, &content_range);
-        set_header(
+        set_owned(&mut r, hyper::header::CONTENT_RANGE, content_range);
+        set_owned(
             &mut r,
             hyper::header::CONTENT_LOCATION,
-            &self.content_location(&plan),
+            self.content_location(&plan),
         );
         warn_legacy_targets(&mut r, self.api, &plan.legacy_targets);
         finish_response(
@@ -132,10 +132,15 @@ impl Run<'_> {
     /// `/table?canonical query`, as PostgREST sends in Content-Location.
     fn content_location(&self, plan: &ReadPlan) -> String {
         let name = &plan.root.table.name;
-        match self.api.query.canonical.as_str() {
-            "" => format!("/{name}"),
-            query => format!("/{name}?{query}"),
+        let query = self.api.query.canonical.as_str();
+        let mut out = String::with_capacity(name.len() + query.len() + 2);
+        out.push('/');
+        out.push_str(name);
+        if !query.is_empty() {
+            out.push('?');
+            out.push_str(query);
         }
+        out
     }
 
     async fn write(&self, mut plan: MutatePlan<'_>) -> Result<Resp, ApiError> {
@@ -327,7 +332,7 @@ impl Run<'_> {
         let (code, content_range) = page_status(offset, out.page_total, total)?;
         let aggregate = plan.read.as_ref().and_then(|r| r.aggregate.as_ref());
         let mut r = rows_response(code, out.body, plan.head, plan.media_type, aggregate);
-        set_header(&mut r, hyper::header::CONTENT_RANGE, &content_range);
+        set_owned(&mut r, hyper::header::CONTENT_RANGE, content_range);
         let applied = preference_applied(self.api, false, self.resolved.tx.overridable);
         finish_response(r, applied, headers, status)
     }

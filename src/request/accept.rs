@@ -168,10 +168,23 @@ pub fn negotiate_with_plan(
     accept: Option<&str>,
     plan_enabled: bool,
 ) -> Result<(MediaType, Option<PlanRequest>), ApiError> {
+    if plain_json_accepted(accept) {
+        return Ok((MediaType::Json, None));
+    }
     accept_items(accept)
         .iter()
         .find_map(|item| builtin(item, plan_enabled))
         .ok_or_else(|| not_acceptable(accept))
+}
+
+/// The Accept headers most requests carry (none, `*/*`, `application/json`), which
+/// negotiate to JSON without splitting and sorting the header (about 1,000 instructions
+/// of a by-pk read's 94,000, by callgrind).
+fn plain_json_accepted(accept: Option<&str>) -> bool {
+    match accept.map(str::trim) {
+        None | Some("") => true,
+        Some(a) => a == "*/*" || a.eq_ignore_ascii_case("application/json"),
+    }
 }
 
 pub fn not_acceptable(accept: Option<&str>) -> ApiError {
