@@ -24,6 +24,10 @@ pub enum Stage {
 /// The notes on one request.
 #[derive(Debug, Default)]
 pub struct Trace {
+    /// Whether stage timings are taken (server-timing-enabled): two clock reads and a
+    /// task-local update per stage otherwise spent for nothing (about 450 instructions of
+    /// a by-pk read, callgrind).
+    pub timed: bool,
     pub timings: Timings,
     /// The database role the request ran as, once known.
     pub role: Option<String>,
@@ -35,10 +39,15 @@ tokio::task_local! {
     static CURRENT: RefCell<Trace>;
 }
 
-/// Runs `f` with a fresh trace (collecting SQL if `log_queries`) and returns it with
-/// `f`'s output.
-pub async fn measure<F: std::future::Future>(f: F, log_queries: bool) -> (F::Output, Trace) {
+/// Runs `f` with a fresh trace (collecting SQL if `log_queries`, stage timings if
+/// `timed`) and returns it with `f`'s output.
+pub async fn measure<F: std::future::Future>(
+    f: F,
+    log_queries: bool,
+    timed: bool,
+) -> (F::Output, Trace) {
     let trace = Trace {
+        timed,
         queries: log_queries.then(Vec::new),
         ..Trace::default()
     };
@@ -79,10 +88,29 @@ pub fn record(stage: Stage, d: Duration) {
     });
 }
 
-/// Times `f` as `stage`.
+/// Whether the current request takes stage timings.
+fn timed() -> bool {
+    CURRENT.try_with(|t| t.borrow().timed).unwrap_or(false)
+}
+
+/// Times `f` as `stage`, when the request takes timings.
 pub fn time<T>(stage: Stage, f: impl FnOnce() -> T) -> T {
+    if !timed() {
+        return f();
+    }
     let started = std::time::Instant::now();
     let out = f();
+    record(stage, started.elapsed());
+    out
+}
+
+/// Times the future `f` as `stage`, when the request takes timings.
+pub async fn time_async<F: std::future::Future>(stage: Stage, f: F) -> F::Output {
+    if !timed() {
+        return f.await;
+    }
+    let started = std::time::Instant::now();
+    let out = f.await;
     record(stage, started.elapsed());
     out
 }

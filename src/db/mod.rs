@@ -577,14 +577,12 @@ async fn run_transaction(
     steps: &[Step<'_>],
     end: End,
 ) -> Result<Ran, ApiError> {
-    let started = std::time::Instant::now();
     // Boxed: each async caller holds its callee's future twice (argument and awaited
     // copy), so inline, this one (13 KB then, 4.5 KB now) grew the request's future to
     // 110 KB, copied into place level by level on every request (callgrind by-pk: 18 KB
     // of memcpy). Above it, the request's future is now about 6 KB.
-    let result = Box::pin(run_transaction_inner(pool, env, steps, end)).await;
-    crate::timing::record(crate::timing::Stage::Transaction, started.elapsed());
-    result
+    let inner = Box::pin(run_transaction_inner(pool, env, steps, end));
+    crate::timing::time_async(crate::timing::Stage::Transaction, inner).await
 }
 
 /// A transaction's connection, each step's rows, and for a streamed read what is left of

@@ -86,7 +86,8 @@ pub async fn handle(
         // Boxed: the chain's future is large, and moving it by value into the trace's
         // task-local scope cost 2.4 % of pgrest's CPU in memcpy (by-pk, perf).
         let chain = Box::pin(respond(state, &snap, req));
-        let (result, t) = crate::timing::measure(chain, config.log_query).await;
+        let (result, t) =
+            crate::timing::measure(chain, config.log_query, config.server_timing_enabled).await;
         trace = t;
         match result {
             Ok(mut r) => {

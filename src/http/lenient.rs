@@ -52,10 +52,8 @@ fn needs_encoding(b: u8) -> bool {
 fn rewrite_request_line(line: &[u8], out: &mut Vec<u8>) {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
-    let (Some(first), Some(last)) = (
-        text.iter().position(|&b| b == b' '),
-        text.iter().rposition(|&b| b == b' '),
-    ) else {
+    let (Some(first), Some(last)) = (memchr::memchr(b' ', text), memchr::memrchr(b' ', text))
+    else {
         return out.extend_from_slice(line);
     };
     if first >= last || !text[last + 1..].starts_with(b"HTTP/") {
@@ -80,7 +78,7 @@ fn rewrite_request_line(line: &[u8], out: &mut Vec<u8>) {
 /// A header line's name and value, trimmed (as `str::trim` would: ASCII whitespace and
 /// the vertical tab).
 fn header_parts(line: &[u8]) -> (&[u8], &[u8]) {
-    match line.iter().position(|&b| b == b':') {
+    match memchr::memchr(b':', line) {
         Some(colon) => (trim(&line[..colon]), trim(&line[colon + 1..])),
         None => (trim(line), &[]),
     }
@@ -128,9 +126,16 @@ impl Rewriter {
                     // Up to the end of the line, or of the input; a line longer than
                     // MAX_LINE ends rewriting (the byte that passes the limit included).
                     let rest = &input[i..];
-                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let newline = memchr::memchr(b'\n', rest);
                     let take = newline.map_or(rest.len(), |p| p + 1);
                     let limit = MAX_LINE + 1 - self.line.len();
+                    if newline.is_some() && self.line.is_empty() && take < limit {
+                        // A whole line in this read (nearly always): handled where it
+                        // lies, not copied through the line buffer first.
+                        self.take_line(&rest[..take], out);
+                        i += take;
+                        continue;
+                    }
                     if take >= limit {
                         self.line.extend_from_slice(&rest[..limit]);
                         i += limit;
