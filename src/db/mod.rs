@@ -70,21 +70,50 @@ impl<'a> postgres_types::FromSql<'a> for RawText {
     }
 }
 
-/// A column's value as PostgreSQL's binary format gives it: text-like types as their
-/// UTF-8 text, bytea as its bytes, jsonb with its version byte (custom media type
-/// handlers send their output this way, as PostgREST does).
-struct RawBytes(Bytes);
+/// A column's bytes as PostgreSQL sent them (binary format: text-like types as their
+/// UTF-8 text, bytea as its bytes, jsonb with its version byte, as custom media type
+/// handlers send their output, like PostgREST), borrowed from the row.
+struct RawSlice<'a>(&'a [u8]);
 
-impl<'a> postgres_types::FromSql<'a> for RawBytes {
+impl<'a> postgres_types::FromSql<'a> for RawSlice<'a> {
     fn from_sql(
         _ty: &Type,
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawBytes(Bytes::copy_from_slice(raw)))
+        Ok(RawSlice(raw))
     }
 
     fn accepts(_ty: &Type) -> bool {
         true
+    }
+}
+
+/// A row's column as the response body: the bytes stay in the row's buffer (a slice of
+/// what was read from the socket) instead of being copied out; a page of 100 rows was a
+/// 9 KB copy, 7.7 % of a page-100 read's instructions (callgrind).
+struct ColumnBytes {
+    row: tokio_postgres::Row,
+    index: usize,
+}
+
+impl AsRef<[u8]> for ColumnBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.row
+            .try_get::<_, Option<RawSlice>>(self.index)
+            .ok()
+            .flatten()
+            .map_or(&[], |s| s.0)
+    }
+}
+
+/// Column `index` of `row` as bytes, without a copy; empty for NULL.
+fn column_bytes(row: tokio_postgres::Row, index: usize) -> Result<Bytes, ApiError> {
+    match row
+        .try_get::<_, Option<RawSlice>>(index)
+        .map_err(internal)?
+    {
+        None => Ok(Bytes::new()),
+        Some(_) => Ok(Bytes::from_owner(ColumnBytes { row, index })),
     }
 }
 
@@ -960,8 +989,9 @@ pub async fn run_read(
     }
     let steps: Vec<Step> = [main_step].into_iter().chain(count_step).collect();
     let ran = run_transaction(pool, env, &steps, End::Commit).await?;
-    let mut outcome = outcome_of(&ran.results, main.shape)?;
-    outcome.planned_total = ran.results.get(1).and_then(|rows| planned_total(rows));
+    let mut results = ran.results;
+    let mut outcome = outcome_of(&mut results, main.shape)?;
+    outcome.planned_total = results.get(1).and_then(|rows| planned_total(rows));
     Ok(outcome)
 }
 
@@ -972,12 +1002,16 @@ fn planned_total(rows: &[tokio_postgres::Row]) -> Option<i64> {
         .and_then(|t| plan_rows(&t.0))
 }
 
-/// The one row of the main statement (the first step), read as its shape declares.
-fn outcome_of(results: &[Vec<tokio_postgres::Row>], shape: RowShape) -> Result<Outcome, ApiError> {
-    let row = results
-        .first()
-        .and_then(|rows| rows.first())
-        .ok_or_else(|| ApiError::Internal("the statement returned no row".into()))?;
+/// The one row of the main statement (the first step), read as its shape declares; the
+/// row itself moves into the body.
+fn outcome_of(
+    results: &mut [Vec<tokio_postgres::Row>],
+    shape: RowShape,
+) -> Result<Outcome, ApiError> {
+    let row = match results.first_mut() {
+        Some(rows) if !rows.is_empty() => rows.swap_remove(0),
+        _ => return Err(ApiError::Internal("the statement returned no row".into())),
+    };
     let text = |i: usize| -> Result<Option<String>, ApiError> {
         Ok(row
             .try_get::<_, Option<RawText>>(i)
@@ -988,20 +1022,20 @@ fn outcome_of(results: &[Vec<tokio_postgres::Row>], shape: RowShape) -> Result<O
         Some(i) => row.try_get::<_, Option<i64>>(i).map_err(internal)?,
         None => None,
     };
+    let total = row
+        .try_get::<_, Option<i64>>(RowShape::TOTAL)
+        .map_err(internal)?;
+    let page_total = row
+        .try_get::<_, i64>(RowShape::PAGE_TOTAL)
+        .map_err(internal)?;
+    let response_headers = text(shape.response_headers())?;
+    let response_status = text(shape.response_status())?;
     Ok(Outcome {
-        total: row
-            .try_get::<_, Option<i64>>(RowShape::TOTAL)
-            .map_err(internal)?,
-        page_total: row
-            .try_get::<_, i64>(RowShape::PAGE_TOTAL)
-            .map_err(internal)?,
-        body: row
-            .try_get::<_, Option<RawBytes>>(shape.body())
-            .map_err(internal)?
-            .map(|b| b.0)
-            .unwrap_or_default(),
-        response_headers: text(shape.response_headers())?,
-        response_status: text(shape.response_status())?,
+        total,
+        page_total,
+        body: column_bytes(row, shape.body())?,
+        response_headers,
+        response_status,
         inserted,
         planned_total: None,
         rest: None,
@@ -1034,7 +1068,7 @@ async fn run_committed_then(
     }];
     let end = then.map_or(End::Commit, End::CommitThenRead);
     let Ran { mut results, .. } = run_transaction(pool, env, &steps, end).await?;
-    let outcome = outcome_of(&results, stmt.shape)?;
+    let outcome = outcome_of(&mut results, stmt.shape)?;
     let read = then.map(|_| results.pop().unwrap_or_default());
     Ok((outcome, read))
 }
@@ -1066,9 +1100,11 @@ async fn run_write_then(
         params: &stmt.params,
     }];
     let Ran {
-        mut conn, results, ..
+        mut conn,
+        mut results,
+        ..
     } = run_transaction(pool, env, &steps, End::Open).await?;
-    let parsed = outcome_of(&results, stmt.shape);
+    let parsed = outcome_of(&mut results, stmt.shape);
     let decision = parsed.and_then(|o| decide(&o).map(|commit| (o, commit)));
     match decision {
         Ok((outcome, commit)) => {

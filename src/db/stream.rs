@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 
-use super::{internal, Conn, InFlight, Outcome, RawText};
+use super::{internal, Conn, InFlight, Outcome, RawSlice, RawText};
 use crate::error::ApiError;
 use crate::sql::result::{ITEMS_CLOSE, ITEMS_OPEN, ITEMS_SEPARATOR};
 use crate::sql::RowShape;
@@ -106,22 +106,6 @@ pub(super) async fn rows_within(
         rows.push(row);
     }
     Ok((rows, None))
-}
-
-/// A column's bytes as PostgreSQL sent them, without a copy.
-struct RawSlice<'a>(&'a [u8]);
-
-impl<'a> postgres_types::FromSql<'a> for RawSlice<'a> {
-    fn from_sql(
-        _ty: &postgres_types::Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawSlice(raw))
-    }
-
-    fn accepts(_ty: &postgres_types::Type) -> bool {
-        true
-    }
 }
 
 fn row_bytes(row: &tokio_postgres::Row) -> usize {
