@@ -205,6 +205,18 @@ fn legacy_count(table: &Table, item: &SelectItem) -> SelectItem {
     }
 }
 
+/// `part_part_depth`, the alias of an embed's node or join (written with itoa: format!
+/// took about 2 % of an embed read's instructions, callgrind).
+fn numbered_alias(parts: &[&str], depth: usize) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 4);
+    for part in parts {
+        out.push_str(part);
+        out.push('_');
+    }
+    out.push_str(itoa::Buffer::new().format(depth));
+    out
+}
+
 /// Builds the tree of nodes from `select`, resolving every embed to a relationship.
 fn build_node<'a>(
     cache: &'a SchemaCache,
@@ -236,12 +248,12 @@ fn build_node<'a>(
         let child = build_node(
             cache,
             child_table,
-            Some(format!("{}_{}", rel.foreign_table, depth + 1)),
+            Some(numbered_alias(&[&rel.foreign_table], depth + 1)),
             items,
             depth + 1,
         )?;
         node.embeds.push(Embed {
-            join_alias: format!("{}_{}_{}", table.name, out_name, depth + 1),
+            join_alias: numbered_alias(&[&table.name, &out_name], depth + 1),
             name: out_name,
             target: name.clone(),
             rel,
