@@ -496,29 +496,37 @@ pub(super) fn push_from(
         if only_filtering && !e.inner && !filtered_on(node, &e.name) {
             continue;
         }
-        out.push_str(&embed_join(b, node, e));
+        push_embed_join(b, out, node, e);
     }
 }
 
-/// The lateral join that computes one embedded resource for each parent row.
-pub(super) fn embed_join(b: &mut Builder, parent: &ReadNode, e: &Embed) -> String {
+/// Writes the lateral join that computes one embedded resource for each parent row: its
+/// subquery goes straight into `out`, between the lateral's opening and closing text.
+fn push_embed_join(b: &mut Builder, out: &mut String, parent: &ReadNode, e: &Embed) {
+    let (open, close) = lateral(e);
+    out.push_str(&open);
+    push_embed_subquery(b, out, parent, e);
+    out.push_str(&close);
+}
+
+/// The SELECT that gives one parent row's embedded rows.
+fn push_embed_subquery(b: &mut Builder, out: &mut String, parent: &ReadNode, e: &Embed) {
     let child = &e.node;
     let child_ref = node_ref(child);
     let (junction_from, conditions) = join_conditions(&node_ref(parent), &child_ref, e);
-    let mut inner = String::from("SELECT ");
-    let group_by = push_select_list(b, &mut inner, child, !e.spread);
+    out.push_str("SELECT ");
+    let group_by = push_select_list(b, out, child, !e.spread);
     for (name, field) in &e.hidden_order {
         let column = field_expr(b, child.table, &child_ref, field);
-        let _ = write!(inner, ", {column} AS {}", Ident(name));
+        let _ = write!(out, ", {column} AS {}", Ident(name));
     }
     let source = computed_source(parent, e);
-    push_from(b, &mut inner, child, false, source.as_deref());
-    inner.push_str(&junction_from);
-    push_where(b, &mut inner, child, conditions);
-    inner.push_str(&group_by);
-    push_order(b, &mut inner, child);
-    push_page(b, &mut inner, child);
-    lateral(e, &inner)
+    push_from(b, out, child, false, source.as_deref());
+    out.push_str(&junction_from);
+    push_where(b, out, child, conditions);
+    out.push_str(&group_by);
+    push_order(b, out, child);
+    push_page(b, out, child);
 }
 
 /// How an embed's rows meet its parent's: through the junction table (added to the
@@ -566,9 +574,10 @@ fn computed_source(parent: &ReadNode, e: &Embed) -> Option<String> {
     ))
 }
 
-/// The embed's subquery joined laterally: its row for a to-one embed, its rows as a JSON
-/// array for a to-many one, or a spread's columns as arrays with its row count.
-fn lateral(e: &Embed, inner: &str) -> String {
+/// The text before and after an embed's subquery that joins it laterally: its row for a
+/// to-one embed, its rows as a JSON array for a to-many one, or a spread's columns as
+/// arrays with its row count.
+fn lateral(e: &Embed) -> (String, String) {
     let j = quote_ident(&e.join_alias);
     let join = if e.inner {
         "INNER JOIN LATERAL"
@@ -576,7 +585,7 @@ fn lateral(e: &Embed, inner: &str) -> String {
         "LEFT JOIN LATERAL"
     };
     if e.is_to_one() {
-        return format!(" {join} ({inner}) AS {j} ON TRUE");
+        return (format!(" {join} ("), format!(") AS {j} ON TRUE"));
     }
     let sub = quote_ident(&format!("{}_rows", e.join_alias));
     if e.spread {
@@ -595,9 +604,9 @@ fn lateral(e: &Embed, inner: &str) -> String {
         } else {
             "TRUE".to_string()
         };
-        return format!(
-            " {join} (SELECT {} FROM ({inner}) AS {sub}) AS {j} ON {on}",
-            columns.join(", ")
+        return (
+            format!(" {join} (SELECT {} FROM (", columns.join(", ")),
+            format!(") AS {sub}) AS {j} ON {on}"),
         );
     }
     let on = if e.inner {
@@ -605,7 +614,10 @@ fn lateral(e: &Embed, inner: &str) -> String {
     } else {
         "TRUE".to_string()
     };
-    format!(" {join} (SELECT json_agg({sub})::jsonb AS {j} FROM ({inner}) AS {sub}) AS {j} ON {on}")
+    (
+        format!(" {join} (SELECT json_agg({sub})::jsonb AS {j} FROM ("),
+        format!(") AS {sub}) AS {j} ON {on}"),
+    )
 }
 
 /// A custom media type's body: the value itself when its binary form is the body,
