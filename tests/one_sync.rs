@@ -31,6 +31,17 @@ fn fixtures() {
                STABLE AS $$ BEGIN RAISE NOTICE 'a notice mid-run'; RETURN 7; END $$;
              CREATE TABLE test_api.one_sync_bulk (id integer PRIMARY KEY, note text);
              GRANT ALL ON test_api.one_sync_bulk TO test_anon;
+             CREATE FUNCTION test_api.one_sync_tx_facts() RETURNS json LANGUAGE sql STABLE AS $$
+               SELECT json_build_object(
+                 'role', current_user,
+                 'method', current_setting('request.method', true),
+                 'read_only', current_setting('transaction_read_only'),
+                 'isolation', current_setting('transaction_isolation'),
+                 'search_path', current_setting('search_path'))
+             $$;
+             CREATE FUNCTION test_api.one_sync_write() RETURNS integer LANGUAGE sql VOLATILE AS $$
+               INSERT INTO test_api.one_sync_bulk VALUES (-1, 'written by a read') RETURNING id
+             $$;
              CREATE FUNCTION test_api.one_sync_gate() RETURNS void LANGUAGE plpgsql AS $$
              BEGIN
                IF current_setting('request.headers', true)::json->>'x-refuse' = 'yes' THEN
@@ -244,4 +255,38 @@ fn a_body_of_many_chunks_goes_through_whole() {
     let r = s.send("DELETE", "/one_sync_bulk", &[], None);
     assert_eq!(r.status, 204, "{}", r.body);
     assert_healthy(&s);
+}
+
+/// A read's statements run without BEGIN/COMMIT once they are prepared (the transaction
+/// PostgreSQL opens for them under their one Sync): the first request prepares them
+/// inside BEGIN ... COMMIT, the later ones must see the same transaction: the role and
+/// the request settings of the settings statement (transaction-local), read-only, READ
+/// COMMITTED.
+fn reads_are_one_read_only_transaction(prepared: bool) {
+    let s = server(prepared);
+    for _ in 0..3 {
+        let r = s.get("/rpc/one_sync_tx_facts");
+        assert_json(
+            &r,
+            200,
+            json!({"role": "test_anon", "method": "GET", "read_only": "on",
+                   "isolation": "read committed",
+                   "search_path": "\"test_api\", \"public\""}),
+        );
+        let r = s.get("/rpc/one_sync_write");
+        assert_code(&r, 405, "25006");
+    }
+    let r = s.get("/one_sync_bulk?id=eq.-1");
+    assert_json(&r, 200, json!([]));
+    assert_healthy(&s);
+}
+
+#[test]
+fn reads_are_one_read_only_transaction_with_prepared_statements() {
+    reads_are_one_read_only_transaction(true);
+}
+
+#[test]
+fn reads_are_one_read_only_transaction_without_prepared_statements() {
+    reads_are_one_read_only_transaction(false);
 }

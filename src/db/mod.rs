@@ -139,6 +139,10 @@ pub struct Conn {
     statements: Box<Statements>,
     /// A transaction was begun and not yet seen closed.
     in_transaction: bool,
+    /// The session's default_transaction_isolation is READ COMMITTED, so a read-only
+    /// READ COMMITTED request may run in the transaction PostgreSQL opens for its
+    /// statements (see [`End::AtSync`]).
+    read_committed_default: bool,
 }
 
 pub struct PgManager {
@@ -155,12 +159,14 @@ impl managed::Manager for PgManager {
         // Boxed: the pool's `get` future holds this one inline, and a connect (TLS
         // included) is about 11 KB of future that every request would otherwise move.
         let (client, peer, batch) = Box::pin(self.connector.connect_pooled()).await?;
+        let read_committed_default = Box::pin(default_is_read_committed(&client)).await;
         Ok(Conn {
             client: std::sync::Arc::new(client),
             route: Box::new((self.connector.clone(), peer)),
             batch,
             statements: Box::default(),
             in_transaction: false,
+            read_committed_default,
         })
     }
 
@@ -184,6 +190,22 @@ impl managed::Manager for PgManager {
         }
         Ok(())
     }
+}
+
+/// Whether a new session's transactions are READ COMMITTED unless told otherwise (the
+/// server's, database's or login role's default_transaction_isolation); false when it
+/// cannot be told.
+async fn default_is_read_committed(client: &tokio_postgres::Client) -> bool {
+    let Ok(messages) = client
+        .simple_query("SHOW default_transaction_isolation")
+        .await
+    else {
+        return false;
+    };
+    messages.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("read committed"),
+        _ => false,
+    })
 }
 
 pub type Pool = managed::Pool<PgManager>;
@@ -425,6 +447,20 @@ fn split_rest(results: Vec<StepRowsAndRest>) -> (Vec<StepRows>, Option<RowsLeft>
     (rows, rest)
 }
 
+/// BEGIN (prepared), unless the transaction is the one PostgreSQL opens at the first
+/// statement ([`End::AtSync`]).
+async fn begin_if(
+    client: &tokio_postgres::Client,
+    begin: &tokio_postgres::Statement,
+    end: End,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    if end.begins() {
+        client.query(begin, &[]).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// COMMIT (prepared) when the transaction ends with the statements, and the statement
 /// after it; that one's rows (none if it failed: the transaction is committed all the
 /// same) come back for [`End::CommitThenRead`].
@@ -435,7 +471,7 @@ async fn commit_if(
     end: End,
 ) -> Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
     match (end, then) {
-        (End::Open | End::Stream, _) => Ok(None),
+        (End::Open | End::Stream | End::AtSync, _) => Ok(None),
         // Boxed: only a write with read replicas takes it, and inline its join would
         // double the size of every request's transaction future.
         (End::CommitThenRead(_), Some(then)) => Box::pin(commit_then_read(client, commit, then))
@@ -534,6 +570,12 @@ enum End {
     Open,
     CommitThenRead(&'static str),
     Stream,
+    /// No BEGIN and no COMMIT: the statements under one Sync are one transaction, which
+    /// PostgreSQL opens at the first and commits at the Sync. Only for read-only READ
+    /// COMMITTED requests on a READ COMMITTED session (the settings statement makes the
+    /// transaction read-only), where a commit has nothing to fail on. Two statements
+    /// fewer per request: callgrind by-pk 84.9k -> 72.0k instructions in pgrest.
+    AtSync,
 }
 
 impl End {
@@ -541,9 +583,24 @@ impl End {
     /// `sent` (a batch must count exactly what goes out; see [`merge`]).
     fn statements(self, then_sent: bool) -> usize {
         match self {
-            End::Open => 0,
+            End::Open | End::AtSync => 0,
             End::Commit | End::Stream => 1,
             End::CommitThenRead(_) => 1 + usize::from(then_sent),
+        }
+    }
+
+    /// The statements sent before the settings: BEGIN, unless the transaction is the
+    /// one PostgreSQL opens.
+    fn begins(self) -> bool {
+        self != End::AtSync
+    }
+
+    /// How the transaction ends when its statements cannot all go under one Sync (some
+    /// must be prepared first): with BEGIN and COMMIT.
+    fn explicit(self) -> End {
+        match self {
+            End::AtSync => End::Commit,
+            end => end,
         }
     }
 
@@ -646,7 +703,11 @@ async fn run_transaction_inner(
         });
     }
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
-    let (settings_sql, settings_params) = env.settings_statement();
+    let end = match end {
+        End::Commit if env.at_sync_eligible() && conn.read_committed_default => End::AtSync,
+        end => end,
+    };
+    let (settings_sql, settings_params) = env.settings_statement(end == End::AtSync);
     let settings = conn.prepare(&settings_sql).await.map_err(|e| fail(&e))?;
     let begin = env.begin_sql();
     // BEGIN and COMMIT are prepared too: Bind/Execute of a prepared utility statement costs
@@ -675,12 +736,13 @@ async fn run_transaction_inner(
             .map(|s| (conn.statements[s.sql].clone(), s.params))
             .collect();
         let client = &conn.client;
-        let statements = 2 + prepared.len() + end.statements(then.is_some());
+        let statements =
+            usize::from(end.begins()) + 1 + prepared.len() + end.statements(then.is_some());
         let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
         let one_sync = under_one_sync(&conn.batch, statements, sendable);
         let (begun, set, (results, left), committed, ()) = tokio::join!(
             biased;
-            client.query(&begin, &[]),
+            begin_if(client, &begin, end),
             client.query(&settings, &sp),
             pipeline(&conn, &prepared, end),
             commit_if(client, &commit, then.as_ref(), end),
@@ -694,6 +756,7 @@ async fn run_transaction_inner(
             .and_then(|_| collect(results, &fail))
             .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)))
     } else {
+        let end = end.explicit();
         let client = &conn.client;
         let one_sync = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()));
         let (begun, set) = tokio::join!(
@@ -835,7 +898,11 @@ async fn run_unprepared(
     end: End,
 ) -> Result<(Vec<Vec<tokio_postgres::Row>>, Option<Tail>), ApiError> {
     let fail = |e: &tokio_postgres::Error| pg_error(e, env.anonymous);
-    let (settings_sql, settings_params) = env.settings_statement();
+    let end = match end {
+        End::Commit if env.at_sync_eligible() && conn.read_committed_default => End::AtSync,
+        end => end,
+    };
+    let (settings_sql, settings_params) = env.settings_statement(end == End::AtSync);
     // Without prepared statements (a pooler in transaction mode) the parameters are owned
     // like every step's.
     let settings_params: Vec<String> = settings_params.iter().map(|p| p.to_string()).collect();
@@ -862,19 +929,25 @@ async fn run_unprepared(
         stream::rows_within(stream, end.budget().filter(|_| i == last)).await
     });
     // BEGIN and COMMIT go as unnamed statements too, so all of it shares one Sync.
-    let statements = 1 + all.len() + end.statements(true);
+    let statements = usize::from(end.begins()) + all.len() + end.statements(true);
     let sendable =
         encodable_unnamed(begin, 0) && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
     let one_sync = under_one_sync(&conn.batch, statements, sendable);
     let (begun, results, committed, ()) = tokio::join!(
         biased;
-        client.query_typed(begin, &[]),
+        async {
+            if end.begins() {
+                client.query_typed(begin, &[]).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
         futures_util::future::join_all(calls),
         async {
             match end {
                 End::Commit => commit_unnamed(client).await.map(|_| None),
-                End::Open | End::Stream => Ok(None),
+                End::Open | End::Stream | End::AtSync => Ok(None),
                 End::CommitThenRead(sql) => {
                     let (committed, read) = tokio::join!(
                         biased;

@@ -20,22 +20,25 @@ const REQUEST_GUCS: [&str; 5] = [
 /// Settings statements by number of role settings and of extra GUCs (timezone,
 /// app.settings.*, hoisted function settings), written once: the text is the same for
 /// every request with as many of each (and is the prepared statement's key).
-fn settings_sql(role_settings: usize, extra: usize) -> Cow<'static, str> {
+/// With `read_only`, the statement also makes the transaction read-only (for one that
+/// began without BEGIN READ ONLY).
+fn settings_sql(role_settings: usize, extra: usize, read_only: bool) -> Cow<'static, str> {
     const CACHED: usize = 16;
     static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| {
-        (0..CACHED * CACHED)
-            .map(|i| write_settings_sql(i / CACHED, i % CACHED))
+        (0..2 * CACHED * CACHED)
+            .map(|i| write_settings_sql(i / CACHED % CACHED, i % CACHED, i >= CACHED * CACHED))
             .collect()
     });
     if role_settings < CACHED && extra < CACHED {
-        Cow::Borrowed(texts[role_settings * CACHED + extra].as_str())
+        let i = usize::from(read_only) * CACHED * CACHED + role_settings * CACHED + extra;
+        Cow::Borrowed(texts[i].as_str())
     } else {
-        Cow::Owned(write_settings_sql(role_settings, extra))
+        Cow::Owned(write_settings_sql(role_settings, extra, read_only))
     }
 }
 
-fn write_settings_sql(role_settings: usize, extra: usize) -> String {
+fn write_settings_sql(role_settings: usize, extra: usize, read_only: bool) -> String {
     use std::fmt::Write;
     let mut sql = String::from("select set_config('search_path', $1, true)");
     let mut n = 1;
@@ -52,6 +55,9 @@ fn write_settings_sql(role_settings: usize, extra: usize) -> String {
     }
     for _ in 0..extra {
         pair(&mut sql, &mut n);
+    }
+    if read_only {
+        sql.push_str(", set_config('transaction_read_only', 'on', true)");
     }
     sql
 }
@@ -102,6 +108,13 @@ impl Envelope<'_> {
         self.isolation() == "SERIALIZABLE"
     }
 
+    /// Whether the request may run without BEGIN, in the transaction PostgreSQL opens for
+    /// its statements under one Sync: read-only, READ COMMITTED (what that transaction is
+    /// on a READ COMMITTED session, once the settings statement makes it read-only).
+    pub fn at_sync_eligible(&self) -> bool {
+        self.read_only && self.isolation() == "READ COMMITTED"
+    }
+
     /// BEGIN with the isolation level and access mode.
     pub fn begin_sql(&self) -> &'static str {
         match (self.isolation(), self.read_only) {
@@ -121,7 +134,7 @@ impl Envelope<'_> {
 
     /// The one statement that sets search_path, the role's settings, the role and the
     /// request GUCs, and its parameters (borrowed: nothing is copied per request).
-    pub fn settings_statement(&self) -> (Cow<'static, str>, Vec<&str>) {
+    pub fn settings_statement(&self, read_only: bool) -> (Cow<'static, str>, Vec<&str>) {
         let mut params = Vec::with_capacity(
             2 + REQUEST_GUCS.len() + 2 * (self.role_settings.len() + self.gucs.len()),
         );
@@ -135,7 +148,7 @@ impl Envelope<'_> {
         for (name, value) in &self.gucs {
             params.extend([name.as_ref(), value.as_ref()]);
         }
-        let sql = settings_sql(self.role_settings.len(), self.gucs.len());
+        let sql = settings_sql(self.role_settings.len(), self.gucs.len(), read_only);
         (sql, params)
     }
 }

@@ -536,7 +536,7 @@ fn the_envelope_sets_search_path_role_settings_role_and_request_gucs_in_one_stat
         env.pre_request_sql().as_deref(),
         Some("select \"api\".\"check\"()")
     );
-    let (sql, params) = env.settings_statement();
+    let (sql, params) = env.settings_statement(false);
     assert_eq!(
         sql,
         "select set_config('search_path', $1, true), set_config($2, $3, true), \
