@@ -144,10 +144,8 @@ impl Run<'_> {
     }
 
     async fn write(&self, mut plan: MutatePlan<'_>) -> Result<Resp, ApiError> {
-        let statement = time(Stage::Plan, || sql::mutate_statement(&plan));
-        // The payload lives on as the statement's parameter: the plan's copy goes, so a big
-        // body is not held twice while PostgreSQL works.
-        plan.payload = String::new();
+        // The payload moves into the statement's parameters.
+        let statement = time(Stage::Plan, || sql::mutate_statement(&mut plan));
         if let Some(explain) = &self.resolved.negotiated.explain {
             return self.explain(explain, &statement, false).await;
         }

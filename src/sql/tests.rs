@@ -389,7 +389,7 @@ fn planned_sql(method: &str, target: &str, prefer: &str, body: Option<&str>) -> 
             p.streamed = false;
             read_statement(&p)
         }
-        crate::plan::Plan::Mutate(p) => mutate_statement(&p),
+        crate::plan::Plan::Mutate(mut p) => mutate_statement(&mut p),
         crate::plan::Plan::Call(p) => call_statement(&p),
         other => panic!("no statement for {other:?}"),
     }
