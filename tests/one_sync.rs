@@ -42,6 +42,17 @@ fn fixtures() {
              CREATE FUNCTION test_api.one_sync_write() RETURNS integer LANGUAGE sql VOLATILE AS $$
                INSERT INTO test_api.one_sync_bulk VALUES (-1, 'written by a read') RETURNING id
              $$;
+             CREATE FUNCTION test_api.one_sync_scratch() RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+               CREATE TEMP TABLE IF NOT EXISTS one_sync_scratch
+                 (x integer UNIQUE DEFERRABLE INITIALLY DEFERRED);
+             END $$;
+             CREATE FUNCTION test_api.one_sync_fails_at_commit() RETURNS integer
+               LANGUAGE plpgsql AS $$
+             BEGIN
+               INSERT INTO one_sync_scratch VALUES (1), (1);
+               RETURN 1;
+             END $$;
              CREATE FUNCTION test_api.one_sync_gate() RETURNS void LANGUAGE plpgsql AS $$
              BEGIN
                IF current_setting('request.headers', true)::json->>'x-refuse' = 'yes' THEN
@@ -289,4 +300,29 @@ fn reads_are_one_read_only_transaction_with_prepared_statements() {
 #[test]
 fn reads_are_one_read_only_transaction_without_prepared_statements() {
     reads_are_one_read_only_transaction(false);
+}
+
+/// A read's commit can still fail: a temporary table may be written in a read-only
+/// transaction, and its deferred unique constraint is checked at commit. With COMMIT left
+/// to the Sync the error must still come back (as the last statement's), on the first
+/// request (BEGIN ... COMMIT while preparing) and the later ones (no BEGIN, no COMMIT).
+fn a_read_failing_at_commit_answers_the_error(prepared: bool) {
+    let s = server(prepared);
+    let r = s.send("POST", "/rpc/one_sync_scratch", &[], Some("{}"));
+    assert_eq!(r.status, 204, "{}", r.body);
+    for _ in 0..3 {
+        let r = s.get("/rpc/one_sync_fails_at_commit");
+        assert_code(&r, 409, "23505");
+    }
+    assert_healthy(&s);
+}
+
+#[test]
+fn a_read_failing_at_commit_answers_the_error_with_prepared_statements() {
+    a_read_failing_at_commit_answers_the_error(true);
+}
+
+#[test]
+fn a_read_failing_at_commit_answers_the_error_without_prepared_statements() {
+    a_read_failing_at_commit_answers_the_error(false);
 }
