@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::body::ApiBody;
 use bytes::Bytes;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{header, HeaderMap, Request, Response};
 
 use super::response::{error_response, set, set_header, set_static, Resp, CONTENT_PROFILE};
@@ -16,7 +17,7 @@ use crate::request::{self, Method};
 use crate::timing::{time, Stage};
 
 /// Every success varies by these (PostgREST 16 sends Vary on all of them).
-const VARY: &str = "Accept, Prefer, Range";
+const VARY: HeaderValue = HeaderValue::from_static("Accept, Prefer, Range");
 
 fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())

@@ -87,18 +87,29 @@ impl MediaType {
         matches!(self, MediaType::SingleObject | MediaType::StrippedObject)
     }
 
-    pub fn content_type(self) -> &'static str {
+    /// The Content-Type of a response in this media type, as a header value made at
+    /// compile time.
+    pub fn content_type_value(self) -> hyper::header::HeaderValue {
+        use hyper::header::HeaderValue;
+        const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+        const OBJECT: HeaderValue =
+            HeaderValue::from_static("application/vnd.pgrst.object+json; charset=utf-8");
+        const STRIPPED_ARRAY: HeaderValue = HeaderValue::from_static(
+            "application/vnd.pgrst.array+json;nulls=stripped; charset=utf-8",
+        );
+        const STRIPPED_OBJECT: HeaderValue = HeaderValue::from_static(
+            "application/vnd.pgrst.object+json;nulls=stripped; charset=utf-8",
+        );
+        const CSV: HeaderValue = HeaderValue::from_static("text/csv; charset=utf-8");
+        const GEO_JSON: HeaderValue =
+            HeaderValue::from_static("application/geo+json; charset=utf-8");
         match self {
-            MediaType::Json => "application/json; charset=utf-8",
-            MediaType::SingleObject => "application/vnd.pgrst.object+json; charset=utf-8",
-            MediaType::StrippedArray => {
-                "application/vnd.pgrst.array+json;nulls=stripped; charset=utf-8"
-            }
-            MediaType::StrippedObject => {
-                "application/vnd.pgrst.object+json;nulls=stripped; charset=utf-8"
-            }
-            MediaType::Csv => "text/csv; charset=utf-8",
-            MediaType::GeoJson => "application/geo+json; charset=utf-8",
+            MediaType::Json => JSON,
+            MediaType::SingleObject => OBJECT,
+            MediaType::StrippedArray => STRIPPED_ARRAY,
+            MediaType::StrippedObject => STRIPPED_OBJECT,
+            MediaType::Csv => CSV,
+            MediaType::GeoJson => GEO_JSON,
         }
     }
 }
