@@ -75,7 +75,7 @@ pub fn record_query(sql: &str) {
 }
 
 /// Adds `d` to a stage of the current request (no-op outside `measure`).
-pub fn record(stage: Stage, d: Duration) {
+fn record(stage: Stage, d: Duration) {
     let _ = CURRENT.try_with(|t| {
         let t = &mut t.borrow_mut().timings;
         let slot = match stage {

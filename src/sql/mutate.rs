@@ -27,14 +27,11 @@ fn push_payload_rows(
         .columns
         .iter()
         .filter_map(|c| c.default.as_ref().map(|d| (c, d)));
-    for (i, (c, default)) in defaults.enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
+    push_separated(out, defaults, ", ", |out, (c, default)| {
         push_literal(out, &c.name);
         out.push_str(", ");
         out.push_str(default);
-    }
+    });
     out.push_str(") || e), '[]') FROM jsonb_array_elements((");
     push_rows_of(out, p, first_only);
     out.push_str(")::jsonb) AS e)::json");
@@ -78,10 +75,7 @@ fn push_recordset(
     out.push_str("json_to_recordset(");
     push_payload_rows(b, out, plan, payload, first_only);
     out.push_str(") AS _(");
-    for (i, c) in plan.columns.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
+    push_separated(out, &plan.columns, ", ", |out, c| {
         let _ = write_ident(out, &c.name);
         out.push(' ');
         // A domain with a `json -> domain` cast reads its JSON value through it.
@@ -90,19 +84,35 @@ fn push_recordset(
         } else {
             &c.data_type
         });
-    }
+    });
     out.push(')');
 }
 
-/// The names, quoted, each after `prefix`, comma-separated.
-fn push_column_list(out: &mut String, names: &mut dyn Iterator<Item = &String>, prefix: &str) {
-    for (i, name) in names.enumerate() {
+/// Writes each item with `write`, `separator` between them.
+fn push_separated<T>(
+    out: &mut String,
+    items: impl IntoIterator<Item = T>,
+    separator: &str,
+    mut write: impl FnMut(&mut String, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
-            out.push_str(", ");
+            out.push_str(separator);
         }
+        write(out, item);
+    }
+}
+
+/// The names, quoted, each after `prefix`, comma-separated.
+fn push_column_list<'a>(
+    out: &mut String,
+    names: impl IntoIterator<Item = &'a String>,
+    prefix: &str,
+) {
+    push_separated(out, names, ", ", |out, name| {
         out.push_str(prefix);
         let _ = write_ident(out, name);
-    }
+    });
 }
 
 /// A payload column's value, through the column's `json -> domain` cast if it has one.
@@ -120,22 +130,24 @@ fn push_payload_value(out: &mut String, c: &crate::schema::Column, source: &str)
     }
 }
 
-fn push_on_conflict(out: &mut String, plan: &MutatePlan, key: &[String], merge: bool) {
+fn push_on_conflict<'a>(
+    out: &mut String,
+    plan: &MutatePlan,
+    key: impl IntoIterator<Item = &'a String>,
+    merge: bool,
+) {
     out.push_str(" ON CONFLICT (");
-    push_column_list(out, &mut key.iter(), "");
+    push_column_list(out, key, "");
     if !merge || plan.columns.is_empty() {
         out.push_str(") DO NOTHING");
         return;
     }
     out.push_str(") DO UPDATE SET ");
-    for (i, c) in plan.columns.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
+    push_separated(out, &plan.columns, ", ", |out, c| {
         let _ = write_ident(out, &c.name);
         out.push_str(" = EXCLUDED.");
         let _ = write_ident(out, &c.name);
-    }
+    });
 }
 
 /// Writes the INSERT/UPDATE/DELETE itself, without RETURNING.
@@ -151,16 +163,12 @@ fn push_mutation(b: &mut Builder, out: &mut String, plan: &MutatePlan, payload: 
         MutationKind::Put { key } => {
             push_insert(b, out, plan, payload, true);
             out.push_str(" WHERE ");
-            for (i, (column, value)) in key.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(" AND ");
-                }
+            push_separated(out, key, " AND ", |out, (column, value)| {
                 out.push_str("_.");
                 let _ = write_ident(out, column);
                 let _ = write!(out, " = {}", b.param(value.clone()));
-            }
-            let names: Vec<String> = key.iter().map(|(c, _)| c.clone()).collect();
-            push_on_conflict(out, plan, &names, true);
+            });
+            push_on_conflict(out, plan, key.iter().map(|(c, _)| c), true);
         }
         MutationKind::Update => push_update(b, out, plan, payload),
         MutationKind::Delete => {
@@ -184,16 +192,13 @@ fn push_insert(
     out.push_str(&table_ref(plan.table));
     if !plan.columns.is_empty() {
         out.push('(');
-        push_column_list(out, &mut plan.columns.iter().map(|c| &c.name), "");
+        push_column_list(out, plan.columns.iter().map(|c| &c.name), "");
         out.push(')');
     }
     out.push_str(" SELECT ");
-    for (i, c) in plan.columns.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push_payload_value(out, c, "_");
-    }
+    push_separated(out, &plan.columns, ", ", |out, c| {
+        push_payload_value(out, c, "_")
+    });
     out.push_str(" FROM ");
     push_recordset(b, out, plan, payload, first_only);
 }
@@ -207,14 +212,11 @@ fn push_update(b: &mut Builder, out: &mut String, plan: &MutatePlan, payload: St
         return;
     }
     let _ = write!(out, "UPDATE {target} SET ");
-    for (i, c) in plan.columns.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
+    push_separated(out, &plan.columns, ", ", |out, c| {
         let _ = write_ident(out, &c.name);
         out.push_str(" = ");
         push_payload_value(out, c, "pgrst_body");
-    }
+    });
     out.push_str(" FROM (SELECT * FROM ");
     push_recordset(b, out, plan, payload, true);
     out.push_str(") AS pgrst_body");
@@ -319,10 +321,8 @@ fn push_returning_list(out: &mut String, plan: &MutatePlan, wants_rows: bool, pr
             out.push_str(prefix);
             out.push('*');
         }
-        (true, None) => {
-            push_column_list(out, &mut plan.table.columns.iter().map(|c| &c.name), prefix)
-        }
-        (true, Some(cols)) => push_column_list(out, &mut cols.iter(), prefix),
+        (true, None) => push_column_list(out, plan.table.columns.iter().map(|c| &c.name), prefix),
+        (true, Some(cols)) => push_column_list(out, cols, prefix),
     }
 }
 
