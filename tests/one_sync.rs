@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Once;
 
-use common::{assert_json, hs256, server_with, sql_exec, Server, JWT_SECRET};
+use common::{assert_json, harness, hs256, server_with, sql_exec, Server, DB, JWT_SECRET};
 use serde_json::json;
 
 fn fixtures() {
@@ -325,4 +325,25 @@ fn a_read_failing_at_commit_answers_the_error_with_prepared_statements() {
 #[test]
 fn a_read_failing_at_commit_answers_the_error_without_prepared_statements() {
     a_read_failing_at_commit_answers_the_error(false);
+}
+
+/// A session whose default isolation is not READ COMMITTED (here set in the connection
+/// string; a database or role default does the same) keeps BEGIN for its reads: they
+/// still run READ COMMITTED, as PostgREST's do, and read-only.
+#[test]
+fn reads_keep_read_committed_on_a_session_that_defaults_to_serializable() {
+    fixtures();
+    let uri = format!(
+        "{}?options=-c%20default_transaction_isolation%3Dserializable",
+        harness().cluster.uri_as("authenticator", DB)
+    );
+    let s = server_with(&[("PGRST_DB_POOL", "1"), ("PGRST_DB_URI", &uri)]);
+    for _ in 0..3 {
+        let r = s.get("/rpc/one_sync_tx_facts");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["isolation"], "read committed", "{}", r.body);
+        assert_eq!(r.json()["read_only"], "on", "{}", r.body);
+        let r = s.get("/rpc/one_sync_write");
+        assert_code(&r, 405, "25006");
+    }
 }
