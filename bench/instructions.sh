@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by callgrind: a deterministic yardstick for
 # pgrest's own CPU where CPU time per request moves ±20 % between rounds on a shared VM.
-#   bash bench/instructions.sh        (env: SECONDS_PER=6, PGREST_BIN, LEAN_BIN)
+#   bash bench/instructions.sh        (env: SECONDS_PER=6, PGREST_BIN, LEAN_BIN, PROFILE_DIR)
 # Starts a throwaway PostgreSQL with bench/schema.sql, then for each scenario runs pgrest
 # under `valgrind --tool=callgrind` with instrumentation off, warms it up with 3 s of wrk,
 # switches instrumentation on (callgrind_control -i on) for SECONDS_PER seconds of
@@ -9,6 +9,8 @@
 # (../shared/bench-kit's lean server) it measures that too, on the same SQL pgrest sends.
 # callgrind counts `rep stosb` / `rep movsb` one byte at a time, so memset and memcpy
 # weigh more here than in time; read the figure next to CPU per request, not instead of it.
+# PROFILE_DIR=dir keeps each run's callgrind output as dir/NAME.SCENARIO (read it with
+# `callgrind_annotate --inclusive=yes`).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -65,6 +67,10 @@ count() {
     sleep 0.5
     n="$(awk '/requests in/{print $1}' "$WORK/wrk.out")"
     total="$(cat "$out".*.[0-9]* 2>/dev/null | awk '/^totals:/{t += $2} END{print t + 0}')"
+    if [ -n "${PROFILE_DIR:-}" ]; then
+      mkdir -p "$PROFILE_DIR"
+      cat "$out".*.[0-9]* >"$PROFILE_DIR/$name.$scenario" 2>/dev/null || true
+    fi
     grep -q 'Non-2xx' "$WORK/wrk.out" && echo "  ($name $scenario: some answers were not 2xx)"
     printf '%-8s %-9s %8d instructions/request (%d requests)\n' "$name" "$scenario" \
       "$((total / (n > 0 ? n : 1)))" "$n"

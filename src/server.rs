@@ -265,6 +265,7 @@ fn app_state(
         config: Arc::new(config),
         auth: auth.map(Arc::new),
         schema: Arc::new(cache),
+        reads: Default::default(),
     };
     let fixed = Fixed {
         config_source: source,

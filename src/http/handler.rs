@@ -11,6 +11,7 @@ use hyper::header::HeaderValue;
 use hyper::{header, HeaderMap, Request, Response};
 
 use super::response::{error_response, set, set_header, set_static, Resp, CONTENT_PROFILE};
+use super::templates::ReadShape;
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Limits, Snapshot};
 use crate::request::{self, Method};
@@ -183,14 +184,14 @@ async fn respond(
         Some(identity)
     };
     let resolved = crate::plan::resolve(&api, &snap.schema, &snap.config)?;
+    // Shared with the request, not copied: the read shape borrows its query string.
+    let uri = req.uri().clone();
+    let shape = read_shape(&api, &resolved, req.method(), &uri, req.headers());
     let body = if api.takes_body() {
         Some(read_body(req, &state.limits).await?)
     } else {
         None
     };
-    let planned = time(Stage::Plan, || {
-        crate::plan::plan(&api, &resolved, &snap.schema, &snap.config, body)
-    })?;
     let run = super::run::Run {
         state,
         snap,
@@ -198,7 +199,10 @@ async fn respond(
         identity: identity.as_ref(),
         resolved: &resolved,
     };
-    let mut r = run.plan(planned).await?;
+    let mut r = match &shape {
+        Some(shape) => run.read_templated(shape, body).await?,
+        None => run.plan(run.planned(&api, body)?).await?,
+    };
     // With several schemas, a response says which one it came from.
     if resolved.profiled {
         set_header(&mut r, CONTENT_PROFILE, &resolved.schema);
@@ -207,6 +211,28 @@ async fn respond(
         set_static(&mut r, hyper::header::VARY, VARY);
     }
     Ok(r)
+}
+
+/// The template shape of a table read (see `templates`); EXPLAIN is planned each time.
+fn read_shape<'q>(
+    api: &crate::request::ApiRequest,
+    resolved: &crate::plan::Resolved,
+    method: &hyper::Method,
+    uri: &'q hyper::Uri,
+    headers: &HeaderMap,
+) -> Option<ReadShape<'q>> {
+    let is_read = matches!(api.action, crate::request::Action::Read { .. });
+    if !is_read || resolved.negotiated.explain.is_some() {
+        return None;
+    }
+    let query = uri.query().unwrap_or("");
+    ReadShape::of(
+        method.as_str(),
+        uri.path(),
+        query,
+        headers,
+        &resolved.schema,
+    )
 }
 
 /// Reads a request body of at most `limits.max_body_size` bytes: a Content-Length over

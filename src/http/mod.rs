@@ -16,6 +16,7 @@ pub mod handler;
 pub mod lenient;
 pub mod response;
 mod run;
+pub mod templates;
 pub mod waiting;
 
 pub use accept::Listener;

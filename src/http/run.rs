@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::body::ApiBody;
 use super::response::*;
+use super::templates::{self, Known, ReadFacts, ReadShape, Template};
 use crate::auth::Identity;
 use crate::db;
 use crate::db::replicas::{self, Lsn};
@@ -21,6 +22,12 @@ use crate::timing::{time, Stage};
 /// The documentation page a browser gets at `/`.
 const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
 
+/// PostgREST asks the planner for count=estimated whenever the exact count passes
+/// db-max-rows, and without db-max-rows always (its Maybe comparison: Just n > Nothing).
+fn counted_by_planner(count: Option<CountPref>) -> bool {
+    matches!(count, Some(CountPref::Planned | CountPref::Estimated))
+}
+
 /// One request's context while its plan runs.
 pub struct Run<'r> {
     pub state: &'r AppState,
@@ -31,7 +38,7 @@ pub struct Run<'r> {
     pub resolved: &'r Resolved,
 }
 
-impl Run<'_> {
+impl<'r> Run<'r> {
     pub async fn plan(&self, plan: Plan<'_>) -> Result<Resp, ApiError> {
         match plan {
             Plan::Read(read) => self.read(read).await,
@@ -81,35 +88,97 @@ impl Run<'_> {
         if let Some(explain) = &self.resolved.negotiated.explain {
             return self.explain(explain, &main, true).await;
         }
-        // PostgREST asks the planner for count=estimated whenever the exact count passes
-        // db-max-rows, and without db-max-rows always (its Maybe comparison: Just n >
-        // Nothing).
-        let wants_plan_rows = matches!(plan.count, Some(CountPref::Planned | CountPref::Estimated));
-        let count = wants_plan_rows.then(|| sql::planned_count_statement(&plan));
+        let count = counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
+        self.read_statement(&main, count.as_ref(), &ReadFacts::of(&plan))
+            .await
+    }
+
+    /// A table read through the snapshot's templates: a known shape binds its values
+    /// into its statement; an unknown one is planned, and learnt from a second planning
+    /// with its values replaced by sentinels (see `templates`).
+    pub async fn read_templated(
+        &self,
+        shape: &ReadShape<'_>,
+        body: Option<Bytes>,
+    ) -> Result<Resp, ApiError> {
+        let templates = &self.snap.reads;
+        match templates.get(shape) {
+            Known::Template(t) => {
+                let main = time(Stage::Plan, || t.statement(shape.values()));
+                self.read_statement(&main, None, &t.facts).await
+            }
+            Known::NotTemplatable => self.plan(self.planned(self.api, body)?).await,
+            Known::Unknown => {
+                let Plan::Read(plan) = self.planned(self.api, body)? else {
+                    return Err(ApiError::Internal("a read shape without a read".into()));
+                };
+                let (main, facts) = time(Stage::Plan, || {
+                    (sql::read_statement(&plan), ReadFacts::of(&plan))
+                });
+                templates.put(shape, self.learn(shape, &main, &facts));
+                let count =
+                    counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
+                self.read_statement(&main, count.as_ref(), &facts).await
+            }
+        }
+    }
+
+    /// The plan of a request, against this run's snapshot.
+    pub fn planned(&self, api: &ApiRequest, body: Option<Bytes>) -> Result<Plan<'r>, ApiError> {
+        let snap = self.snap;
+        time(Stage::Plan, || {
+            plan::plan(api, self.resolved, &snap.schema, &snap.config, body)
+        })
+    }
+
+    /// The template of a read's shape, from its statement and a probe's.
+    fn learn(&self, shape: &ReadShape, main: &Statement, facts: &ReadFacts) -> Option<Template> {
+        let mut probe_api = self.api.clone();
+        probe_api.query = crate::request::parse_query_for(&shape.probe_query(), false).ok()?;
+        let Ok(Plan::Read(probe)) = self.planned(&probe_api, None) else {
+            return None;
+        };
+        let probe_main = sql::read_statement(&probe);
+        templates::learn(
+            main,
+            facts,
+            &probe_main,
+            &ReadFacts::of(&probe),
+            shape.values(),
+        )
+    }
+
+    /// Runs a read's statement (and the planner's count, if asked) and answers.
+    async fn read_statement(
+        &self,
+        main: &Statement,
+        count: Option<&Statement>,
+        facts: &ReadFacts,
+    ) -> Result<Resp, ApiError> {
         let env = self.envelope(true, Vec::new())?;
         let out = match self.replica_read(&env)? {
-            None => db::run_read(self.pool(), &env, &main, count.as_ref()).await?,
+            None => db::run_read(self.pool(), &env, main, count).await?,
             Some(wanted) => {
-                let run = |pool| Box::pin(db::run_read(pool, &env, &main, count.as_ref())) as _;
+                let run = |pool| Box::pin(db::run_read(pool, &env, main, count)) as _;
                 self.state.replicas.read(self.pool(), wanted, run).await?
             }
         };
-        let total = match plan.count {
+        let total = match facts.count {
             None => None,
             Some(CountPref::Exact) => out.total,
             Some(CountPref::Planned) => out.planned_total,
-            Some(CountPref::Estimated) => match (out.total, out.planned_total, plan.max_rows) {
+            Some(CountPref::Estimated) => match (out.total, out.planned_total, facts.max_rows) {
                 (Some(exact), Some(planned), Some(max)) if exact > max => Some(exact.max(planned)),
                 (Some(exact), Some(planned), None) => Some(exact.max(planned)),
                 (exact, _, _) => exact,
             },
         };
-        if plan.media_type.is_singular() && out.page_total != 1 {
+        if facts.media_type.is_singular() && out.page_total != 1 {
             return Err(ApiError::Singularity(out.page_total));
         }
-        let (status, content_range) = page_status(plan.root.offset, out.page_total, total)?;
-        let aggregate = plan.aggregate.as_ref();
-        let mut r = rows_response(status, out.body, plan.head, plan.media_type, aggregate);
+        let (status, content_range) = page_status(facts.offset, out.page_total, total)?;
+        let aggregate = facts.aggregate.as_ref();
+        let mut r = rows_response(status, out.body, facts.head, facts.media_type, aggregate);
         if let Some(rest) = out.rest {
             let first = std::mem::replace(r.body_mut(), ApiBody::whole(Bytes::new()));
             *r.body_mut() = first.followed_by(rest);
@@ -118,9 +187,9 @@ impl Run<'_> {
         set_owned(
             &mut r,
             hyper::header::CONTENT_LOCATION,
-            self.content_location(&plan),
+            self.content_location(&facts.table_name),
         );
-        warn_legacy_targets(&mut r, self.api, &plan.legacy_targets);
+        warn_legacy_targets(&mut r, self.api, &facts.legacy_targets);
         finish_response(
             r,
             preference_applied(self.api, false, self.resolved.tx.overridable),
@@ -130,8 +199,7 @@ impl Run<'_> {
     }
 
     /// `/table?canonical query`, as PostgREST sends in Content-Location.
-    fn content_location(&self, plan: &ReadPlan) -> String {
-        let name = &plan.root.table.name;
+    fn content_location(&self, name: &str) -> String {
         let query = self.api.query.canonical.as_str();
         let mut out = String::with_capacity(name.len() + query.len() + 2);
         out.push('/');

@@ -7,16 +7,20 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigSource};
 use crate::db;
+use crate::http::templates::ReadTemplates;
 use crate::schema::SchemaCache;
 
 /// What one request works with from start to end: the configuration, the JWT verifier
-/// built from it, and the schema cache. Reloads swap in a new snapshot; requests in
-/// flight keep theirs, so no request mixes two configurations or two schema caches.
+/// built from it, the schema cache and the read templates learnt against them. Reloads
+/// swap in a new snapshot (with no templates); requests in flight keep theirs, so no
+/// request mixes two configurations or two schema caches.
 pub struct Snapshot {
     pub config: Arc<Config>,
     /// `None` when no jwt-secret is configured.
     pub auth: Option<Arc<Authenticator>>,
     pub schema: Arc<SchemaCache>,
+    /// Read statements by request shape, learnt against this snapshot.
+    pub reads: ReadTemplates,
 }
 
 /// What one client may take of the server, fixed at start-up.
@@ -87,6 +91,7 @@ impl AppState {
             config: now.config.clone(),
             auth: now.auth.clone(),
             schema: schema.clone(),
+            reads: ReadTemplates::default(),
         });
     }
 
@@ -97,6 +102,7 @@ impl AppState {
             config: config.clone(),
             auth: auth.clone(),
             schema: now.schema.clone(),
+            reads: ReadTemplates::default(),
         });
     }
 }

@@ -216,7 +216,7 @@ fn header_str(headers: &hyper::HeaderMap, name: impl hyper::header::AsHeaderName
 }
 
 use hyper::header::HeaderName;
-const PREFER: HeaderName = HeaderName::from_static("prefer");
+pub const PREFER: HeaderName = HeaderName::from_static("prefer");
 const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
 pub const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
 

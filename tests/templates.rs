@@ -1,0 +1,181 @@
+//! Read templates (http::templates): a read whose shape was seen before binds its own
+//! values into the statement learnt for that shape. Each test sends several requests of
+//! one shape with different values, so a value kept from an earlier request, a constant
+//! taken for a value or a stale template after a reload shows up as a wrong answer.
+
+mod common;
+
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::{assert_json, ids, server_with, sql_exec, Server};
+use serde_json::json;
+
+fn fixtures() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        sql_exec(
+            "CREATE TABLE test_api.tpl_items (id integer PRIMARY KEY, name text, n integer);
+             INSERT INTO test_api.tpl_items
+               SELECT i, 'item ' || i, i % 7 FROM generate_series(1, 20) i;
+             INSERT INTO test_api.tpl_items VALUES (21, 'a b', 0), (22, 'a+b', 0);
+             GRANT SELECT ON test_api.tpl_items TO test_anon;
+             CREATE TABLE test_api.tpl_children (
+               id integer PRIMARY KEY,
+               item_id integer REFERENCES test_api.tpl_items);
+             INSERT INTO test_api.tpl_children SELECT i, (i % 5) + 1 FROM generate_series(1, 30) i;
+             GRANT SELECT ON test_api.tpl_children TO test_anon;
+             CREATE TABLE test_api.tpl_reload (id integer PRIMARY KEY, a text);
+             INSERT INTO test_api.tpl_reload VALUES (1, 'one'), (2, 'two');
+             GRANT SELECT ON test_api.tpl_reload TO test_anon;
+             NOTIFY pgrst, 'reload schema';",
+        );
+    });
+}
+
+/// A server on one connection, which has seen the fixtures.
+fn server() -> Server {
+    fixtures();
+    let s = server_with(&[("PGRST_DB_POOL", "1")]);
+    wait_for("the fixtures", || {
+        s.get("/tpl_reload?id=eq.1").status == 200
+    });
+    s
+}
+
+fn wait_for(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn reads_of_one_shape_bind_their_own_values() {
+    let s = server();
+    for id in [3, 7, 3, 12, 20] {
+        let r = s.get(&format!("/tpl_items?id=eq.{id}&select=id,name"));
+        assert_json(&r, 200, json!([{"id": id, "name": format!("item {id}")}]));
+    }
+    for (lo, hi) in [(2, 5), (10, 14), (2, 5)] {
+        let r = s.get(&format!(
+            "/tpl_items?id=gt.{lo}&id=lt.{hi}&select=id&order=id"
+        ));
+        assert_eq!(ids(&r), ((lo + 1)..hi).collect::<Vec<i64>>(), "{lo}..{hi}");
+    }
+    for id in [1, 19] {
+        let r = s.get(&format!("/tpl_items?id=not.lte.{id}&select=id&order=id"));
+        assert_eq!(ids(&r), ((id + 1)..=22).collect::<Vec<i64>>());
+    }
+}
+
+#[test]
+fn a_constant_equal_to_a_value_stays_a_constant() {
+    let s = server();
+    // The limit 3 and the value 3 are both "3" in the first request's parameters.
+    let r = s.get("/tpl_items?id=gte.3&limit=3&order=id&select=id");
+    assert_eq!(ids(&r), vec![3, 4, 5]);
+    let r = s.get("/tpl_items?id=gte.10&limit=3&order=id&select=id");
+    assert_eq!(ids(&r), vec![10, 11, 12]);
+    let r = s.get("/tpl_items?id=gte.10&limit=2&order=id&select=id");
+    assert_eq!(ids(&r), vec![10, 11]);
+    let r = s.get("/tpl_items?id=gte.2&limit=3&order=id&select=id");
+    assert_eq!(ids(&r), vec![2, 3, 4]);
+}
+
+#[test]
+fn values_used_twice_and_counts_follow_each_request() {
+    let s = server();
+    for (id, total) in [(5, 5), (8, 8), (5, 5)] {
+        let r = s.get_with(
+            &format!("/tpl_items?id=lte.{id}&select=id&limit=2&order=id"),
+            &[("Prefer", "count=exact")],
+        );
+        assert_eq!(
+            r.status,
+            206,
+            "{id}: {} {:?}",
+            r.body,
+            r.header("Content-Range")
+        );
+        assert_eq!(r.header("Content-Range"), Some(&*format!("0-1/{total}")));
+        assert_eq!(r.json(), json!([{"id": 1}, {"id": 2}]));
+    }
+}
+
+#[test]
+fn encoded_values_are_decoded_per_request() {
+    let s = server();
+    let r = s.get("/tpl_items?name=eq.a%20b&select=id");
+    assert_eq!(ids(&r), vec![21]);
+    let r = s.get("/tpl_items?name=eq.a+b&select=id");
+    assert_eq!(ids(&r), vec![21], "+ is a space in a query string");
+    let r = s.get("/tpl_items?name=eq.a%2Bb&select=id");
+    assert_eq!(ids(&r), vec![22]);
+    let r = s.get("/tpl_items?name=eq.item%207&select=id");
+    assert_eq!(ids(&r), vec![7]);
+}
+
+#[test]
+fn filters_outside_templates_still_answer_per_value() {
+    let s = server();
+    let r = s.get("/tpl_items?name=like.item%201*&select=id&order=id");
+    assert_eq!(ids(&r), vec![1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    let r = s.get("/tpl_items?name=like.item%202*&select=id&order=id");
+    assert_eq!(ids(&r), vec![2, 20]);
+    let r = s.get("/tpl_items?id=in.(4,9)&select=id&order=id");
+    assert_eq!(ids(&r), vec![4, 9]);
+    let r = s.get("/tpl_items?id=in.(5)&select=id&order=id");
+    assert_eq!(ids(&r), vec![5]);
+}
+
+#[test]
+fn embeds_and_headers_follow_each_request() {
+    let s = server();
+    for (item, above) in [(2, 10), (3, 20), (2, 25)] {
+        let r = s.get(&format!(
+            "/tpl_items?select=id,tpl_children(id)&id=eq.{item}&tpl_children.id=gt.{above}&tpl_children.order=id"
+        ));
+        let children: Vec<i64> = (1..=30)
+            .filter(|c| c % 5 + 1 == item && *c > above)
+            .collect();
+        let children: Vec<_> = children.iter().map(|c| json!({"id": c})).collect();
+        assert_json(&r, 200, json!([{"id": item, "tpl_children": children}]));
+    }
+    let object = [("Accept", "application/vnd.pgrst.object+json")];
+    let r = s.get_with("/tpl_items?id=eq.4&select=id", &object);
+    assert_json(&r, 200, json!({"id": 4}));
+    let r = s.get_with("/tpl_items?id=eq.99&select=id", &object);
+    assert_eq!(r.status, 406, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST116");
+    let r = s.get_with("/tpl_items?id=gt.4&select=id&order=id", &[("Range", "0-1")]);
+    assert_eq!(ids(&r), vec![5, 6]);
+    let r = s.get_with("/tpl_items?id=gt.4&select=id&order=id", &[("Range", "1-2")]);
+    assert_eq!(ids(&r), vec![6, 7]);
+    assert_eq!(r.header("Content-Range"), Some("1-2/*"));
+    let head = s.request("HEAD", "/tpl_items?id=eq.6&select=id", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
+    let r = s.get("/tpl_items?id=eq.6&select=id");
+    assert_json(&r, 200, json!([{"id": 6}]));
+}
+
+#[test]
+fn a_template_does_not_outlive_a_schema_reload() {
+    let s = server();
+    let r = s.get("/tpl_reload?select=a&id=eq.1");
+    assert_json(&r, 200, json!([{"a": "one"}]));
+    sql_exec(
+        "ALTER TABLE test_api.tpl_reload RENAME COLUMN a TO b;
+         NOTIFY pgrst, 'reload schema';",
+    );
+    wait_for("the renamed column", || {
+        s.get("/tpl_reload?select=b&id=eq.1").status == 200
+    });
+    let r = s.get("/tpl_reload?select=a&id=eq.2");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "42703");
+    let r = s.get("/tpl_reload?select=b&id=eq.2");
+    assert_json(&r, 200, json!([{"b": "two"}]));
+}
