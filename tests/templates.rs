@@ -179,3 +179,37 @@ fn a_template_does_not_outlive_a_schema_reload() {
     let r = s.get("/tpl_reload?select=b&id=eq.2");
     assert_json(&r, 200, json!([{"b": "two"}]));
 }
+
+#[test]
+fn a_known_shape_still_refuses_what_parsing_refuses() {
+    let s = server();
+    let r = s.get("/tpl_items?name=eq.item%203&select=id");
+    assert_eq!(ids(&r), vec![3]);
+    let nul = s.get("/tpl_items?name=eq.item%003&select=id");
+    assert_eq!(nul.status, 400, "{}", nul.body);
+    assert_eq!(nul.json()["code"], "PGRST100");
+    // The same refusal as a request of a shape never seen before.
+    let fresh = s.get("/tpl_items?name=eq.item%003&select=id,n");
+    assert_eq!(fresh.status, 400, "{}", fresh.body);
+    assert_eq!(nul.json()["message"], fresh.json()["message"]);
+    let profiled = [("Accept-Profile", "test_api")];
+    let r = s.get_with("/tpl_items?id=eq.8&select=id", &profiled);
+    assert_eq!(ids(&r), vec![8]);
+    let r = s.get_with(
+        "/tpl_items?id=eq.8&select=id",
+        &[("Accept-Profile", "nope")],
+    );
+    assert_eq!(r.status, 406, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST106");
+}
+
+#[test]
+fn a_known_shape_answers_its_own_content_location() {
+    let s = server();
+    for id in [5, 9] {
+        let r = s.get(&format!("/tpl_items?select=id&id=eq.{id}"));
+        assert_json(&r, 200, json!([{"id": id}]));
+        let location = format!("/tpl_items?id=eq.{id}&select=id");
+        assert_eq!(r.header("Content-Location"), Some(&*location));
+    }
+}

@@ -11,11 +11,12 @@ use hyper::header::HeaderValue;
 use hyper::{header, HeaderMap, Request, Response};
 
 use super::response::{error_response, set, set_header, set_static, Resp, CONTENT_PROFILE};
-use super::templates::ReadShape;
+use super::templates::{Known, ReadShape};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Limits, Snapshot};
 use crate::request::{self, Method};
 use crate::timing::{time, Stage};
+use std::borrow::Cow;
 
 /// Every success varies by these (PostgREST 16 sends Vary on all of them).
 const VARY: HeaderValue = HeaderValue::from_static("Accept, Prefer, Range");
@@ -166,8 +167,16 @@ async fn respond(
     snap: &Snapshot,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
+    // Shared with the request, not copied: the read shape borrows its query string.
+    let uri = req.uri().clone();
+    let shape = read_shape(req.method(), &uri, req.headers());
+    let known = shape.as_ref().map_or(Known::Unknown, |s| snap.reads.get(s));
     let api = time(Stage::Parse, || {
-        request::parse(req.method().as_str(), req.uri(), req.headers())
+        let method = req.method().as_str();
+        match known {
+            Known::Template(_) => request::parse_templated(method, &uri, req.headers()),
+            _ => request::parse(method, &uri, req.headers()),
+        }
     })?;
     let identity = if api.method == Method::Options {
         None
@@ -183,10 +192,10 @@ async fn respond(
         crate::timing::record_role(&identity.role);
         Some(identity)
     };
-    let resolved = crate::plan::resolve(&api, &snap.schema, &snap.config)?;
-    // Shared with the request, not copied: the read shape borrows its query string.
-    let uri = req.uri().clone();
-    let shape = read_shape(&api, &resolved, req.method(), &uri, req.headers());
+    let resolved = match &known {
+        Known::Template(t) => Cow::Borrowed(&t.resolved),
+        _ => Cow::Owned(crate::plan::resolve(&api, &snap.schema, &snap.config)?),
+    };
     let body = if api.takes_body() {
         Some(read_body(req, &state.limits).await?)
     } else {
@@ -200,7 +209,7 @@ async fn respond(
         resolved: &resolved,
     };
     let mut r = match &shape {
-        Some(shape) => run.read_templated(shape, body).await?,
+        Some(shape) => run.read_templated(shape, &known, body).await?,
         None => run.plan(run.planned(&api, body)?).await?,
     };
     // With several schemas, a response says which one it came from.
@@ -213,26 +222,13 @@ async fn respond(
     Ok(r)
 }
 
-/// The template shape of a table read (see `templates`); EXPLAIN is planned each time.
+/// The template shape of a request that may be a table read (see `templates`).
 fn read_shape<'q>(
-    api: &crate::request::ApiRequest,
-    resolved: &crate::plan::Resolved,
     method: &hyper::Method,
     uri: &'q hyper::Uri,
     headers: &HeaderMap,
 ) -> Option<ReadShape<'q>> {
-    let is_read = matches!(api.action, crate::request::Action::Read { .. });
-    if !is_read || resolved.negotiated.explain.is_some() {
-        return None;
-    }
-    let query = uri.query().unwrap_or("");
-    ReadShape::of(
-        method.as_str(),
-        uri.path(),
-        query,
-        headers,
-        &resolved.schema,
-    )
+    ReadShape::of(method, uri.path(), uri.query().unwrap_or(""), headers)
 }
 
 /// Reads a request body of at most `limits.max_body_size` bytes: a Content-Length over

@@ -99,26 +99,32 @@ impl<'r> Run<'r> {
     pub async fn read_templated(
         &self,
         shape: &ReadShape<'_>,
+        known: &Known,
         body: Option<Bytes>,
     ) -> Result<Resp, ApiError> {
-        let templates = &self.snap.reads;
-        match templates.get(shape) {
+        let learnable = matches!(self.api.action, crate::request::Action::Read { .. })
+            && self.resolved.negotiated.explain.is_none();
+        match known {
             Known::Template(t) => {
                 let main = time(Stage::Plan, || t.statement(shape.values()));
                 self.read_statement(&main, None, &t.facts).await
             }
-            Known::NotTemplatable => self.plan(self.planned(self.api, body)?).await,
-            Known::Unknown => {
+            Known::Unknown if learnable => {
                 let Plan::Read(plan) = self.planned(self.api, body)? else {
-                    return Err(ApiError::Internal("a read shape without a read".into()));
+                    return Err(ApiError::Internal(
+                        "a table read without a read plan".into(),
+                    ));
                 };
                 let (main, facts) = time(Stage::Plan, || {
                     (sql::read_statement(&plan), ReadFacts::of(&plan))
                 });
-                templates.put(shape, self.learn(shape, &main, &facts));
+                self.snap.reads.put(shape, self.learn(shape, &main, &facts));
                 let count =
                     counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
                 self.read_statement(&main, count.as_ref(), &facts).await
+            }
+            Known::Unknown | Known::NotTemplatable => {
+                self.plan(self.planned(self.api, body)?).await
             }
         }
     }
@@ -139,12 +145,15 @@ impl<'r> Run<'r> {
             return None;
         };
         let probe_main = sql::read_statement(&probe);
+        let probe_facts = ReadFacts::of(&probe);
+        let values = shape.values();
         templates::learn(
             main,
             facts,
             &probe_main,
-            &ReadFacts::of(&probe),
-            shape.values(),
+            &probe_facts,
+            values,
+            self.resolved,
         )
     }
 

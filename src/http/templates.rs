@@ -2,10 +2,12 @@
 //! the next read of the same shape binds its values instead of planning and rendering
 //! again.
 //!
-//! A shape is everything the planner reads except the values of simple comparison
-//! filters (`col=eq.5`, `col=not.lt.5`, ...): method, relation, the rest of the query
-//! string verbatim, Accept, Prefer, Range and the schema. Planning and rendering are
-//! functions of the snapshot and of those; each value only becomes one bind parameter
+//! A shape is everything parsing, resolving and planning read except the values of
+//! simple comparison filters (`col=eq.5`, `col=not.lt.5`, ...): method, path, the rest
+//! of the query string verbatim, Accept, Accept-Profile, Prefer and Range. Resolving,
+//! planning and rendering are functions of the snapshot and of those, so a known shape
+//! also skips parsing its query string (but for Content-Location's canonical form) and
+//! resolving; each value only becomes one bind parameter
 //! (`sql`: "every client value is a bind parameter"). Rather than trust that, a
 //! template is learnt by planning the request a second time with each such value
 //! replaced by a sentinel: the template is kept only when both renderings have the same
@@ -15,15 +17,17 @@
 //! templatable, so it is not probed again.
 //!
 //! The cache lives in the snapshot: a schema or configuration reload starts an empty one.
-//! Measured (callgrind, bench/instructions.sh): planning and rendering were about 8,600
-//! instructions of a by-pk read and 26,000 of an embed, of 71,000 and 100,000.
+//! Measured (callgrind, bench/instructions.sh): parsing the query string, resolving,
+//! planning and rendering were about 14,000 instructions of a by-pk read and 42,000 of
+//! an embed, of 71,000 and 100,000.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use hyper::header::{HeaderMap, ACCEPT, RANGE};
+use hyper::header::{HeaderMap, HeaderName, ACCEPT, RANGE};
 use sieve_cache::SieveCache;
 
+use crate::plan::Resolved;
 use crate::request::CountPref;
 use crate::request::MediaType;
 use crate::schema::routines::AggHandler;
@@ -81,6 +85,8 @@ pub struct Template {
     /// (parameter index, value index): the parameters bound per request.
     bound: Vec<(usize, usize)>,
     pub facts: ReadFacts,
+    /// The schema, negotiation and transaction end the shape resolves to.
+    pub resolved: Resolved,
 }
 
 impl Template {
@@ -109,22 +115,23 @@ fn sentinel(i: usize) -> String {
 }
 
 impl<'q> ReadShape<'q> {
-    /// The shape of a table read, or `None` when it is not worth templating.
+    /// The shape of a GET or HEAD that may be a table read, or `None` when it is not
+    /// worth templating. Only a request resolved as a table read is ever learnt.
     pub fn of(
-        method: &str,
+        method: &hyper::Method,
         path: &str,
         query: &'q str,
         headers: &HeaderMap,
-        schema: &str,
     ) -> Option<ReadShape<'q>> {
-        if query.contains("%01") {
+        let read = *method == hyper::Method::GET || *method == hyper::Method::HEAD;
+        if !read || path == "/" || path.starts_with("/rpc/") || query.contains("%01") {
             return None;
         }
         let mut key = String::with_capacity(path.len() + query.len() + 64);
-        for part in [method, "\0", schema, "\0", path, "\0"] {
+        for part in [method.as_str(), "\0", path, "\0"] {
             key.push_str(part);
         }
-        for name in [&ACCEPT, &RANGE, &crate::request::PREFER] {
+        for name in [&ACCEPT, &ACCEPT_PROFILE, &RANGE, &crate::request::PREFER] {
             push_header(&mut key, headers, name);
         }
         key.push('\0');
@@ -172,9 +179,11 @@ impl<'q> ReadShape<'q> {
     }
 }
 
+const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
+
 /// Every value of a header, each ended by NUL (a missing header writes nothing, so it
 /// differs from an empty one only in the next separator).
-fn push_header(key: &mut String, headers: &HeaderMap, name: &hyper::header::HeaderName) {
+fn push_header(key: &mut String, headers: &HeaderMap, name: &HeaderName) {
     key.push('\u{2}');
     for value in headers.get_all(name) {
         key.push_str(&String::from_utf8_lossy(value.as_bytes()));
@@ -215,6 +224,7 @@ pub fn learn(
     probe: &Statement,
     probe_facts: &ReadFacts,
     values: &[Cow<str>],
+    resolved: &Resolved,
 ) -> Option<Template> {
     if real.sql != probe.sql
         || real.shape != probe.shape
@@ -245,6 +255,7 @@ pub fn learn(
         statement: real.clone(),
         bound,
         facts: real_facts.clone(),
+        resolved: resolved.clone(),
     })
 }
 
@@ -289,7 +300,7 @@ mod tests {
     use super::*;
 
     fn shape(query: &str) -> Option<ReadShape<'_>> {
-        ReadShape::of("GET", "/items", query, &HeaderMap::new(), "api")
+        ReadShape::of(&hyper::Method::GET, "/items", query, &HeaderMap::new())
     }
 
     #[test]
@@ -343,16 +354,38 @@ mod tests {
 
     #[test]
     fn headers_the_planner_reads_are_in_the_key() {
+        let key = |h: &HeaderMap| {
+            ReadShape::of(&hyper::Method::GET, "/items", "id=eq.1", h)
+                .unwrap()
+                .key
+        };
+        let plain = key(&HeaderMap::new());
+        for (name, value) in [
+            (RANGE, "0-1"),
+            (ACCEPT, "text/csv"),
+            (ACCEPT_PROFILE, "v2"),
+            (crate::request::PREFER, "count=exact"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), value.parse().unwrap());
+            assert_ne!(plain, key(&h), "{name}");
+        }
         let mut h = HeaderMap::new();
-        let plain = ReadShape::of("GET", "/items", "id=eq.1", &h, "api")
-            .unwrap()
-            .key;
-        h.insert(RANGE, "0-1".parse().unwrap());
-        let ranged = ReadShape::of("GET", "/items", "id=eq.1", &h, "api")
-            .unwrap()
-            .key;
-        assert_ne!(plain, ranged);
-        let other_schema = ReadShape::of("GET", "/items", "id=eq.1", &HeaderMap::new(), "v2");
-        assert_ne!(plain, other_schema.unwrap().key);
+        h.insert(crate::request::PREFER, "".parse().unwrap());
+        assert_ne!(plain, key(&h), "an empty Prefer is not a missing one");
+    }
+
+    #[test]
+    fn only_reads_of_relations_have_shapes() {
+        let h = HeaderMap::new();
+        for (method, path) in [
+            (hyper::Method::POST, "/items"),
+            (hyper::Method::GET, "/rpc/f"),
+            (hyper::Method::GET, "/"),
+        ] {
+            assert!(ReadShape::of(&method, path, "id=eq.1", &h).is_none());
+        }
+        let head = ReadShape::of(&hyper::Method::HEAD, "/items", "id=eq.1", &h).unwrap();
+        assert_ne!(head.key, shape("id=eq.1").unwrap().key);
     }
 }

@@ -227,11 +227,39 @@ pub fn parse(
     uri: &hyper::Uri,
     headers: &hyper::HeaderMap,
 ) -> Result<ApiRequest, ApiError> {
+    parse_as(method, uri, headers, false)
+}
+
+/// [`parse`] for a read whose shape has a template (`http::templates`): its query string
+/// parsed before, in every part but the values the template binds, so only its canonical
+/// form is made (and NUL refused, as [`parse`] refuses it); `query` holds nothing else.
+pub fn parse_templated(
+    method: &str,
+    uri: &hyper::Uri,
+    headers: &hyper::HeaderMap,
+) -> Result<ApiRequest, ApiError> {
+    parse_as(method, uri, headers, true)
+}
+
+fn parse_as(
+    method: &str,
+    uri: &hyper::Uri,
+    headers: &hyper::HeaderMap,
+    templated: bool,
+) -> Result<ApiRequest, ApiError> {
     let method = parse_method(method)?;
     let path = uri.path().to_string();
     let target = parse_target(&path)?;
     let rpc_read = matches!(target, Target::Rpc(_)) && matches!(method, Method::Get | Method::Head);
-    let query = parse_query_for(uri.query().unwrap_or(""), rpc_read)?;
+    let raw_query = uri.query().unwrap_or("");
+    let query = if templated {
+        QueryParams {
+            canonical: canonical_query(query_pairs(raw_query)?),
+            ..Default::default()
+        }
+    } else {
+        parse_query_for(raw_query, rpc_read)?
+    };
     let action = Action::of(method, target)?;
     let prefs = Preferences::parse(
         headers
@@ -382,12 +410,16 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
             _ => add_parameter(&mut params, key, value, rpc_args)?,
         }
     }
-    let mut sorted = pairs;
-    sorted.sort();
-    params.canonical = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(sorted)
-        .finish();
+    params.canonical = canonical_query(pairs);
     Ok(params)
+}
+
+/// The query string as Content-Location shows it: its pairs sorted and re-encoded.
+fn canonical_query(mut pairs: Vec<QueryPair>) -> String {
+    pairs.sort();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// One decoded `key=value` of a query string.
