@@ -41,6 +41,10 @@ const CAPACITY: usize = 512;
 /// requests are rarely repeated.
 const MAX_KEY_BYTES: usize = 2048;
 
+/// A statement longer than this is not kept: with [`CAPACITY`], templates then hold at
+/// most about 10 MB however a client shapes its requests.
+const MAX_SQL_BYTES: usize = 16 * 1024;
+
 /// The operators whose value the filter parser takes verbatim, as the one bind parameter
 /// of `expr op $n` (like/ilike rewrite `*`, in/is/fts parse theirs).
 const VERBATIM_OPERATORS: [&str; 6] = ["eq.", "neq.", "gt.", "gte.", "lt.", "lte."];
@@ -227,6 +231,7 @@ pub fn learn(
     resolved: &Resolved,
 ) -> Option<Template> {
     if real.sql != probe.sql
+        || real.sql.len() > MAX_SQL_BYTES
         || real.shape != probe.shape
         || real.params.len() != probe.params.len()
         || real_facts != probe_facts
