@@ -232,7 +232,17 @@ fn json_text(v: &[(String, String)]) -> String {
         }
         same
     });
-    serde_json::to_string(&Pairs(&pairs)).unwrap_or_else(|_| "{}".into())
+    // Sized for the usual case of nothing to escape: `"k":"v",` per pair and the braces.
+    let size = 2 + pairs
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 6)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    match serde_json::to_writer(&mut out, &Pairs(&pairs)) {
+        // serde_json writes UTF-8 only.
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".into()),
+        Err(_) => "{}".into(),
+    }
 }
 
 #[cfg(test)]

@@ -126,10 +126,23 @@ impl std::fmt::Display for Placeholder {
     }
 }
 
-#[derive(Default)]
 pub(super) struct Builder {
     sql: String,
     params: Vec<String>,
+}
+
+/// Room for the statement text up front: a simple insert with its representation is
+/// about 600 bytes, and growing from empty took eight reallocations (callgrind: about
+/// 1,500 instructions of an insert).
+const STATEMENT_CAPACITY: usize = 1024;
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            sql: String::with_capacity(STATEMENT_CAPACITY),
+            params: Vec::new(),
+        }
+    }
 }
 
 impl Builder {
