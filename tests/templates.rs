@@ -212,4 +212,18 @@ fn a_known_shape_answers_its_own_content_location() {
         let location = format!("/tpl_items?id=eq.{id}&select=id");
         assert_eq!(r.header("Content-Location"), Some(&*location));
     }
+    for (name, encoded) in [("a b", "a+b"), ("item 1", "item+1"), ("x/é", "x%2F%C3%A9")] {
+        let query: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        let r = s.get(&format!("/tpl_items?select=id&name=eq.{query}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let location = format!("/tpl_items?name=eq.{encoded}&select=id");
+        assert_eq!(r.header("Content-Location"), Some(&*location));
+    }
+    // A repeated key: the canonical order follows the values.
+    let r = s.get("/tpl_items?id=gt.1&id=gt.3&select=id");
+    let location = "/tpl_items?id=gt.1&id=gt.3&select=id";
+    assert_eq!(r.header("Content-Location"), Some(location));
+    let r = s.get("/tpl_items?id=gt.5&id=gt.2&select=id");
+    let location = "/tpl_items?id=gt.2&id=gt.5&select=id";
+    assert_eq!(r.header("Content-Location"), Some(location));
 }

@@ -173,8 +173,11 @@ async fn respond(
     let known = shape.as_ref().map_or(Known::Unknown, |s| snap.reads.get(s));
     let api = time(Stage::Parse, || {
         let method = req.method().as_str();
-        match known {
-            Known::Template(_) => request::parse_templated(method, &uri, req.headers()),
+        match &known {
+            Known::Template(t) => {
+                let canonical = shape.as_ref().and_then(|s| t.canonical(s.values()));
+                request::parse_templated(method, &uri, req.headers(), canonical)
+            }
             _ => request::parse(method, &uri, req.headers()),
         }
     })?;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::body::ApiBody;
 use super::response::*;
-use super::templates::{self, Known, ReadFacts, ReadShape, Template};
+use super::templates::{self, Known, ReadFacts, ReadShape, Rendering, Template};
 use crate::auth::Identity;
 use crate::db;
 use crate::db::replicas::{self, Lsn};
@@ -140,21 +140,20 @@ impl<'r> Run<'r> {
     /// The template of a read's shape, from its statement and a probe's.
     fn learn(&self, shape: &ReadShape, main: &Statement, facts: &ReadFacts) -> Option<Template> {
         let mut probe_api = self.api.clone();
-        probe_api.query = crate::request::parse_query_for(&shape.probe_query(), false).ok()?;
+        let probe_query = shape.probe_query();
+        probe_api.query = crate::request::parse_query_for(&probe_query, false).ok()?;
         let Ok(Plan::Read(probe)) = self.planned(&probe_api, None) else {
             return None;
         };
-        let probe_main = sql::read_statement(&probe);
-        let probe_facts = ReadFacts::of(&probe);
-        let values = shape.values();
-        templates::learn(
-            main,
+        let real = Rendering {
+            statement: main,
             facts,
-            &probe_main,
-            &probe_facts,
-            values,
-            self.resolved,
-        )
+        };
+        let probe = Rendering {
+            statement: &sql::read_statement(&probe),
+            facts: &ReadFacts::of(&probe),
+        };
+        templates::learn(real, probe, shape, &probe_query, self.resolved)
     }
 
     /// Runs a read's statement (and the planner's count, if asked) and answers.

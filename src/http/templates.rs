@@ -91,9 +91,60 @@ pub struct Template {
     pub facts: ReadFacts,
     /// The schema, negotiation and transaction end the shape resolves to.
     pub resolved: Resolved,
+    /// Content-Location's canonical query with the values left out, when the order of
+    /// its pairs does not depend on them.
+    canonical: Option<Vec<Part>>,
+}
+
+/// A piece of a canonical query: text, or where a value goes (form-encoded).
+#[derive(Debug, PartialEq)]
+enum Part {
+    Text(String),
+    Value(usize),
+}
+
+/// The canonical form of a probe query, split at its sentinels: `None` when two pairs
+/// share a key (sorting then looks at values) or it does not parse.
+fn canonical_parts(probe_query: &str) -> Option<Vec<Part>> {
+    let (canonical, distinct_keys) = crate::request::canonical_form(probe_query).ok()?;
+    if !distinct_keys {
+        return None;
+    }
+    // A sentinel `\u{1}n\u{1}` is form-encoded as `%01n%01`; nothing else makes `%01`.
+    let mut parts = Vec::new();
+    let mut rest = canonical.as_str();
+    while let Some(at) = rest.find("%01") {
+        let after = &rest[at + 3..];
+        let digits = after.find("%01")?;
+        let value = after[..digits].parse().ok()?;
+        parts.push(Part::Text(rest[..at].to_string()));
+        parts.push(Part::Value(value));
+        rest = &after[digits + 3..];
+    }
+    parts.push(Part::Text(rest.to_string()));
+    Some(parts)
 }
 
 impl Template {
+    /// Content-Location's canonical query for these values, when the template can make
+    /// it; never for a value holding NUL, which parsing refuses.
+    pub fn canonical(&self, values: &[Cow<str>]) -> Option<String> {
+        let parts = self.canonical.as_ref()?;
+        if values.iter().any(|v| v.contains('\0')) {
+            return None;
+        }
+        let mut out = String::with_capacity(128);
+        for part in parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Value(i) => {
+                    out.extend(form_urlencoded::byte_serialize(values.get(*i)?.as_bytes()))
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// The statement for a request of this shape with these values.
     pub fn statement(&self, values: &[Cow<str>]) -> Statement {
         let mut statement = self.statement.clone();
@@ -220,16 +271,25 @@ fn decode(raw: &str) -> Cow<'_, str> {
     Cow::Owned(decoded.decode_utf8_lossy().into_owned())
 }
 
+/// A read rendered: its statement and what its response needs.
+pub struct Rendering<'a> {
+    pub statement: &'a Statement,
+    pub facts: &'a ReadFacts,
+}
+
 /// Learns a template from a request's rendering and its probe's (the same request with
-/// sentinels for values): `None` when they differ in anything but those values.
+/// sentinels for values, `probe_query`): `None` when they differ in anything but those
+/// values.
 pub fn learn(
-    real: &Statement,
-    real_facts: &ReadFacts,
-    probe: &Statement,
-    probe_facts: &ReadFacts,
-    values: &[Cow<str>],
+    real: Rendering,
+    probe: Rendering,
+    shape: &ReadShape,
+    probe_query: &str,
     resolved: &Resolved,
 ) -> Option<Template> {
+    let values = shape.values();
+    let (real_facts, probe_facts) = (real.facts, probe.facts);
+    let (real, probe) = (real.statement, probe.statement);
     if real.sql != probe.sql
         || real.sql.len() > MAX_SQL_BYTES
         || real.shape != probe.shape
@@ -261,6 +321,7 @@ pub fn learn(
         bound,
         facts: real_facts.clone(),
         resolved: resolved.clone(),
+        canonical: canonical_parts(probe_query),
     })
 }
 
@@ -350,6 +411,33 @@ mod tests {
             let (_, parsed) = form_urlencoded::parse(piece.as_bytes()).next().unwrap();
             assert_eq!(decode(raw), parsed, "{raw}");
         }
+    }
+
+    #[test]
+    fn canonical_parts_leave_the_values_out() {
+        let probe = shape("select=id&id=eq.5&name=eq.a%20b")
+            .unwrap()
+            .probe_query();
+        let parts = canonical_parts(&probe).unwrap();
+        let template_canonical = |values: &[&str]| {
+            let mut out = String::new();
+            for part in &parts {
+                match part {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Value(i) => {
+                        out.extend(form_urlencoded::byte_serialize(values[*i].as_bytes()))
+                    }
+                }
+            }
+            out
+        };
+        let (real, _) =
+            crate::request::canonical_form("select=id&id=eq.7&name=eq.x%2By%20%C3%A9").unwrap();
+        assert_eq!(template_canonical(&["7", "x+y é"]), real);
+        assert!(
+            canonical_parts("id=gt.%011%01&id=lt.%012%01").is_none(),
+            "a repeated key"
+        );
     }
 
     #[test]

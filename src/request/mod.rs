@@ -227,38 +227,49 @@ pub fn parse(
     uri: &hyper::Uri,
     headers: &hyper::HeaderMap,
 ) -> Result<ApiRequest, ApiError> {
-    parse_as(method, uri, headers, false)
+    parse_as(method, uri, headers, Query::Parse)
 }
 
 /// [`parse`] for a read whose shape has a template (`http::templates`): its query string
 /// parsed before, in every part but the values the template binds, so only its canonical
-/// form is made (and NUL refused, as [`parse`] refuses it); `query` holds nothing else.
+/// form is made (or taken from the template, `canonical`), and NUL refused as [`parse`]
+/// refuses it; `query` holds nothing else.
 pub fn parse_templated(
     method: &str,
     uri: &hyper::Uri,
     headers: &hyper::HeaderMap,
+    canonical: Option<String>,
 ) -> Result<ApiRequest, ApiError> {
-    parse_as(method, uri, headers, true)
+    parse_as(method, uri, headers, Query::CanonicalOnly(canonical))
+}
+
+/// How much of the query string a parse reads.
+enum Query {
+    Parse,
+    /// Its canonical form only, made here unless given.
+    CanonicalOnly(Option<String>),
 }
 
 fn parse_as(
     method: &str,
     uri: &hyper::Uri,
     headers: &hyper::HeaderMap,
-    templated: bool,
+    mode: Query,
 ) -> Result<ApiRequest, ApiError> {
     let method = parse_method(method)?;
     let path = uri.path().to_string();
     let target = parse_target(&path)?;
     let rpc_read = matches!(target, Target::Rpc(_)) && matches!(method, Method::Get | Method::Head);
     let raw_query = uri.query().unwrap_or("");
-    let query = if templated {
-        QueryParams {
-            canonical: canonical_query(query_pairs(raw_query)?),
+    let query = match mode {
+        Query::CanonicalOnly(given) => QueryParams {
+            canonical: match given {
+                Some(canonical) => canonical,
+                None => canonical_query(query_pairs(raw_query)?),
+            },
             ..Default::default()
-        }
-    } else {
-        parse_query_for(raw_query, rpc_read)?
+        },
+        Query::Parse => parse_query_for(raw_query, rpc_read)?,
     };
     let action = Action::of(method, target)?;
     let prefs = Preferences::parse(
@@ -412,6 +423,17 @@ pub fn parse_query_for(raw: &str, rpc_args: bool) -> Result<QueryParams, ApiErro
     }
     params.canonical = canonical_query(pairs);
     Ok(params)
+}
+
+/// The canonical form (see [`canonical_query`]) of a query string, and whether its keys
+/// are all different (then the order of its pairs does not depend on their values).
+pub fn canonical_form(raw: &str) -> Result<(String, bool), ApiError> {
+    let pairs = query_pairs(raw)?;
+    let distinct = pairs
+        .iter()
+        .enumerate()
+        .all(|(i, (k, _))| pairs[..i].iter().all(|(other, _)| other != k));
+    Ok((canonical_query(pairs), distinct))
 }
 
 /// The query string as Content-Location shows it: its pairs sorted and re-encoded.
