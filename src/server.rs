@@ -266,6 +266,7 @@ fn app_state(
         auth: auth.map(Arc::new),
         schema: Arc::new(cache),
         reads: Default::default(),
+        inserts: Default::default(),
     };
     let fixed = Fixed {
         config_source: source,

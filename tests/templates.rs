@@ -25,6 +25,10 @@ fn fixtures() {
                item_id integer REFERENCES test_api.tpl_items);
              INSERT INTO test_api.tpl_children SELECT i, (i % 5) + 1 FROM generate_series(1, 30) i;
              GRANT SELECT ON test_api.tpl_children TO test_anon;
+             CREATE TABLE test_api.tpl_posts (
+               id integer PRIMARY KEY, title text NOT NULL DEFAULT 'untitled',
+               score integer CHECK (score >= 0));
+             GRANT ALL ON test_api.tpl_posts TO test_anon;
              CREATE TABLE test_api.tpl_reload (id integer PRIMARY KEY, a text);
              INSERT INTO test_api.tpl_reload VALUES (1, 'one'), (2, 'two');
              GRANT SELECT ON test_api.tpl_reload TO test_anon;
@@ -226,4 +230,172 @@ fn a_known_shape_answers_its_own_content_location() {
     let r = s.get("/tpl_items?id=gt.5&id=gt.2&select=id");
     let location = "/tpl_items?id=gt.2&id=gt.5&select=id";
     assert_eq!(r.header("Content-Location"), Some(location));
+}
+
+fn post(s: &Server, path: &str, prefer: &str, body: &str) -> common::Reply {
+    s.send(
+        "POST",
+        path,
+        &[("Prefer", prefer), ("Content-Type", "application/json")],
+        Some(body),
+    )
+}
+
+#[test]
+fn inserts_of_one_shape_write_their_own_payloads() {
+    let s = server();
+    let rep = "return=representation";
+    for (id, title) in [(101, "a"), (102, "b \"quoted\""), (103, "c")] {
+        let body = json!({"id": id, "title": title, "score": id - 100}).to_string();
+        let r = post(&s, "/tpl_posts", rep, &body);
+        assert_json(
+            &r,
+            201,
+            json!([{"id": id, "title": title, "score": id - 100}]),
+        );
+    }
+    // The same keys in another order, and as an array of two.
+    let r = post(
+        &s,
+        "/tpl_posts",
+        rep,
+        r#"{"score": 4, "title": "d", "id": 104}"#,
+    );
+    assert_json(&r, 201, json!([{"id": 104, "title": "d", "score": 4}]));
+    let r = post(
+        &s,
+        "/tpl_posts",
+        rep,
+        r#"[{"id": 105, "title": "e", "score": 5}, {"id": 106, "title": "f", "score": 6}]"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let written: Vec<_> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].clone())
+        .collect();
+    assert_eq!(written, vec![json!(105), json!(106)]);
+    // Other keys are another shape: the missing column takes its default.
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 107}"#);
+    assert_json(
+        &r,
+        201,
+        json!([{"id": 107, "title": "untitled", "score": null}]),
+    );
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 108}"#);
+    assert_json(
+        &r,
+        201,
+        json!([{"id": 108, "title": "untitled", "score": null}]),
+    );
+    let r = post(
+        &s,
+        "/tpl_posts?select=id",
+        rep,
+        r#"{"id": 109, "title": "g"}"#,
+    );
+    assert_json(&r, 201, json!([{"id": 109}]));
+    // Without a representation, and with its Location.
+    let r = post(
+        &s,
+        "/tpl_posts",
+        "return=minimal",
+        r#"{"id": 110, "title": "h"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body, "");
+    let r = post(
+        &s,
+        "/tpl_posts",
+        "return=headers-only",
+        r#"{"id": 111, "title": "i"}"#,
+    );
+    assert_eq!(r.header("Location"), Some("/tpl_posts?id=eq.111"));
+    let r = post(
+        &s,
+        "/tpl_posts",
+        "return=headers-only",
+        r#"{"id": 112, "title": "j"}"#,
+    );
+    assert_eq!(r.header("Location"), Some("/tpl_posts?id=eq.112"));
+    let rows = common::sql_rows(
+        "SELECT id, title FROM test_api.tpl_posts WHERE id BETWEEN 101 AND 112 ORDER BY id",
+    );
+    let titles = [
+        "a",
+        "b \"quoted\"",
+        "c",
+        "d",
+        "e",
+        "f",
+        "untitled",
+        "untitled",
+        "g",
+        "h",
+        "i",
+        "j",
+    ];
+    let expected: Vec<_> = (101..=112)
+        .zip(titles)
+        .map(|(id, title)| json!({"id": id, "title": title}))
+        .collect();
+    assert_eq!(rows, json!(expected));
+}
+
+#[test]
+fn an_insert_of_a_known_shape_still_fails_as_it_should() {
+    let s = server();
+    let rep = "return=representation";
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 201, "score": 1}"#);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 201, "score": 2}"#);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()["code"], "23505");
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 202, "score": -1}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "23514");
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 203, "score": "#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST102");
+    let r = post(
+        &s,
+        "/tpl_posts",
+        rep,
+        r#"[{"id": 204, "score": 1}, {"id": 205}]"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 206, "nope": 1}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST204");
+    let r = post(&s, "/tpl_posts", rep, r#"{"id": 207, "score": 3}"#);
+    assert_json(
+        &r,
+        201,
+        json!([{"id": 207, "title": "untitled", "score": 3}]),
+    );
+    let n = common::sql_rows(
+        "SELECT count(*) AS n FROM test_api.tpl_posts WHERE id BETWEEN 202 AND 206",
+    );
+    assert_eq!(n, json!([{"n": 0}]));
+}
+
+#[test]
+fn upserts_of_one_shape_merge_their_own_payloads() {
+    let s = server();
+    let prefer = "return=representation, resolution=merge-duplicates";
+    for (title, status) in [("first", 201), ("second", 200), ("third", 200)] {
+        let body = json!({"id": 301, "title": title}).to_string();
+        let r = post(&s, "/tpl_posts", prefer, &body);
+        assert_eq!(r.status, status, "{title}: {}", r.body);
+        assert_eq!(
+            r.json(),
+            json!([{"id": 301, "title": title, "score": null}])
+        );
+        assert!(r
+            .header("Preference-Applied")
+            .unwrap_or("")
+            .contains("resolution=merge-duplicates"));
+    }
 }

@@ -11,7 +11,7 @@ use hyper::header::HeaderValue;
 use hyper::{header, HeaderMap, Request, Response};
 
 use super::response::{error_response, set, set_header, set_static, Resp, CONTENT_PROFILE};
-use super::templates::{Known, ReadShape};
+use super::templates::{InsertShape, Known, ReadShape};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Limits, Snapshot};
 use crate::request::{self, Method};
@@ -170,7 +170,15 @@ async fn respond(
     // Shared with the request, not copied: the read shape borrows its query string.
     let uri = req.uri().clone();
     let shape = read_shape(req.method(), &uri, req.headers());
-    let known = shape.as_ref().map_or(Known::Unknown, |s| snap.reads.get(s));
+    let insert_shape = InsertShape::of(
+        req.method(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        req.headers(),
+    );
+    let known = shape
+        .as_ref()
+        .map_or(Known::Unknown, |s| snap.reads.get(s.key()));
     let api = time(Stage::Parse, || {
         let method = req.method().as_str();
         match &known {
@@ -211,9 +219,11 @@ async fn respond(
         identity: identity.as_ref(),
         resolved: &resolved,
     };
-    let mut r = match &shape {
-        Some(shape) => run.read_templated(shape, &known, body).await?,
-        None => run.plan(run.planned(&api, body)?).await?,
+    let insert = matches!(api.action, request::Action::Mutate { .. }) && api.method == Method::Post;
+    let mut r = match (&shape, insert_shape.filter(|_| insert)) {
+        (Some(shape), _) => run.read_templated(shape, &known, body).await?,
+        (None, Some(insert_shape)) => run.insert_templated(&insert_shape, body).await?,
+        (None, None) => run.plan(run.planned(&api, body)?).await?,
     };
     // With several schemas, a response says which one it came from.
     if resolved.profiled {

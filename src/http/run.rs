@@ -5,13 +5,16 @@ use bytes::Bytes;
 
 use super::body::ApiBody;
 use super::response::*;
-use super::templates::{self, Known, ReadFacts, ReadShape, Rendering, Template};
+use super::templates::{
+    self, InsertShape, Known, ReadFacts, ReadShape, ReadTemplate, Rendering, WriteFacts,
+};
 use crate::auth::Identity;
 use crate::db;
 use crate::db::replicas::{self, Lsn};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Snapshot};
 use crate::plan::{self, CallPlan, MutatePlan, Plan, ReadPlan, Resolved, RootPlan};
+use crate::request::payload::Payload;
 use crate::request::prefer::Resolution;
 use crate::request::{ApiRequest, CountPref, Method, PlanRequest};
 use crate::schema::routines::Returns;
@@ -99,7 +102,7 @@ impl<'r> Run<'r> {
     pub async fn read_templated(
         &self,
         shape: &ReadShape<'_>,
-        known: &Known,
+        known: &Known<ReadTemplate>,
         body: Option<Bytes>,
     ) -> Result<Resp, ApiError> {
         let learnable = matches!(self.api.action, crate::request::Action::Read { .. })
@@ -118,7 +121,9 @@ impl<'r> Run<'r> {
                 let (main, facts) = time(Stage::Plan, || {
                     (sql::read_statement(&plan), ReadFacts::of(&plan))
                 });
-                self.snap.reads.put(shape, self.learn(shape, &main, &facts));
+                self.snap
+                    .reads
+                    .put(shape.key(), self.learn(shape, &main, &facts));
                 let count =
                     counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
                 self.read_statement(&main, count.as_ref(), &facts).await
@@ -138,7 +143,12 @@ impl<'r> Run<'r> {
     }
 
     /// The template of a read's shape, from its statement and a probe's.
-    fn learn(&self, shape: &ReadShape, main: &Statement, facts: &ReadFacts) -> Option<Template> {
+    fn learn(
+        &self,
+        shape: &ReadShape,
+        main: &Statement,
+        facts: &ReadFacts,
+    ) -> Option<ReadTemplate> {
         let mut probe_api = self.api.clone();
         let probe_query = shape.probe_query();
         probe_api.query = crate::request::parse_query_for(&probe_query, false).ok()?;
@@ -222,6 +232,88 @@ impl<'r> Run<'r> {
     async fn write(&self, mut plan: MutatePlan<'_>) -> Result<Resp, ApiError> {
         // The payload moves into the statement's parameters.
         let statement = time(Stage::Plan, || sql::mutate_statement(&mut plan));
+        self.write_statement(statement, &WriteFacts::of(&plan))
+            .await
+    }
+
+    /// An insert through the snapshot's templates: its payload parsed, a known shape
+    /// (with those keys) binds the payload into its statement; an unknown one is planned
+    /// and learnt from a second planning with a sentinel payload (see `templates`).
+    pub async fn insert_templated(
+        &self,
+        shape: &InsertShape,
+        body: Option<Bytes>,
+    ) -> Result<Resp, ApiError> {
+        let api = self.api;
+        let payload = time(Stage::Plan, || {
+            plan::mutate::payload(api, body.unwrap_or_default())
+        })?;
+        let Some(payload) = payload else {
+            return self.write(self.mutate_planned(None)?).await;
+        };
+        let Some(key) = shape.key_with(&payload.keys) else {
+            return self.write(self.mutate_planned(Some(payload))?).await;
+        };
+        let learnable = self.resolved.negotiated.explain.is_none();
+        match self.snap.inserts.get(&key) {
+            Known::Template(t) => {
+                let statement = time(Stage::Plan, || t.statement(payload.json));
+                self.write_statement(statement, &t.facts).await
+            }
+            Known::Unknown if learnable => {
+                let probe_payload = Payload {
+                    json: templates::PAYLOAD_SENTINEL.to_string(),
+                    keys: payload.keys.clone(),
+                };
+                let text = payload.json.clone();
+                let mut plan = self.mutate_planned(Some(payload))?;
+                let facts = WriteFacts::of(&plan);
+                let statement = time(Stage::Plan, || sql::mutate_statement(&mut plan));
+                let template = self
+                    .mutate_planned(Some(probe_payload))
+                    .ok()
+                    .and_then(|mut p| {
+                        let probe = sql::mutate_statement(&mut p);
+                        let probe_facts = WriteFacts::of(&p);
+                        templates::learn_insert((&statement, &facts), (&probe, &probe_facts), &text)
+                    });
+                self.snap.inserts.put(&key, template);
+                self.write_statement(statement, &facts).await
+            }
+            Known::Unknown | Known::NotTemplatable => {
+                self.write(self.mutate_planned(Some(payload))?).await
+            }
+        }
+    }
+
+    /// The plan of a write with its payload parsed.
+    fn mutate_planned(&self, payload: Option<Payload>) -> Result<MutatePlan<'r>, ApiError> {
+        let crate::request::Action::Mutate { relation } = &self.api.action else {
+            return Err(ApiError::Internal("an insert shape without a write".into()));
+        };
+        let snap = self.snap;
+        let neg = &self.resolved.negotiated;
+        let config = plan::PlanConfig::of(&snap.config);
+        time(Stage::Plan, || {
+            let schema = self.resolved.schema.as_str();
+            plan::mutate::mutate_plan(
+                self.api,
+                neg,
+                &snap.schema,
+                schema,
+                relation,
+                payload,
+                &config,
+            )
+        })
+    }
+
+    /// Runs a write's statement and answers.
+    async fn write_statement(
+        &self,
+        statement: Statement,
+        facts: &WriteFacts,
+    ) -> Result<Resp, ApiError> {
         if let Some(explain) = &self.resolved.negotiated.explain {
             return self.explain(explain, &statement, false).await;
         }
@@ -232,7 +324,7 @@ impl<'r> Run<'r> {
         let strict_max = api.prefs.max_affected.filter(|_| {
             api.prefs.strict == Some(true) && matches!(api.method, Method::Patch | Method::Delete)
         });
-        let is_put = matches!(plan.kind, plan::MutationKind::Put { .. });
+        let is_put = facts.is_put;
         // A write that nothing can refuse afterwards commits in the same round trip.
         let (out, lsn) = if commit && !singular && strict_max.is_none() && !is_put {
             self.committed(&env, &statement, true).await?
@@ -246,7 +338,7 @@ impl<'r> Run<'r> {
             })
             .await?
         };
-        self.written(&plan, out).map(|r| with_lsn(r, lsn))
+        self.written(facts, out).map(|r| with_lsn(r, lsn))
     }
 
     /// Where a statement that only reads runs: `None` on the primary (no replicas
@@ -290,16 +382,16 @@ impl<'r> Run<'r> {
     }
 
     /// The response to a write's outcome.
-    fn written(&self, plan: &MutatePlan, out: db::Outcome) -> Result<Resp, ApiError> {
+    fn written(&self, facts: &WriteFacts, out: db::Outcome) -> Result<Resp, ApiError> {
         let api = self.api;
         let n = out.page_total;
         let total = match api.prefs.count {
             Some(_) => n.to_string(),
             None => "*".to_string(),
         };
-        let mut r = if plan.representation {
+        let mut r = if facts.representation {
             let neg = &self.resolved.negotiated;
-            let status = write_status(api, plan, &out);
+            let status = write_status(api, facts, &out);
             rows_response(
                 status,
                 out.body.clone(),
@@ -308,7 +400,7 @@ impl<'r> Run<'r> {
                 neg.aggregate.as_ref(),
             )
         } else {
-            body_response(write_status(api, plan, &out), Bytes::new(), false)
+            body_response(write_status(api, facts, &out), Bytes::new(), false)
         };
         match api.method {
             Method::Patch if n > 0 => set_header(
@@ -319,15 +411,14 @@ impl<'r> Run<'r> {
             Method::Put => {}
             _ => set_header(&mut r, hyper::header::CONTENT_RANGE, &format!("*/{total}")),
         }
-        if plan.location {
-            if let Some(loc) = location(&plan.table.name, &out.body) {
+        if facts.location {
+            if let Some(loc) = location(&facts.table_name, &out.body) {
                 set_header(&mut r, hyper::header::LOCATION, &loc);
             }
         }
-        let resolution = matches!(&plan.kind, plan::MutationKind::Insert { conflict: Some(_) });
         finish_response(
             r,
-            preference_applied(api, resolution, self.resolved.tx.overridable),
+            preference_applied(api, facts.upsert, self.resolved.tx.overridable),
             out.response_headers.as_deref(),
             out.response_status.as_deref(),
         )
@@ -492,14 +583,14 @@ fn with_lsn(mut r: Resp, lsn: Option<Lsn>) -> Resp {
 
 /// PostgREST answers a POST 200 only when merge-duplicates inserted nothing (every row
 /// updated, or none given); ignore-duplicates that skipped every row is still 201.
-fn write_status(api: &ApiRequest, plan: &MutatePlan, out: &db::Outcome) -> u16 {
+fn write_status(api: &ApiRequest, facts: &WriteFacts, out: &db::Outcome) -> u16 {
     let inserted_any = out.inserted.is_none_or(|i| i > 0);
     let merged_only = !inserted_any && api.prefs.resolution == Some(Resolution::MergeDuplicates);
     match api.method {
         Method::Post if !merged_only => 201,
-        Method::Put if plan.representation && inserted_any => 201,
+        Method::Put if facts.representation && inserted_any => 201,
         Method::Post => 200,
-        _ if plan.representation => 200,
+        _ if facts.representation => 200,
         _ => 204,
     }
 }

@@ -24,7 +24,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use hyper::header::{HeaderMap, HeaderName, ACCEPT, RANGE};
+use hyper::header::{HeaderMap, HeaderName, ACCEPT, CONTENT_TYPE, RANGE};
 use sieve_cache::SieveCache;
 
 use crate::plan::Resolved;
@@ -84,7 +84,7 @@ impl ReadFacts {
 
 /// A read's statement with its values taken out.
 #[derive(Debug)]
-pub struct Template {
+pub struct ReadTemplate {
     statement: Statement,
     /// (parameter index, value index): the parameters bound per request.
     bound: Vec<(usize, usize)>,
@@ -125,7 +125,7 @@ fn canonical_parts(probe_query: &str) -> Option<Vec<Part>> {
     Some(parts)
 }
 
-impl Template {
+impl ReadTemplate {
     /// Content-Location's canonical query for these values, when the template can make
     /// it; never for a value holding NUL, which parsing refuses.
     pub fn canonical(&self, values: &[Cow<str>]) -> Option<String> {
@@ -205,6 +205,10 @@ impl<'q> ReadShape<'q> {
         (key.len() <= MAX_KEY_BYTES).then_some(ReadShape { key, values, query })
     }
 
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     pub fn values(&self) -> &[Cow<'q, str>] {
         &self.values
     }
@@ -235,6 +239,7 @@ impl<'q> ReadShape<'q> {
 }
 
 const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
+const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
 
 /// Every value of a header, each ended by NUL (a missing header writes nothing, so it
 /// differs from an empty one only in the next separator).
@@ -286,7 +291,7 @@ pub fn learn(
     shape: &ReadShape,
     probe_query: &str,
     resolved: &Resolved,
-) -> Option<Template> {
+) -> Option<ReadTemplate> {
     let values = shape.values();
     let (real_facts, probe_facts) = (real.facts, probe.facts);
     let (real, probe) = (real.statement, probe.statement);
@@ -316,7 +321,7 @@ pub fn learn(
     if used.contains(&false) {
         return None;
     }
-    Some(Template {
+    Some(ReadTemplate {
         statement: real.clone(),
         bound,
         facts: real_facts.clone(),
@@ -325,39 +330,176 @@ pub fn learn(
     })
 }
 
-/// A snapshot's templates; `None` marks a shape that is not templatable.
-pub struct ReadTemplates(
-    Mutex<SieveCache<String, Option<Arc<Template>>, foldhash::fast::RandomState>>,
-);
+/// What a write's response needs of its plan once the statement is rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteFacts {
+    pub is_put: bool,
+    pub representation: bool,
+    pub location: bool,
+    /// An insert resolving conflicts (Preference-Applied names the resolution).
+    pub upsert: bool,
+    pub table_name: String,
+}
+
+impl WriteFacts {
+    pub fn of(plan: &crate::plan::MutatePlan) -> WriteFacts {
+        use crate::plan::MutationKind;
+        WriteFacts {
+            is_put: matches!(plan.kind, MutationKind::Put { .. }),
+            representation: plan.representation,
+            location: plan.location,
+            upsert: matches!(&plan.kind, MutationKind::Insert { conflict: Some(_) }),
+            table_name: plan.table.name.clone(),
+        }
+    }
+}
+
+/// The shape of a POST that may be an insert: method, path, the query string verbatim,
+/// Accept, Content-Profile, Content-Type and Prefer; the payload's keys complete it once
+/// the body is parsed ([`InsertShape::key_with`]). Planning and rendering an insert read
+/// nothing else of the request, and its payload only becomes one bind parameter, which
+/// [`learn_insert`] checks as [`learn`] does for reads.
+pub struct InsertShape {
+    key: String,
+}
+
+/// The payload a probe plans with: not JSON, so no client payload the planner parsed
+/// can be equal to it.
+pub const PAYLOAD_SENTINEL: &str = "\u{1}payload\u{1}";
+
+impl InsertShape {
+    pub fn of(
+        method: &hyper::Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+    ) -> Option<Self> {
+        if *method != hyper::Method::POST || path == "/" || path.starts_with("/rpc/") {
+            return None;
+        }
+        let mut key = String::with_capacity(path.len() + query.len() + 64);
+        for part in [path, "\0", query, "\0"] {
+            key.push_str(part);
+        }
+        for name in [
+            &ACCEPT,
+            &CONTENT_PROFILE,
+            &CONTENT_TYPE,
+            &crate::request::PREFER,
+        ] {
+            push_header(&mut key, headers, name);
+        }
+        (key.len() <= MAX_KEY_BYTES).then_some(InsertShape { key })
+    }
+
+    /// The key of this shape with a payload of these keys, each written with its length
+    /// (a key may hold any character).
+    pub fn key_with(&self, keys: &[String]) -> Option<String> {
+        let mut key = String::with_capacity(self.key.len() + keys.len() * 16);
+        key.push_str(&self.key);
+        for k in keys {
+            key.push_str(itoa::Buffer::new().format(k.len()));
+            key.push(':');
+            key.push_str(k);
+        }
+        (key.len() <= MAX_KEY_BYTES).then_some(key)
+    }
+}
+
+/// An insert's statement with its payload taken out.
+#[derive(Debug)]
+pub struct InsertTemplate {
+    statement: Statement,
+    payload_param: usize,
+    pub facts: WriteFacts,
+}
+
+impl InsertTemplate {
+    /// The statement for a payload of this shape.
+    pub fn statement(&self, payload: String) -> Statement {
+        let mut statement = self.statement.clone();
+        statement.params[self.payload_param] = payload;
+        statement
+    }
+}
+
+/// Learns an insert's template from its rendering and a probe's (the same request with
+/// [`PAYLOAD_SENTINEL`] for its payload text, `payload`): `None` unless they differ only
+/// in that one parameter.
+pub fn learn_insert(
+    real: (&Statement, &WriteFacts),
+    probe: (&Statement, &WriteFacts),
+    payload: &str,
+) -> Option<InsertTemplate> {
+    let ((real, real_facts), (probe, probe_facts)) = (real, probe);
+    if real.sql != probe.sql
+        || real.sql.len() > MAX_SQL_BYTES
+        || real.shape != probe.shape
+        || real.params.len() != probe.params.len()
+        || real_facts != probe_facts
+    {
+        return None;
+    }
+    let mut payload_param = None;
+    for (i, (r, p)) in real.params.iter().zip(&probe.params).enumerate() {
+        match (p == PAYLOAD_SENTINEL, r == payload) {
+            (true, true) if payload_param.is_none() => payload_param = Some(i),
+            (false, _) if r == p => {}
+            _ => return None,
+        }
+    }
+    let payload_param = payload_param?;
+    let mut params = Vec::with_capacity(real.params.len());
+    for (i, p) in real.params.iter().enumerate() {
+        params.push(if i == payload_param {
+            String::new()
+        } else {
+            p.clone()
+        });
+    }
+    Some(InsertTemplate {
+        statement: Statement {
+            sql: real.sql.clone(),
+            params,
+            shape: real.shape,
+        },
+        payload_param,
+        facts: real_facts.clone(),
+    })
+}
+
+/// A snapshot's templates of one kind by shape key; `None` marks a shape that is not
+/// templatable.
+pub struct Templates<T>(Mutex<SieveCache<String, Option<Arc<T>>, foldhash::fast::RandomState>>);
 
 /// What the cache knows of a shape.
-pub enum Known {
-    Template(Arc<Template>),
+pub enum Known<T> {
+    Template(Arc<T>),
     NotTemplatable,
     Unknown,
 }
 
-impl Default for ReadTemplates {
+impl<T> Default for Templates<T> {
     fn default() -> Self {
         let cache =
             SieveCache::new_with_hasher(CAPACITY, Default::default()).expect("a non-zero capacity");
-        ReadTemplates(Mutex::new(cache))
+        Templates(Mutex::new(cache))
     }
 }
 
-impl ReadTemplates {
-    pub fn get(&self, shape: &ReadShape) -> Known {
+impl<T> Templates<T> {
+    pub fn get(&self, key: &str) -> Known<T> {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.get(shape.key.as_str()) {
+        match cache.get(key) {
             Some(Some(t)) => Known::Template(t.clone()),
             Some(None) => Known::NotTemplatable,
             None => Known::Unknown,
         }
     }
 
-    pub fn put(&self, shape: &ReadShape, template: Option<Template>) {
+    pub fn put(&self, key: &str, template: Option<T>) {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cache.insert(shape.key.clone(), template.map(Arc::new));
+        cache.insert(key.to_string(), template.map(Arc::new));
     }
 }
 
@@ -438,6 +580,60 @@ mod tests {
             canonical_parts("id=gt.%011%01&id=lt.%012%01").is_none(),
             "a repeated key"
         );
+    }
+
+    #[test]
+    fn payload_keys_complete_an_insert_key_unambiguously() {
+        let post = |headers: &HeaderMap| {
+            InsertShape::of(&hyper::Method::POST, "/items", "", headers).unwrap()
+        };
+        let shape = post(&HeaderMap::new());
+        let split = shape.key_with(&["a".into(), "b".into()]).unwrap();
+        let joined = shape.key_with(&["a1:b".into()]).unwrap();
+        assert_ne!(split, joined);
+        assert_ne!(split, shape.key_with(&["a".into()]).unwrap());
+        let mut csv = HeaderMap::new();
+        csv.insert(CONTENT_TYPE, "text/csv".parse().unwrap());
+        assert_ne!(
+            split,
+            post(&csv).key_with(&["a".into(), "b".into()]).unwrap()
+        );
+        assert!(InsertShape::of(&hyper::Method::PATCH, "/items", "", &HeaderMap::new()).is_none());
+        assert!(InsertShape::of(&hyper::Method::POST, "/rpc/f", "", &HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn an_insert_template_takes_only_the_payload_out() {
+        let statement = |payload: &str, limit: &str| Statement {
+            sql: "INSERT ... $1 ... LIMIT $2".into(),
+            params: vec![payload.into(), limit.into()],
+            shape: crate::sql::RowShape::Rows,
+        };
+        let facts = WriteFacts {
+            is_put: false,
+            representation: true,
+            location: false,
+            upsert: false,
+            table_name: "items".into(),
+        };
+        let real = statement(r#"{"a":1}"#, "10");
+        let probe = statement(PAYLOAD_SENTINEL, "10");
+        let t = learn_insert((&real, &facts), (&probe, &facts), r#"{"a":1}"#).unwrap();
+        assert_eq!(
+            t.statement(r#"{"a":2}"#.into()).params,
+            vec![r#"{"a":2}"#, "10"]
+        );
+        let moved = statement(PAYLOAD_SENTINEL, "11");
+        assert!(learn_insert((&real, &facts), (&moved, &facts), r#"{"a":1}"#).is_none());
+        let twice = Statement {
+            params: vec![PAYLOAD_SENTINEL.into(), PAYLOAD_SENTINEL.into()],
+            ..probe.clone()
+        };
+        let real_twice = Statement {
+            params: vec![r#"{"a":1}"#.into(), r#"{"a":1}"#.into()],
+            ..real.clone()
+        };
+        assert!(learn_insert((&real_twice, &facts), (&twice, &facts), r#"{"a":1}"#).is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigSource};
 use crate::db;
-use crate::http::templates::ReadTemplates;
+use crate::http::templates::{InsertTemplate, ReadTemplate, Templates};
 use crate::schema::SchemaCache;
 
 /// What one request works with from start to end: the configuration, the JWT verifier
@@ -20,7 +20,9 @@ pub struct Snapshot {
     pub auth: Option<Arc<Authenticator>>,
     pub schema: Arc<SchemaCache>,
     /// Read statements by request shape, learnt against this snapshot.
-    pub reads: ReadTemplates,
+    pub reads: Templates<ReadTemplate>,
+    /// Insert statements by request shape and payload keys.
+    pub inserts: Templates<InsertTemplate>,
 }
 
 /// What one client may take of the server, fixed at start-up.
@@ -91,7 +93,8 @@ impl AppState {
             config: now.config.clone(),
             auth: now.auth.clone(),
             schema: schema.clone(),
-            reads: ReadTemplates::default(),
+            reads: Templates::default(),
+            inserts: Templates::default(),
         });
     }
 
@@ -102,7 +105,8 @@ impl AppState {
             config: config.clone(),
             auth: auth.clone(),
             schema: now.schema.clone(),
-            reads: ReadTemplates::default(),
+            reads: Templates::default(),
+            inserts: Templates::default(),
         });
     }
 }
