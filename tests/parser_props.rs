@@ -281,8 +281,7 @@ proptest! {
     #[test]
     fn lsn_values(text in ".{0,40}", lsn in any::<u64>(), hex in "[0-9a-fA-F]{1,8}/[0-9a-fA-F]{1,8}") {
         use pgrest::db::replicas::{wanted_lsn, Lsn};
-        let pairs = vec![("x-pgrst-lsn".to_string(), text.clone())];
-        match wanted_lsn(&pairs, &[]) {
+        match wanted_lsn(Some(&text), &[]) {
             Ok(got) => prop_assert_eq!(got, Lsn::parse(text.trim())),
             Err(e) => prop_assert_eq!(e.code(), "PGRST100"),
         }

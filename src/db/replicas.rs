@@ -20,7 +20,7 @@ use crate::sql::{Envelope, Statement};
 
 /// The request header (and cookie) that carries a write's commit LSN back to a read.
 pub const LSN_HEADER: &str = "X-Pgrst-Lsn";
-const LSN_HEADER_LOWER: &str = "x-pgrst-lsn";
+pub const LSN_HEADER_LOWER: &str = "x-pgrst-lsn";
 pub const LSN_COOKIE: &str = "pgrst_lsn";
 
 /// A WAL position, PostgreSQL's `pg_lsn`: two hexadecimal numbers of at most 8 digits,
@@ -49,19 +49,15 @@ impl std::fmt::Display for Lsn {
 /// The LSN a read asks for: the X-Pgrst-Lsn header, else the pgrst_lsn cookie. A value
 /// that is not an LSN is the client's mistake: 400 PGRST100, like any unparsable input.
 pub fn wanted_lsn(
-    headers: &[(String, String)],
+    header: Option<&str>,
     cookies: &[(String, String)],
 ) -> Result<Option<Lsn>, ApiError> {
-    let given = headers
-        .iter()
-        .find(|(k, _)| k == LSN_HEADER_LOWER)
-        .map(|(_, v)| (LSN_HEADER, v))
-        .or_else(|| {
-            cookies
-                .iter()
-                .find(|(k, _)| k == LSN_COOKIE)
-                .map(|(_, v)| ("the pgrst_lsn cookie", v))
-        });
+    let given = header.map(|v| (LSN_HEADER, v)).or_else(|| {
+        cookies
+            .iter()
+            .find(|(k, _)| k == LSN_COOKIE)
+            .map(|(_, v)| ("the pgrst_lsn cookie", v.as_str()))
+    });
     let Some((source, value)) = given else {
         return Ok(None);
     };
@@ -580,12 +576,11 @@ mod tests {
 
     #[test]
     fn the_header_wins_over_the_cookie_and_a_bad_value_is_a_parse_error() {
-        let header = pairs(&[("x-pgrst-lsn", "0/10")]);
         let cookie = pairs(&[("pgrst_lsn", "0/20")]);
-        assert_eq!(wanted_lsn(&header, &cookie).unwrap(), Some(Lsn(0x10)));
-        assert_eq!(wanted_lsn(&[], &cookie).unwrap(), Some(Lsn(0x20)));
-        assert_eq!(wanted_lsn(&[], &[]).unwrap(), None);
-        let bad = wanted_lsn(&pairs(&[("x-pgrst-lsn", "0/1; drop")]), &[]).unwrap_err();
+        assert_eq!(wanted_lsn(Some("0/10"), &cookie).unwrap(), Some(Lsn(0x10)));
+        assert_eq!(wanted_lsn(None, &cookie).unwrap(), Some(Lsn(0x20)));
+        assert_eq!(wanted_lsn(None, &[]).unwrap(), None);
+        let bad = wanted_lsn(Some("0/1; drop"), &[]).unwrap_err();
         assert_eq!((bad.status(), bad.code().as_str()), (400, "PGRST100"));
     }
 

@@ -350,7 +350,8 @@ impl<'r> Run<'r> {
         if self.state.replicas.is_empty() || primary_only {
             return Ok(None);
         }
-        replicas::wanted_lsn(&self.api.headers, &self.api.cookies).map(Some)
+        let header = self.api.headers.get(replicas::LSN_HEADER_LOWER);
+        replicas::wanted_lsn(header, &self.api.cookies).map(Some)
     }
 
     /// A statement committed with everything else in one round trip; with replicas, one

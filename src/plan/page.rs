@@ -71,7 +71,7 @@ mod tests {
             prefs: Default::default(),
             range,
             path: "/t".into(),
-            headers: vec![],
+            headers: Default::default(),
             cookies: vec![],
             profile: None,
             authorization: None,

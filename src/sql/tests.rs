@@ -39,7 +39,7 @@ fn request(query: &str) -> ApiRequest {
         prefs: Default::default(),
         range: None,
         path: "/items".into(),
-        headers: vec![],
+        headers: Default::default(),
         cookies: vec![],
         profile: None,
         authorization: None,
