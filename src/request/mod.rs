@@ -311,10 +311,12 @@ pub struct HeaderPairs(Vec<(HeaderName, hyper::header::HeaderValue)>);
 
 impl HeaderPairs {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        // Only values that are text are kept.
-        self.0
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or_default()))
+        // Only values that are text (visible ASCII) are kept, so they are UTF-8, which
+        // is checked a word at a time where to_str checks them byte by byte.
+        self.0.iter().map(|(name, value)| {
+            let text = std::str::from_utf8(value.as_bytes()).unwrap_or_default();
+            (name.as_str(), text)
+        })
     }
 
     /// The first value of a header by its lower-case name.
