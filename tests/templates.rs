@@ -1,7 +1,8 @@
-//! Read templates (http::templates): a read whose shape was seen before binds its own
-//! values into the statement learnt for that shape. Each test sends several requests of
-//! one shape with different values, so a value kept from an earlier request, a constant
-//! taken for a value or a stale template after a reload shows up as a wrong answer.
+//! Templates (http::templates): a read or insert whose shape was seen before binds its
+//! own values into the statement learnt for that shape (learnt at its second request,
+//! used from its third). Each test sends at least three requests of a shape with
+//! different values, so a value kept from an earlier request, a constant taken for a
+//! value or a stale template after a reload shows up as a wrong answer.
 
 mod common;
 
@@ -32,6 +33,11 @@ fn fixtures() {
              CREATE TABLE test_api.tpl_reload (id integer PRIMARY KEY, a text);
              INSERT INTO test_api.tpl_reload VALUES (1, 'one'), (2, 'two');
              GRANT SELECT ON test_api.tpl_reload TO test_anon;
+             CREATE TABLE test_api.tpl_reload_kids (
+               id integer PRIMARY KEY,
+               parent integer CONSTRAINT tpl_kid_parent REFERENCES test_api.tpl_reload);
+             INSERT INTO test_api.tpl_reload_kids VALUES (10, 1), (20, 2);
+             GRANT SELECT ON test_api.tpl_reload_kids TO test_anon;
              NOTIFY pgrst, 'reload schema';",
         );
     });
@@ -68,7 +74,7 @@ fn reads_of_one_shape_bind_their_own_values() {
         ));
         assert_eq!(ids(&r), ((lo + 1)..hi).collect::<Vec<i64>>(), "{lo}..{hi}");
     }
-    for id in [1, 19] {
+    for id in [1, 19, 5, 20] {
         let r = s.get(&format!("/tpl_items?id=not.lte.{id}&select=id&order=id"));
         assert_eq!(ids(&r), ((id + 1)..=22).collect::<Vec<i64>>());
     }
@@ -77,7 +83,9 @@ fn reads_of_one_shape_bind_their_own_values() {
 #[test]
 fn a_constant_equal_to_a_value_stays_a_constant() {
     let s = server();
-    // The limit 3 and the value 3 are both "3" in the first request's parameters.
+    let r = s.get("/tpl_items?id=gte.10&limit=3&order=id&select=id");
+    assert_eq!(ids(&r), vec![10, 11, 12]);
+    // Learnt here: the limit 3 and the value 3 are both "3" in its parameters.
     let r = s.get("/tpl_items?id=gte.3&limit=3&order=id&select=id");
     assert_eq!(ids(&r), vec![3, 4, 5]);
     let r = s.get("/tpl_items?id=gte.10&limit=3&order=id&select=id");
@@ -148,28 +156,37 @@ fn embeds_and_headers_follow_each_request() {
         assert_json(&r, 200, json!([{"id": item, "tpl_children": children}]));
     }
     let object = [("Accept", "application/vnd.pgrst.object+json")];
-    let r = s.get_with("/tpl_items?id=eq.4&select=id", &object);
-    assert_json(&r, 200, json!({"id": 4}));
+    for id in [4, 5, 6] {
+        let r = s.get_with(&format!("/tpl_items?id=eq.{id}&select=id"), &object);
+        assert_json(&r, 200, json!({"id": id}));
+    }
     let r = s.get_with("/tpl_items?id=eq.99&select=id", &object);
     assert_eq!(r.status, 406, "{}", r.body);
     assert_eq!(r.json()["code"], "PGRST116");
-    let r = s.get_with("/tpl_items?id=gt.4&select=id&order=id", &[("Range", "0-1")]);
-    assert_eq!(ids(&r), vec![5, 6]);
-    let r = s.get_with("/tpl_items?id=gt.4&select=id&order=id", &[("Range", "1-2")]);
-    assert_eq!(ids(&r), vec![6, 7]);
-    assert_eq!(r.header("Content-Range"), Some("1-2/*"));
-    let head = s.request("HEAD", "/tpl_items?id=eq.6&select=id", &[]);
-    assert_eq!(head.status, 200);
-    assert_eq!(head.body, "");
-    let r = s.get("/tpl_items?id=eq.6&select=id");
-    assert_json(&r, 200, json!([{"id": 6}]));
+    for (gt, range, expected) in [(4, "0-1", [5, 6]), (4, "1-2", [6, 7]), (9, "1-2", [11, 12])] {
+        let path = format!("/tpl_items?id=gt.{gt}&select=id&order=id");
+        let r = s.get_with(&path, &[("Range", range)]);
+        assert_eq!(ids(&r), expected.to_vec(), "{gt} {range}");
+        assert_eq!(r.header("Content-Range"), Some(&*format!("{range}/*")));
+    }
+    for id in [6, 7, 8] {
+        let head = s.request("HEAD", &format!("/tpl_items?id=eq.{id}&select=id"), &[]);
+        assert_eq!(head.status, 200);
+        assert_eq!(head.body, "");
+    }
+    for id in [6, 7, 8] {
+        let r = s.get(&format!("/tpl_items?id=eq.{id}&select=id"));
+        assert_json(&r, 200, json!([{"id": id}]));
+    }
 }
 
 #[test]
 fn a_template_does_not_outlive_a_schema_reload() {
     let s = server();
-    let r = s.get("/tpl_reload?select=a&id=eq.1");
-    assert_json(&r, 200, json!([{"a": "one"}]));
+    for _ in 0..3 {
+        let r = s.get("/tpl_reload?select=a&id=eq.1");
+        assert_json(&r, 200, json!([{"a": "one"}]));
+    }
     sql_exec(
         "ALTER TABLE test_api.tpl_reload RENAME COLUMN a TO b;
          NOTIFY pgrst, 'reload schema';",
@@ -182,13 +199,37 @@ fn a_template_does_not_outlive_a_schema_reload() {
     assert_eq!(r.json()["code"], "42703");
     let r = s.get("/tpl_reload?select=b&id=eq.2");
     assert_json(&r, 200, json!([{"b": "two"}]));
+    // A relationship that went away: a kept template would still join.
+    let embed = |id: i64| {
+        s.get(&format!(
+            "/tpl_reload?select=id,tpl_reload_kids(id)&id=eq.{id}"
+        ))
+    };
+    for id in [1, 2, 1] {
+        let r = embed(id);
+        assert_json(
+            &r,
+            200,
+            json!([{"id": id, "tpl_reload_kids": [{"id": id * 10}]}]),
+        );
+    }
+    sql_exec(
+        "ALTER TABLE test_api.tpl_reload_kids DROP CONSTRAINT tpl_kid_parent;
+         NOTIFY pgrst, 'reload schema';",
+    );
+    wait_for("the relationship to go", || embed(2).status == 400);
+    let r = embed(1);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST200");
 }
 
 #[test]
 fn a_known_shape_still_refuses_what_parsing_refuses() {
     let s = server();
-    let r = s.get("/tpl_items?name=eq.item%203&select=id");
-    assert_eq!(ids(&r), vec![3]);
+    for id in [3, 4, 5] {
+        let r = s.get(&format!("/tpl_items?name=eq.item%20{id}&select=id"));
+        assert_eq!(ids(&r), vec![id]);
+    }
     let nul = s.get("/tpl_items?name=eq.item%003&select=id");
     assert_eq!(nul.status, 400, "{}", nul.body);
     assert_eq!(nul.json()["code"], "PGRST100");
@@ -197,8 +238,10 @@ fn a_known_shape_still_refuses_what_parsing_refuses() {
     assert_eq!(fresh.status, 400, "{}", fresh.body);
     assert_eq!(nul.json()["message"], fresh.json()["message"]);
     let profiled = [("Accept-Profile", "test_api")];
-    let r = s.get_with("/tpl_items?id=eq.8&select=id", &profiled);
-    assert_eq!(ids(&r), vec![8]);
+    for id in [8, 9, 10] {
+        let r = s.get_with(&format!("/tpl_items?id=eq.{id}&select=id"), &profiled);
+        assert_eq!(ids(&r), vec![id]);
+    }
     let r = s.get_with(
         "/tpl_items?id=eq.8&select=id",
         &[("Accept-Profile", "nope")],
@@ -210,7 +253,7 @@ fn a_known_shape_still_refuses_what_parsing_refuses() {
 #[test]
 fn a_known_shape_answers_its_own_content_location() {
     let s = server();
-    for id in [5, 9] {
+    for id in [5, 9, 13, 17] {
         let r = s.get(&format!("/tpl_items?select=id&id=eq.{id}"));
         assert_json(&r, 200, json!([{"id": id}]));
         let location = format!("/tpl_items?id=eq.{id}&select=id");
@@ -230,6 +273,10 @@ fn a_known_shape_answers_its_own_content_location() {
     let r = s.get("/tpl_items?id=gt.5&id=gt.2&select=id");
     let location = "/tpl_items?id=gt.2&id=gt.5&select=id";
     assert_eq!(r.header("Content-Location"), Some(location));
+    let r = s.get("/tpl_items?id=gt.9&id=gt.4&select=id");
+    let location = "/tpl_items?id=gt.4&id=gt.9&select=id";
+    assert_eq!(r.header("Content-Location"), Some(location));
+    assert_eq!(ids(&r), (10..=22).collect::<Vec<i64>>());
 }
 
 fn post(s: &Server, path: &str, prefer: &str, body: &str) -> common::Reply {
@@ -284,12 +331,14 @@ fn inserts_of_one_shape_write_their_own_payloads() {
         201,
         json!([{"id": 107, "title": "untitled", "score": null}]),
     );
-    let r = post(&s, "/tpl_posts", rep, r#"{"id": 108}"#);
-    assert_json(
-        &r,
-        201,
-        json!([{"id": 108, "title": "untitled", "score": null}]),
-    );
+    for id in [108, 113] {
+        let r = post(&s, "/tpl_posts", rep, &json!({"id": id}).to_string());
+        assert_json(
+            &r,
+            201,
+            json!([{"id": id, "title": "untitled", "score": null}]),
+        );
+    }
     let r = post(
         &s,
         "/tpl_posts?select=id",
@@ -298,30 +347,22 @@ fn inserts_of_one_shape_write_their_own_payloads() {
     );
     assert_json(&r, 201, json!([{"id": 109}]));
     // Without a representation, and with its Location.
-    let r = post(
-        &s,
-        "/tpl_posts",
-        "return=minimal",
-        r#"{"id": 110, "title": "h"}"#,
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body, "");
-    let r = post(
-        &s,
-        "/tpl_posts",
-        "return=headers-only",
-        r#"{"id": 111, "title": "i"}"#,
-    );
-    assert_eq!(r.header("Location"), Some("/tpl_posts?id=eq.111"));
-    let r = post(
-        &s,
-        "/tpl_posts",
-        "return=headers-only",
-        r#"{"id": 112, "title": "j"}"#,
-    );
-    assert_eq!(r.header("Location"), Some("/tpl_posts?id=eq.112"));
+    for (id, title) in [(110, "h"), (114, "k"), (115, "l")] {
+        let body = json!({"id": id, "title": title}).to_string();
+        let r = post(&s, "/tpl_posts", "return=minimal", &body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert_eq!(r.body, "");
+    }
+    for (id, title) in [(111, "i"), (112, "j"), (116, "m")] {
+        let body = json!({"id": id, "title": title}).to_string();
+        let r = post(&s, "/tpl_posts", "return=headers-only", &body);
+        assert_eq!(
+            r.header("Location"),
+            Some(&*format!("/tpl_posts?id=eq.{id}"))
+        );
+    }
     let rows = common::sql_rows(
-        "SELECT id, title FROM test_api.tpl_posts WHERE id BETWEEN 101 AND 112 ORDER BY id",
+        "SELECT id, title FROM test_api.tpl_posts WHERE id BETWEEN 101 AND 116 ORDER BY id",
     );
     let titles = [
         "a",
@@ -336,8 +377,12 @@ fn inserts_of_one_shape_write_their_own_payloads() {
         "h",
         "i",
         "j",
+        "untitled",
+        "k",
+        "l",
+        "m",
     ];
-    let expected: Vec<_> = (101..=112)
+    let expected: Vec<_> = (101..=116)
         .zip(titles)
         .map(|(id, title)| json!({"id": id, "title": title}))
         .collect();

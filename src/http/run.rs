@@ -97,8 +97,9 @@ impl<'r> Run<'r> {
     }
 
     /// A table read through the snapshot's templates: a known shape binds its values
-    /// into its statement; an unknown one is planned, and learnt from a second planning
-    /// with its values replaced by sentinels (see `templates`).
+    /// into its statement; one seen once before is planned, and learnt from a second
+    /// planning with its values replaced by sentinels (see `templates`); a new one is
+    /// planned and noted.
     pub async fn read_templated(
         &self,
         shape: &ReadShape<'_>,
@@ -113,6 +114,10 @@ impl<'r> Run<'r> {
                 self.read_statement(&main, None, &t.facts).await
             }
             Known::Unknown if learnable => {
+                self.snap.reads.seen(shape.key());
+                self.plan(self.planned(self.api, body)?).await
+            }
+            Known::Seen if learnable => {
                 let Plan::Read(plan) = self.planned(self.api, body)? else {
                     return Err(ApiError::Internal(
                         "a table read without a read plan".into(),
@@ -128,7 +133,7 @@ impl<'r> Run<'r> {
                     counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
                 self.read_statement(&main, count.as_ref(), &facts).await
             }
-            Known::Unknown | Known::NotTemplatable => {
+            Known::Unknown | Known::Seen | Known::NotTemplatable => {
                 self.plan(self.planned(self.api, body)?).await
             }
         }
@@ -237,8 +242,9 @@ impl<'r> Run<'r> {
     }
 
     /// An insert through the snapshot's templates: its payload parsed, a known shape
-    /// (with those keys) binds the payload into its statement; an unknown one is planned
-    /// and learnt from a second planning with a sentinel payload (see `templates`).
+    /// (with those keys) binds the payload into its statement; one seen once before is
+    /// planned and learnt from a second planning with a sentinel payload (see
+    /// `templates`); a new one is planned and noted.
     pub async fn insert_templated(
         &self,
         shape: &InsertShape,
@@ -261,6 +267,10 @@ impl<'r> Run<'r> {
                 self.write_statement(statement, &t.facts).await
             }
             Known::Unknown if learnable => {
+                self.snap.inserts.seen(&key);
+                self.write(self.mutate_planned(Some(payload))?).await
+            }
+            Known::Seen if learnable => {
                 let probe_payload = Payload {
                     json: templates::PAYLOAD_SENTINEL.to_string(),
                     keys: payload.keys.clone(),
@@ -280,7 +290,7 @@ impl<'r> Run<'r> {
                 self.snap.inserts.put(&key, template);
                 self.write_statement(statement, &facts).await
             }
-            Known::Unknown | Known::NotTemplatable => {
+            Known::Unknown | Known::Seen | Known::NotTemplatable => {
                 self.write(self.mutate_planned(Some(payload))?).await
             }
         }

@@ -1,20 +1,23 @@
-//! Read templates: the statement a table read renders, kept per request shape so that
-//! the next read of the same shape binds its values instead of planning and rendering
-//! again.
+//! Templates: the statement a table read (or an insert) renders, kept per request shape
+//! so that the next request of the same shape binds its values instead of planning and
+//! rendering again.
 //!
-//! A shape is everything parsing, resolving and planning read except the values of
-//! simple comparison filters (`col=eq.5`, `col=not.lt.5`, ...): method, path, the rest
-//! of the query string verbatim, Accept, Accept-Profile, Prefer and Range. Resolving,
-//! planning and rendering are functions of the snapshot and of those, so a known shape
-//! also skips parsing its query string (but for Content-Location's canonical form) and
-//! resolving; each value only becomes one bind parameter
-//! (`sql`: "every client value is a bind parameter"). Rather than trust that, a
-//! template is learnt by planning the request a second time with each such value
-//! replaced by a sentinel: the template is kept only when both renderings have the same
-//! text and row shape, the same response facts, and every parameter either is a
-//! sentinel (then it is that value, bound per request) or is equal in both (a constant
-//! of the shape, such as a limit). A shape that fails the check is remembered as not
-//! templatable, so it is not probed again.
+//! A read's shape is everything parsing, resolving and planning read except the values
+//! of simple comparison filters (`col=eq.5`, `col=not.lt.5`, ...): method, path, the rest
+//! of the query string verbatim, Accept, Accept-Profile, Prefer and Range. A query string
+//! with other filters (`in`, `like`, `fts`, logic trees: values that would stay in the
+//! key, so shapes that rarely repeat) has no shape and is planned as before. Resolving,
+//! planning and rendering are functions of the snapshot and of the shape, so a known
+//! shape also skips parsing its query string (but for Content-Location's canonical form)
+//! and resolving; each value only becomes one bind parameter (`sql`: "every client value
+//! is a bind parameter"). Rather than trust that, a template is learnt by planning the
+//! request a second time with each such value replaced by a sentinel: the template is
+//! kept only when both renderings have the same text and row shape, the same response
+//! facts, and every parameter either is a sentinel (then it is that value, bound per
+//! request) or is equal in both (a constant of the shape, such as a limit). A shape that
+//! fails the check is remembered as not templatable, so it is not probed again. Learning
+//! waits for a shape's second request: the first is only noted, so shapes that never
+//! repeat cost a cache entry, not a second planning.
 //!
 //! The cache lives in the snapshot: a schema or configuration reload starts an empty one.
 //! Measured (callgrind, bench/instructions.sh): parsing the query string, resolving,
@@ -198,7 +201,9 @@ impl<'q> ReadShape<'q> {
                     key.push('\u{1}');
                     values.push(value);
                 }
-                None => key.push_str(piece),
+                None if is_structural(piece) => key.push_str(piece),
+                // A filter whose value would stay in the key: such shapes rarely repeat.
+                None => return None,
             }
             key.push('&');
         }
@@ -249,6 +254,32 @@ fn push_header(key: &mut String, headers: &HeaderMap, name: &HeaderName) {
         key.push_str(&String::from_utf8_lossy(value.as_bytes()));
         key.push('\0');
     }
+}
+
+/// Keys whose values shape the statement rather than fill it, kept in the key as they are
+/// (a last dotted segment, so `children.order` is one too).
+const STRUCTURAL_KEYS: [&str; 6] = [
+    "select",
+    "order",
+    "limit",
+    "offset",
+    "columns",
+    "on_conflict",
+];
+
+/// A piece kept verbatim in a shape's key: a structural parameter, a filter testing
+/// `is.` (null, not_null, true, false, unknown), or a piece without `=`, which the
+/// parser ignores.
+fn is_structural(piece: &str) -> bool {
+    let Some((key, value)) = piece.split_once('=') else {
+        return true;
+    };
+    let last = key.rsplit('.').next().unwrap_or(key);
+    STRUCTURAL_KEYS.contains(&last)
+        || value
+            .strip_prefix("not.")
+            .unwrap_or(value)
+            .starts_with("is.")
 }
 
 /// `key=[not.]op.value` with a verbatim operator: the piece up to the value, and the
@@ -468,14 +499,23 @@ pub fn learn_insert(
     })
 }
 
-/// A snapshot's templates of one kind by shape key; `None` marks a shape that is not
-/// templatable.
-pub struct Templates<T>(Mutex<SieveCache<String, Option<Arc<T>>, foldhash::fast::RandomState>>);
+/// A snapshot's templates of one kind by shape key. A shape is learnt the second time it
+/// is seen: one seen once is only marked, so requests whose shapes do not repeat (a
+/// changing offset, say) cost a cache entry rather than a second planning each.
+pub struct Templates<T>(Mutex<SieveCache<String, Entry<T>, foldhash::fast::RandomState>>);
+
+enum Entry<T> {
+    Seen,
+    Template(Arc<T>),
+    NotTemplatable,
+}
 
 /// What the cache knows of a shape.
 pub enum Known<T> {
     Template(Arc<T>),
     NotTemplatable,
+    /// Seen once before: learn it now.
+    Seen,
     Unknown,
 }
 
@@ -491,15 +531,30 @@ impl<T> Templates<T> {
     pub fn get(&self, key: &str) -> Known<T> {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match cache.get(key) {
-            Some(Some(t)) => Known::Template(t.clone()),
-            Some(None) => Known::NotTemplatable,
+            Some(Entry::Template(t)) => Known::Template(t.clone()),
+            Some(Entry::NotTemplatable) => Known::NotTemplatable,
+            Some(Entry::Seen) => Known::Seen,
             None => Known::Unknown,
         }
     }
 
+    /// Notes a shape seen for the first time.
+    pub fn seen(&self, key: &str) {
+        self.insert(key, Entry::Seen);
+    }
+
+    /// Keeps what was learnt of a shape: its template, or that it has none.
     pub fn put(&self, key: &str, template: Option<T>) {
+        let entry = match template {
+            Some(t) => Entry::Template(Arc::new(t)),
+            None => Entry::NotTemplatable,
+        };
+        self.insert(key, entry);
+    }
+
+    fn insert(&self, key: &str, entry: Entry<T>) {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cache.insert(key.to_string(), template.map(Arc::new));
+        cache.insert(key.to_string(), entry);
     }
 }
 
@@ -523,13 +578,25 @@ mod tests {
     }
 
     #[test]
-    fn other_operators_stay_in_the_key() {
-        let a = shape("name=like.a*").unwrap();
-        let b = shape("name=like.b*").unwrap();
-        assert_ne!(a.key, b.key);
-        assert!(a.values.is_empty());
-        let n = shape("id=not.gt.5").unwrap();
+    fn filters_with_other_operators_have_no_shape() {
+        for query in [
+            "name=like.a*",
+            "id=in.(1,2)",
+            "or=(id.eq.1,id.eq.2)",
+            "t=fts.x",
+        ] {
+            assert!(shape(query).is_none(), "{query}");
+        }
+        let n = shape("id=not.gt.5&gone=is.null&x=not.is.true").unwrap();
         assert_eq!(n.values, vec![Cow::Borrowed("5")]);
+        assert_ne!(
+            n.key,
+            shape("id=not.gt.5&gone=is.not_null&x=not.is.true")
+                .unwrap()
+                .key
+        );
+        let embed = shape("select=id,c(id)&c.order=id&c.limit=2&c.offset=1&id=eq.1").unwrap();
+        assert_eq!(embed.values, vec![Cow::Borrowed("1")]);
     }
 
     #[test]
