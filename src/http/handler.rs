@@ -169,13 +169,9 @@ async fn respond(
 ) -> Result<Resp, ApiError> {
     // Shared with the request, not copied: the read shape borrows its query string.
     let uri = req.uri().clone();
-    let shape = read_shape(req.method(), &uri, req.headers());
-    let insert_shape = InsertShape::of(
-        req.method(),
-        uri.path(),
-        uri.query().unwrap_or(""),
-        req.headers(),
-    );
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
+    let shape = ReadShape::of(req.method(), path, query, req.headers());
+    let insert_shape = InsertShape::of(req.method(), path, query, req.headers());
     let known = shape
         .as_ref()
         .map_or(Known::Unknown, |s| snap.reads.get(s.key()));
@@ -233,15 +229,6 @@ async fn respond(
         set_static(&mut r, hyper::header::VARY, VARY);
     }
     Ok(r)
-}
-
-/// The template shape of a request that may be a table read (see `templates`).
-fn read_shape<'q>(
-    method: &hyper::Method,
-    uri: &'q hyper::Uri,
-    headers: &HeaderMap,
-) -> Option<ReadShape<'q>> {
-    ReadShape::of(method, uri.path(), uri.query().unwrap_or(""), headers)
 }
 
 /// Reads a request body of at most `limits.max_body_size` bytes: a Content-Length over

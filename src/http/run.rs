@@ -91,9 +91,19 @@ impl<'r> Run<'r> {
         if let Some(explain) = &self.resolved.negotiated.explain {
             return self.explain(explain, &main, true).await;
         }
-        let count = counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
-        self.read_statement(&main, count.as_ref(), &ReadFacts::of(&plan))
+        self.read_rendered(&plan, &main, &ReadFacts::of(&plan))
             .await
+    }
+
+    /// Runs a read planned for this request, with the planner's count when it asks.
+    async fn read_rendered(
+        &self,
+        plan: &ReadPlan<'_>,
+        main: &Statement,
+        facts: &ReadFacts,
+    ) -> Result<Resp, ApiError> {
+        let count = counted_by_planner(plan.count).then(|| sql::planned_count_statement(plan));
+        self.read_statement(main, count.as_ref(), facts).await
     }
 
     /// A table read through the snapshot's templates: a known shape binds its values
@@ -129,9 +139,7 @@ impl<'r> Run<'r> {
                 self.snap
                     .reads
                     .put(shape.key(), self.learn(shape, &main, &facts));
-                let count =
-                    counted_by_planner(plan.count).then(|| sql::planned_count_statement(&plan));
-                self.read_statement(&main, count.as_ref(), &facts).await
+                self.read_rendered(&plan, &main, &facts).await
             }
             Known::Unknown | Known::Seen | Known::NotTemplatable => {
                 self.plan(self.planned(self.api, body)?).await
@@ -283,9 +291,15 @@ impl<'r> Run<'r> {
                     .mutate_planned(Some(probe_payload))
                     .ok()
                     .and_then(|mut p| {
-                        let probe = sql::mutate_statement(&mut p);
-                        let probe_facts = WriteFacts::of(&p);
-                        templates::learn_insert((&statement, &facts), (&probe, &probe_facts), &text)
+                        let real = Rendering {
+                            statement: &statement,
+                            facts: &facts,
+                        };
+                        let probe = Rendering {
+                            statement: &sql::mutate_statement(&mut p),
+                            facts: &WriteFacts::of(&p),
+                        };
+                        templates::learn_insert(real, probe, &text)
                     });
                 self.snap.inserts.put(&key, template);
                 self.write_statement(statement, &facts).await

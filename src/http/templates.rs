@@ -31,8 +31,7 @@ use hyper::header::{HeaderMap, HeaderName, ACCEPT, CONTENT_TYPE, RANGE};
 use sieve_cache::SieveCache;
 
 use crate::plan::Resolved;
-use crate::request::CountPref;
-use crate::request::MediaType;
+use crate::request::{CountPref, MediaType, ACCEPT_PROFILE, CONTENT_PROFILE, PREFER};
 use crate::schema::routines::AggHandler;
 use crate::sql::Statement;
 
@@ -189,7 +188,7 @@ impl<'q> ReadShape<'q> {
         for part in [method.as_str(), "\0", path, "\0"] {
             key.push_str(part);
         }
-        for name in [&ACCEPT, &ACCEPT_PROFILE, &RANGE, &crate::request::PREFER] {
+        for name in [&ACCEPT, &ACCEPT_PROFILE, &RANGE, &PREFER] {
             push_header(&mut key, headers, name);
         }
         key.push('\0');
@@ -243,9 +242,6 @@ impl<'q> ReadShape<'q> {
     }
 }
 
-const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
-const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
-
 /// Every value of a header, each ended by NUL (a missing header writes nothing, so it
 /// differs from an empty one only in the next separator).
 fn push_header(key: &mut String, headers: &HeaderMap, name: &HeaderName) {
@@ -297,7 +293,8 @@ fn value_of(piece: &str) -> Option<(&str, Cow<'_, str>)> {
 
 /// A query-string value decoded as `form_urlencoded::parse` decodes it (which the
 /// query-string parser uses): `+` is a space, then percent-decoding, then UTF-8 with
-/// replacement characters. Without `+` or `%` it is borrowed, as there.
+/// replacement characters. Without `+` or `%` it is borrowed, as there. (Not through
+/// `form_urlencoded::parse` itself: it would end the value at a `=` or `&`.)
 fn decode(raw: &str) -> Cow<'_, str> {
     if !raw.contains(['+', '%']) {
         return Cow::Borrowed(raw);
@@ -307,34 +304,42 @@ fn decode(raw: &str) -> Cow<'_, str> {
     Cow::Owned(decoded.decode_utf8_lossy().into_owned())
 }
 
-/// A read rendered: its statement and what its response needs.
-pub struct Rendering<'a> {
+/// A request rendered: its statement and what its response needs (`ReadFacts`,
+/// `WriteFacts`).
+pub struct Rendering<'a, F> {
     pub statement: &'a Statement,
-    pub facts: &'a ReadFacts,
+    pub facts: &'a F,
+}
+
+impl<F: PartialEq> Rendering<'_, F> {
+    /// Whether a probe's rendering can differ from this one in its parameters only: same
+    /// text, row shape, number of parameters and response facts, and short enough to keep.
+    fn same_but_parameters(&self, probe: &Rendering<F>) -> bool {
+        let (real, other) = (self.statement, probe.statement);
+        real.sql == other.sql
+            && real.sql.len() <= MAX_SQL_BYTES
+            && real.shape == other.shape
+            && real.params.len() == other.params.len()
+            && self.facts == probe.facts
+    }
 }
 
 /// Learns a template from a request's rendering and its probe's (the same request with
 /// sentinels for values, `probe_query`): `None` when they differ in anything but those
 /// values.
 pub fn learn(
-    real: Rendering,
-    probe: Rendering,
+    real: Rendering<ReadFacts>,
+    probe: Rendering<ReadFacts>,
     shape: &ReadShape,
     probe_query: &str,
     resolved: &Resolved,
 ) -> Option<ReadTemplate> {
-    let values = shape.values();
-    let (real_facts, probe_facts) = (real.facts, probe.facts);
-    let (real, probe) = (real.statement, probe.statement);
-    if real.sql != probe.sql
-        || real.sql.len() > MAX_SQL_BYTES
-        || real.shape != probe.shape
-        || real.params.len() != probe.params.len()
-        || real_facts != probe_facts
-        || !real_facts.templatable()
-    {
+    if !real.same_but_parameters(&probe) || !real.facts.templatable() {
         return None;
     }
+    let values = shape.values();
+    let real_facts = real.facts;
+    let (real, probe) = (real.statement, probe.statement);
     let mut bound = Vec::new();
     let mut used = vec![false; values.len()];
     for (i, (r, p)) in real.params.iter().zip(&probe.params).enumerate() {
@@ -412,12 +417,7 @@ impl InsertShape {
         for part in [path, "\0", query, "\0"] {
             key.push_str(part);
         }
-        for name in [
-            &ACCEPT,
-            &CONTENT_PROFILE,
-            &CONTENT_TYPE,
-            &crate::request::PREFER,
-        ] {
+        for name in [&ACCEPT, &CONTENT_PROFILE, &CONTENT_TYPE, &PREFER] {
             push_header(&mut key, headers, name);
         }
         (key.len() <= MAX_KEY_BYTES).then_some(InsertShape { key })
@@ -458,19 +458,15 @@ impl InsertTemplate {
 /// [`PAYLOAD_SENTINEL`] for its payload text, `payload`): `None` unless they differ only
 /// in that one parameter.
 pub fn learn_insert(
-    real: (&Statement, &WriteFacts),
-    probe: (&Statement, &WriteFacts),
+    real: Rendering<WriteFacts>,
+    probe: Rendering<WriteFacts>,
     payload: &str,
 ) -> Option<InsertTemplate> {
-    let ((real, real_facts), (probe, probe_facts)) = (real, probe);
-    if real.sql != probe.sql
-        || real.sql.len() > MAX_SQL_BYTES
-        || real.shape != probe.shape
-        || real.params.len() != probe.params.len()
-        || real_facts != probe_facts
-    {
+    if !real.same_but_parameters(&probe) {
         return None;
     }
+    let real_facts = real.facts;
+    let (real, probe) = (real.statement, probe.statement);
     let mut payload_param = None;
     for (i, (r, p)) in real.params.iter().zip(&probe.params).enumerate() {
         match (p == PAYLOAD_SENTINEL, r == payload) {
@@ -683,15 +679,19 @@ mod tests {
             upsert: false,
             table_name: "items".into(),
         };
+        let rendering = |statement| Rendering {
+            statement,
+            facts: &facts,
+        };
         let real = statement(r#"{"a":1}"#, "10");
         let probe = statement(PAYLOAD_SENTINEL, "10");
-        let t = learn_insert((&real, &facts), (&probe, &facts), r#"{"a":1}"#).unwrap();
+        let t = learn_insert(rendering(&real), rendering(&probe), r#"{"a":1}"#).unwrap();
         assert_eq!(
             t.statement(r#"{"a":2}"#.into()).params,
             vec![r#"{"a":2}"#, "10"]
         );
         let moved = statement(PAYLOAD_SENTINEL, "11");
-        assert!(learn_insert((&real, &facts), (&moved, &facts), r#"{"a":1}"#).is_none());
+        assert!(learn_insert(rendering(&real), rendering(&moved), r#"{"a":1}"#).is_none());
         let twice = Statement {
             params: vec![PAYLOAD_SENTINEL.into(), PAYLOAD_SENTINEL.into()],
             ..probe.clone()
@@ -700,7 +700,7 @@ mod tests {
             params: vec![r#"{"a":1}"#.into(), r#"{"a":1}"#.into()],
             ..real.clone()
         };
-        assert!(learn_insert((&real_twice, &facts), (&twice, &facts), r#"{"a":1}"#).is_none());
+        assert!(learn_insert(rendering(&real_twice), rendering(&twice), r#"{"a":1}"#).is_none());
     }
 
     #[test]
@@ -720,14 +720,14 @@ mod tests {
             (RANGE, "0-1"),
             (ACCEPT, "text/csv"),
             (ACCEPT_PROFILE, "v2"),
-            (crate::request::PREFER, "count=exact"),
+            (PREFER, "count=exact"),
         ] {
             let mut h = HeaderMap::new();
             h.insert(name.clone(), value.parse().unwrap());
             assert_ne!(plain, key(&h), "{name}");
         }
         let mut h = HeaderMap::new();
-        h.insert(crate::request::PREFER, "".parse().unwrap());
+        h.insert(PREFER, "".parse().unwrap());
         assert_ne!(plain, key(&h), "an empty Prefer is not a missing one");
     }
 

@@ -217,7 +217,7 @@ fn header_str(headers: &hyper::HeaderMap, name: impl hyper::header::AsHeaderName
 
 use hyper::header::HeaderName;
 pub const PREFER: HeaderName = HeaderName::from_static("prefer");
-const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
+pub const ACCEPT_PROFILE: HeaderName = HeaderName::from_static("accept-profile");
 pub const CONTENT_PROFILE: HeaderName = HeaderName::from_static("content-profile");
 
 /// Parses the parts of an HTTP request: method and path into an [`Action`], the query
