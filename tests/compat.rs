@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{sql_exec, Server};
+use common::{sql_exec, wait_for, Server};
 use serde_json::json;
 
 fn functions() {
@@ -26,14 +26,6 @@ fn functions() {
              NOTIFY pgrst, 'reload schema';",
         )
     });
-}
-
-fn wait_for(what: &str, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -4,15 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{server, server_with, sql_exec, sql_rows};
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{server, server_with, sql_exec, sql_rows, wait_for};
 
 #[test]
 fn notify_reloads_the_schema_cache() {

@@ -7,9 +7,8 @@
 mod common;
 
 use std::sync::Once;
-use std::time::{Duration, Instant};
 
-use common::{assert_json, ids, server_with, sql_exec, Server};
+use common::{assert_json, hs256, ids, server_with, sql_exec, wait_for, Server, JWT_SECRET};
 use serde_json::json;
 
 fn fixtures() {
@@ -46,19 +45,11 @@ fn fixtures() {
 /// A server on one connection, which has seen the fixtures.
 fn server() -> Server {
     fixtures();
-    let s = server_with(&[("PGRST_DB_POOL", "1")]);
+    let s = server_with(&[("PGRST_DB_POOL", "1"), ("PGRST_JWT_SECRET", JWT_SECRET)]);
     wait_for("the fixtures", || {
         s.get("/tpl_reload?id=eq.1").status == 200
     });
     s
-}
-
-fn wait_for(what: &str, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -78,6 +69,35 @@ fn reads_of_one_shape_bind_their_own_values() {
         let r = s.get(&format!("/tpl_items?id=not.lte.{id}&select=id&order=id"));
         assert_eq!(ids(&r), ((id + 1)..=22).collect::<Vec<i64>>());
     }
+}
+
+#[test]
+fn a_known_shape_answers_no_rows_bad_values_and_missing_grants_as_planning_would() {
+    let s = server();
+    for id in [2, 3, 4] {
+        assert_eq!(
+            ids(&s.get(&format!("/tpl_items?id=eq.{id}&select=id"))),
+            vec![id]
+        );
+    }
+    // No row: an empty page.
+    let r = s.get("/tpl_items?id=eq.999&select=id");
+    assert_json(&r, 200, json!([]));
+    assert_eq!(r.header("Content-Range"), Some("*/*"));
+    // A value the column's type refuses.
+    let r = s.get("/tpl_items?id=eq.two&select=id");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "22P02");
+    // The shape was learnt as the anonymous role; a role without SELECT is refused.
+    let token = hs256(json!({"role": "test_user"}));
+    let bearer = format!("Bearer {token}");
+    let r = s.get_with(
+        "/tpl_items?id=eq.5&select=id",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["code"], "42501");
+    assert_eq!(ids(&s.get("/tpl_items?id=eq.5&select=id")), vec![5]);
 }
 
 #[test]

@@ -152,6 +152,15 @@ pub fn chromium() -> String {
         .expect("no chromium on PATH (Debian: apt-get install chromium)")
 }
 
+/// Polls `ok` until it holds, failing the test after 15 s (reloads and the like).
+pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A server with the base configuration plus `extra` PGRST_* variables.
 pub fn server_with(extra: &[(&str, &str)]) -> Server {
     let h = harness();
