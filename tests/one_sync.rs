@@ -9,7 +9,9 @@ mod common;
 
 use std::sync::Once;
 
-use common::{assert_json, harness, hs256, server_with, sql_exec, Server, DB, JWT_SECRET};
+use common::{
+    assert_json, harness, hs256, server_with, sql_exec, sql_rows, Server, DB, JWT_SECRET,
+};
 use serde_json::json;
 
 fn fixtures() {
@@ -53,10 +55,18 @@ fn fixtures() {
                INSERT INTO one_sync_scratch VALUES (1), (1);
                RETURN 1;
              END $$;
+             CREATE TABLE test_api.one_sync_log (mark text, tx xid8, facts json);
+             GRANT INSERT ON test_api.one_sync_log TO test_anon;
              CREATE FUNCTION test_api.one_sync_gate() RETURNS void LANGUAGE plpgsql AS $$
+             DECLARE
+               headers json := current_setting('request.headers', true)::json;
              BEGIN
-               IF current_setting('request.headers', true)::json->>'x-refuse' = 'yes' THEN
+               IF headers->>'x-refuse' = 'yes' THEN
                  RAISE EXCEPTION 'refused before the request' USING ERRCODE = 'P0001';
+               END IF;
+               IF headers->>'x-log' IS NOT NULL THEN
+                 INSERT INTO test_api.one_sync_log
+                   VALUES (headers->>'x-log', pg_current_xact_id(), test_api.one_sync_tx_facts());
                END IF;
              END $$;",
         );
@@ -342,6 +352,72 @@ fn reads_keep_read_committed_on_a_session_that_defaults_to_serializable() {
         let r = s.get("/rpc/one_sync_tx_facts");
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["isolation"], "read committed", "{}", r.body);
+        assert_eq!(r.json()["read_only"], "on", "{}", r.body);
+        let r = s.get("/rpc/one_sync_write");
+        assert_code(&r, 405, "25006");
+    }
+}
+
+/// A write runs as one READ COMMITTED, READ WRITE transaction (without BEGIN and COMMIT
+/// once its statements are prepared): what db-pre-request wrote is kept with the row, in
+/// the same transaction, and dropped with it when the write fails, on the first request
+/// (statements prepared inside BEGIN ... COMMIT) and the later ones.
+fn writes_are_one_transaction(s: &Server, mark: &str, first_id: i64) {
+    for id in first_id..first_id + 3 {
+        let body = format!(r#"{{"id": {id}, "note": "logged"}}"#);
+        let logged = [("X-Log", mark), ("Prefer", "return=representation")];
+        let r = s.send("POST", "/one_sync_bulk", &logged, Some(&body));
+        assert_json(&r, 201, json!([{"id": id, "note": "logged"}]));
+        let r = s.send("POST", "/one_sync_bulk", &logged, Some(&body));
+        assert_code(&r, 409, "23505");
+    }
+    let logged = sql_rows(&format!(
+        "SELECT b.id, l.facts FROM test_api.one_sync_log l
+           LEFT JOIN test_api.one_sync_bulk b
+             ON b.xmin::text = (l.tx::text::bigint % 4294967296)::text
+          WHERE l.mark = '{mark}' ORDER BY b.id"
+    ));
+    let facts = json!({"role": "test_anon", "method": "POST", "read_only": "off",
+                       "isolation": "read committed",
+                       "search_path": "\"test_api\", \"public\""});
+    let expected: Vec<_> = (first_id..first_id + 3)
+        .map(|id| json!({"id": id, "facts": facts}))
+        .collect();
+    assert_eq!(logged, json!(expected));
+}
+
+#[test]
+fn writes_are_one_transaction_with_prepared_statements() {
+    let s = server(true);
+    writes_are_one_transaction(&s, "prepared", 1000);
+    assert_healthy(&s);
+}
+
+#[test]
+fn writes_are_one_transaction_without_prepared_statements() {
+    let s = server(false);
+    writes_are_one_transaction(&s, "unprepared", 2000);
+    assert_healthy(&s);
+}
+
+/// A session whose transactions start read-only (a standby's way, or a role's or
+/// database's default) keeps BEGIN ... READ WRITE for writes, which then work as
+/// anywhere else, while reads stay read-only.
+#[test]
+fn writes_keep_read_write_on_a_session_that_defaults_to_read_only() {
+    fixtures();
+    let uri = format!(
+        "{}?options=-c%20default_transaction_read_only%3Don",
+        harness().cluster.uri_as("authenticator", DB)
+    );
+    let s = server_with(&[
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_DB_URI", &uri),
+        ("PGRST_DB_PRE_REQUEST", "test_api.one_sync_gate"),
+    ]);
+    writes_are_one_transaction(&s, "read-only session", 3000);
+    for _ in 0..3 {
+        let r = s.get("/rpc/one_sync_tx_facts");
         assert_eq!(r.json()["read_only"], "on", "{}", r.body);
         let r = s.get("/rpc/one_sync_write");
         assert_code(&r, 405, "25006");

@@ -139,10 +139,27 @@ pub struct Conn {
     statements: Box<Statements>,
     /// A transaction was begun and not yet seen closed.
     in_transaction: bool,
-    /// The session's default_transaction_isolation is READ COMMITTED, so a read-only
-    /// READ COMMITTED request may run in the transaction PostgreSQL opens for its
-    /// statements (see [`End::AtSync`]).
-    read_committed_default: bool,
+    /// What a transaction PostgreSQL opens on this session is, which decides whether a
+    /// request may run in it (see [`End::AtSync`]).
+    opens_as: SessionDefaults,
+}
+
+/// A session's default_transaction_isolation and default_transaction_read_only, as far
+/// as [`End::AtSync`] cares: read once per new connection (server, database and login
+/// role defaults included; `SET ROLE` does not change them).
+#[derive(Clone, Copy, Default)]
+struct SessionDefaults {
+    read_committed: bool,
+    read_write: bool,
+}
+
+impl SessionDefaults {
+    /// Whether the transaction PostgreSQL opens is the one a READ COMMITTED request asks
+    /// for: READ COMMITTED, and READ WRITE unless the request only reads (the settings
+    /// statement then makes it read-only).
+    fn serves(self, read_only: bool) -> bool {
+        self.read_committed && (read_only || self.read_write)
+    }
 }
 
 pub struct PgManager {
@@ -159,14 +176,14 @@ impl managed::Manager for PgManager {
         // Boxed: the pool's `get` future holds this one inline, and a connect (TLS
         // included) is about 11 KB of future that every request would otherwise move.
         let (client, peer, batch) = Box::pin(self.connector.connect_pooled()).await?;
-        let read_committed_default = Box::pin(default_is_read_committed(&client)).await;
+        let opens_as = Box::pin(session_defaults(&client)).await;
         Ok(Conn {
             client: std::sync::Arc::new(client),
             route: Box::new((self.connector.clone(), peer)),
             batch,
             statements: Box::default(),
             in_transaction: false,
-            read_committed_default,
+            opens_as,
         })
     }
 
@@ -192,20 +209,28 @@ impl managed::Manager for PgManager {
     }
 }
 
-/// Whether a new session's transactions are READ COMMITTED unless told otherwise (the
-/// server's, database's or login role's default_transaction_isolation); false when it
-/// cannot be told.
-async fn default_is_read_committed(client: &tokio_postgres::Client) -> bool {
+/// How a new session's transactions start when nothing else is said; both false (BEGIN
+/// for every request) when it cannot be told.
+async fn session_defaults(client: &tokio_postgres::Client) -> SessionDefaults {
     let Ok(messages) = client
-        .simple_query("SHOW default_transaction_isolation")
+        .simple_query(
+            "SELECT current_setting('default_transaction_isolation'), \
+             current_setting('default_transaction_read_only')",
+        )
         .await
     else {
-        return false;
+        return SessionDefaults::default();
     };
-    messages.iter().any(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0) == Some("read committed"),
-        _ => false,
-    })
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(SessionDefaults {
+                read_committed: row.get(0) == Some("read committed"),
+                read_write: row.get(1) == Some("off"),
+            }),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 pub type Pool = managed::Pool<PgManager>;
@@ -571,13 +596,16 @@ enum End {
     CommitThenRead(&'static str),
     Stream,
     /// No BEGIN and no COMMIT: the statements under one Sync are one transaction, which
-    /// PostgreSQL opens at the first and commits at the Sync. Only for read-only READ
-    /// COMMITTED requests on a READ COMMITTED session (the settings statement makes the
-    /// transaction read-only), whose commit has next to nothing to fail on (a full
-    /// NOTIFY queue); such an error still comes back, as the last statement's, since
-    /// each statement's reply is read up to its ReadyForQuery. Writes keep COMMIT: its
-    /// completion is what proves them committed. Two statements fewer per request:
-    /// callgrind by-pk 84.9k -> 72.0k instructions in pgrest.
+    /// PostgreSQL opens at the first and commits at the Sync. Only for READ COMMITTED
+    /// requests on a session whose transactions start READ COMMITTED, and, for a write,
+    /// READ WRITE (a read is made read-only by the settings statement). What the commit
+    /// fails on (a deferred constraint, a full NOTIFY queue) comes back as the last
+    /// statement's error, and its ReadyForQuery, the Sync's, comes only after the commit
+    /// is durable: each statement's reply is read up to its ReadyForQuery, so a request
+    /// answers success only once committed, as with COMMIT. A backend terminated between
+    /// the statement and the Sync rolls the transaction back and the request answers
+    /// the error. Two statements fewer per request: callgrind by-pk 84.9k -> 72.0k
+    /// instructions in pgrest; insert 88.5k -> (see README).
     AtSync,
 }
 
@@ -598,10 +626,12 @@ impl End {
         self != End::AtSync
     }
 
-    /// A read's COMMIT left to the Sync when the request and the session allow it.
+    /// A COMMIT left to the Sync when the request and the session allow it.
     fn at_sync_if_allowed(self, env: &Envelope, conn: &Conn) -> End {
         match self {
-            End::Commit if env.at_sync_eligible() && conn.read_committed_default => End::AtSync,
+            End::Commit if env.at_sync_eligible() && conn.opens_as.serves(env.read_only) => {
+                End::AtSync
+            }
             end => end,
         }
     }

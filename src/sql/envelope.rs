@@ -109,10 +109,11 @@ impl Envelope<'_> {
     }
 
     /// Whether the request may run without BEGIN, in the transaction PostgreSQL opens for
-    /// its statements under one Sync: read-only, READ COMMITTED (what that transaction is
-    /// on a READ COMMITTED session, once the settings statement makes it read-only).
+    /// its statements under one Sync: when it is READ COMMITTED, what that transaction is
+    /// on a READ COMMITTED session (whether the session's default access mode fits is the
+    /// connection's to say; a read is made read-only by the settings statement).
     pub fn at_sync_eligible(&self) -> bool {
-        self.read_only && self.isolation() == "READ COMMITTED"
+        self.isolation() == "READ COMMITTED"
     }
 
     /// BEGIN with the isolation level and access mode.
@@ -133,8 +134,11 @@ impl Envelope<'_> {
     }
 
     /// The one statement that sets search_path, the role's settings, the role and the
-    /// request GUCs, and its parameters (borrowed: nothing is copied per request).
-    pub fn settings_statement(&self, read_only: bool) -> (Cow<'static, str>, Vec<&str>) {
+    /// request GUCs, and its parameters (borrowed: nothing is copied per request). In a
+    /// transaction PostgreSQL opened itself (no BEGIN: `opened_by_postgres`), a read also
+    /// makes it read-only, as `BEGIN ... READ ONLY` would have.
+    pub fn settings_statement(&self, opened_by_postgres: bool) -> (Cow<'static, str>, Vec<&str>) {
+        let read_only = opened_by_postgres && self.read_only;
         let mut params = Vec::with_capacity(
             2 + REQUEST_GUCS.len() + 2 * (self.role_settings.len() + self.gucs.len()),
         );
