@@ -84,6 +84,16 @@ fn header_parts(line: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Whether a header line may be one of the three that frame a message (Content-Length,
+/// Transfer-Encoding, Upgrade), by its first byte: most lines (Host, Accept, Prefer,
+/// Authorization...) are passed on without being split and trimmed. A line starting with
+/// whitespace goes the long way, as `header_parts` trims it.
+fn may_frame(line: &[u8]) -> bool {
+    line.first().is_some_and(|&b| {
+        matches!(b | 0x20, b'c' | b't' | b'u') || b.is_ascii_whitespace() || b == 0x0B
+    })
+}
+
 fn trim(mut b: &[u8]) -> &[u8] {
     let ws = |c: &u8| c.is_ascii_whitespace() || *c == 0x0B;
     while b.first().is_some_and(ws) {
@@ -183,6 +193,9 @@ impl Rewriter {
                     } else {
                         State::RequestLine
                     };
+                    return;
+                }
+                if !may_frame(line) {
                     return;
                 }
                 let (name, value) = header_parts(line);

@@ -109,7 +109,7 @@ fn call_input(req: &ApiRequest, body: Option<&CallBody>) -> Result<CallInput, Ap
         let (json, keys) = args_object(&req.query.rpc_args);
         return Ok(CallInput::object(json, keys, String::new()));
     };
-    let media = crate::request::payload::media_type_of(body.content_type);
+    let media = crate::request::payload::media_type_of(body.content_type).into_owned();
     let text = || {
         std::str::from_utf8(body.bytes)
             .map(str::to_string)

@@ -324,21 +324,21 @@ pub fn parse_form(body: &[u8]) -> Result<Payload, ApiError> {
 
 /// The media type of a Content-Type header, lower-cased, without parameters; an absent
 /// header means JSON.
-pub fn media_type_of(content_type: Option<&str>) -> String {
-    content_type
-        .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|| "application/json".into())
+pub fn media_type_of(content_type: Option<&str>) -> Cow<'_, str> {
+    let Some(content_type) = content_type else {
+        return Cow::Borrowed("application/json");
+    };
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    // Borrowed as sent when already lowercase (what clients send): no copy per request.
+    if media.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(media.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(media)
+    }
 }
 
-/// Picks the parser for the Content-Type (absent = JSON).
 pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Payload, ApiError> {
-    match media_type_of(content_type).as_str() {
+    match &*media_type_of(content_type) {
         "application/json" | "" => parse_json(body),
         "text/csv" => parse_csv(&body),
         "application/x-www-form-urlencoded" => parse_form(&body),
