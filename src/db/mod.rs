@@ -175,8 +175,8 @@ impl managed::Manager for PgManager {
     async fn create(&self) -> Result<Conn, connect::ConnectError> {
         // Boxed: the pool's `get` future holds this one inline, and a connect (TLS
         // included) is about 11 KB of future that every request would otherwise move.
-        let (client, peer, batch) = Box::pin(self.connector.connect_pooled()).await?;
-        let opens_as = Box::pin(session_defaults(&client)).await;
+        let (client, peer, batch) = boxed!(self.connector.connect_pooled()).await?;
+        let opens_as = boxed!(session_defaults(&client)).await;
         Ok(Conn {
             client: std::sync::Arc::new(client),
             route: Box::new((self.connector.clone(), peer)),
@@ -499,7 +499,7 @@ async fn commit_if(
         (End::Open | End::Stream | End::AtSync, _) => Ok(None),
         // Boxed: only a write with read replicas takes it, and inline its join would
         // double the size of every request's transaction future.
-        (End::CommitThenRead(_), Some(then)) => Box::pin(commit_then_read(client, commit, then))
+        (End::CommitThenRead(_), Some(then)) => boxed!(commit_then_read(client, commit, then))
             .await
             .map(Some),
         _ => commit_prepared(client, commit).await.map(|_| None),
@@ -708,7 +708,7 @@ async fn run_transaction(
     // copy), so inline, this one (13 KB then, 4.5 KB now) grew the request's future to
     // 110 KB, copied into place level by level on every request (callgrind by-pk: 18 KB
     // of memcpy). Above it, the request's future is now about 6 KB.
-    let inner = Box::pin(run_transaction_inner(pool, env, steps, end));
+    let inner = boxed!(run_transaction_inner(pool, env, steps, end));
     crate::timing::time_async(crate::timing::Stage::Transaction, inner).await
 }
 

@@ -1,6 +1,8 @@
 //! Building responses: headers, bodies as PostgreSQL produced them, the statuses and
 //! headers PostgREST derives from an outcome, and errors in PostgREST's JSON shape.
 
+use std::borrow::Cow;
+
 use super::body::ApiBody;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
@@ -17,11 +19,11 @@ pub fn preference_applied(
     api: &ApiRequest,
     resolution: bool,
     tx_overridable: bool,
-) -> Option<String> {
+) -> Option<Cow<'static, str>> {
     use request::prefer::{Resolution, ReturnPref, TxPref};
     let p = &api.prefs;
     let writes = !matches!(api.method, Method::Get | Method::Head);
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<Cow<'static, str>> = Vec::new();
     if let (true, Some(r)) = (resolution, p.resolution) {
         out.push(match r {
             Resolution::MergeDuplicates => "resolution=merge-duplicates".into(),
@@ -63,12 +65,17 @@ pub fn preference_applied(
         );
     }
     if let Some(tz) = &p.timezone {
-        out.push(format!("timezone={tz}"));
+        out.push(format!("timezone={tz}").into());
     }
     if let (Some(n), Some(true)) = (p.max_affected, p.strict) {
-        out.push(format!("max-affected={n}"));
+        out.push(format!("max-affected={n}").into());
     }
-    (!out.is_empty()).then(|| out.join(", "))
+    // One preference (the usual case) is its own static text: no allocation.
+    match out.len() {
+        0 => None,
+        1 => out.pop(),
+        _ => Some(out.join(", ").into()),
+    }
 }
 
 pub fn allow(methods: &str) -> Resp {
@@ -297,12 +304,16 @@ pub fn warn_legacy_targets(r: &mut Resp, api: &ApiRequest, targets: &[(String, S
 /// through response.headers and response.status (which win).
 pub fn finish_response(
     mut r: Resp,
-    applied: Option<String>,
+    applied: Option<Cow<'static, str>>,
     headers: Option<&str>,
     status: Option<&str>,
 ) -> Result<Resp, ApiError> {
-    if let Some(applied) = applied {
-        set_owned(&mut r, PREFERENCE_APPLIED, applied);
+    match applied {
+        Some(Cow::Borrowed(text)) => {
+            set_static(&mut r, PREFERENCE_APPLIED, HeaderValue::from_static(text))
+        }
+        Some(Cow::Owned(text)) => set_owned(&mut r, PREFERENCE_APPLIED, text),
+        None => {}
     }
     apply_response_gucs(&mut r, headers, status)?;
     Ok(r)

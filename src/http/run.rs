@@ -24,6 +24,8 @@ use crate::timing::{time, Stage};
 
 /// The documentation page a browser gets at `/`.
 const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
+/// Content-Range of a write that was not asked to count.
+const UNCOUNTED_RANGE: hyper::header::HeaderValue = hyper::header::HeaderValue::from_static("*/*");
 
 /// PostgREST asks the planner for count=estimated whenever the exact count passes
 /// db-max-rows, and without db-max-rows always (its Maybe comparison: Just n > Nothing).
@@ -410,9 +412,13 @@ impl<'r> Run<'r> {
     fn written(&self, facts: &WriteFacts, out: db::Outcome) -> Result<Resp, ApiError> {
         let api = self.api;
         let n = out.page_total;
-        let total = match api.prefs.count {
-            Some(_) => n.to_string(),
-            None => "*".to_string(),
+        let counted = api.prefs.count.is_some();
+        let total = || {
+            if counted {
+                n.to_string()
+            } else {
+                "*".to_string()
+            }
         };
         let mut r = if facts.representation {
             let neg = &self.resolved.negotiated;
@@ -431,10 +437,15 @@ impl<'r> Run<'r> {
             Method::Patch if n > 0 => set_header(
                 &mut r,
                 hyper::header::CONTENT_RANGE,
-                &format!("0-{}/{total}", n - 1),
+                &format!("0-{}/{}", n - 1, total()),
             ),
             Method::Put => {}
-            _ => set_header(&mut r, hyper::header::CONTENT_RANGE, &format!("*/{total}")),
+            _ if !counted => set_static(&mut r, hyper::header::CONTENT_RANGE, UNCOUNTED_RANGE),
+            _ => set_header(
+                &mut r,
+                hyper::header::CONTENT_RANGE,
+                &format!("*/{}", total()),
+            ),
         }
         if facts.location {
             if let Some(loc) = location(&facts.table_name, &out.body) {
@@ -558,7 +569,7 @@ impl<'r> Run<'r> {
         let head = self.api.method == Method::Head;
         let (media, mut r) = match plan {
             RootPlan::DocsPage { media } => (media, body_response(200, DOCS_PAGE, head)),
-            RootPlan::RootSpec { media, call } => (media, Box::pin(self.call(*call)).await?),
+            RootPlan::RootSpec { media, call } => (media, boxed!(self.call(*call)).await?),
             RootPlan::Document { media, privileges } => (
                 media,
                 body_response(200, self.document(media, privileges).await?, head),

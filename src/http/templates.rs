@@ -188,9 +188,11 @@ impl<'q> ReadShape<'q> {
         for part in [method.as_str(), "\0", path, "\0"] {
             key.push_str(part);
         }
-        for name in [&ACCEPT, &ACCEPT_PROFILE, &RANGE, &PREFER] {
-            push_header(&mut key, headers, name);
-        }
+        push_headers(
+            &mut key,
+            headers,
+            [&ACCEPT, &ACCEPT_PROFILE, &RANGE, &PREFER],
+        );
         key.push('\0');
         let mut values = Vec::new();
         for piece in query.split('&') {
@@ -242,13 +244,17 @@ impl<'q> ReadShape<'q> {
     }
 }
 
-/// Every value of a header, each ended by NUL (a missing header writes nothing, so it
-/// differs from an empty one only in the next separator).
-fn push_header(key: &mut String, headers: &HeaderMap, name: &HeaderName) {
-    key.push('\u{2}');
-    for value in headers.get_all(name) {
-        key.push_str(&String::from_utf8_lossy(value.as_bytes()));
-        key.push('\0');
+/// Every value of each of these headers, in order, each ended by NUL (a missing header
+/// writes nothing, so it differs from an empty one only in the next separator). A walk
+/// over the request's few headers per name: comparing names costs a few instructions
+/// where a lookup hashes the name (about 650 instructions a request for four, callgrind).
+fn push_headers(key: &mut String, headers: &HeaderMap, names: [&HeaderName; 4]) {
+    for name in names {
+        key.push('\u{2}');
+        for (_, value) in headers.iter().filter(|(n, _)| *n == name) {
+            key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            key.push('\0');
+        }
     }
 }
 
@@ -417,9 +423,11 @@ impl InsertShape {
         for part in [path, "\0", query, "\0"] {
             key.push_str(part);
         }
-        for name in [&ACCEPT, &CONTENT_PROFILE, &CONTENT_TYPE, &PREFER] {
-            push_header(&mut key, headers, name);
-        }
+        push_headers(
+            &mut key,
+            headers,
+            [&ACCEPT, &CONTENT_PROFILE, &CONTENT_TYPE, &PREFER],
+        );
         (key.len() <= MAX_KEY_BYTES).then_some(InsertShape { key })
     }
 
