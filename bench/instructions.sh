@@ -44,6 +44,11 @@ wrk_lua "$WORK/by-pk.lua" '/items?id=eq.{id}' 1 100000
 wrk_lua "$WORK/page-100.lua" '/items?id=gt.{id}&order=id&limit=100' 1 99900
 wrk_lua "$WORK/embed.lua" '/parents?select=id,name,children(id,name)&id=eq.{id}' 1 10000
 wrk_lua "$WORK/insert.lua" '/posts' 1 1 POST '{"title":"bench","score":1}'
+# Calls (pgrest only: the lean server has no route for them): a stable SETOF function with
+# a JSON body, and the same with its arguments in the query string.
+wrk_lua "$WORK/rpc-post.lua" '/rpc/items_between' 1 1 POST '{"lo":500,"hi":504}'
+wrk_lua "$WORK/rpc-get.lua" '/rpc/items_between?lo={id}&hi={id}' 1 100000
+SCENARIOS="by-pk page-100 embed insert rpc-post rpc-get"
 
 # count NAME CMD...: starts CMD (a server on HTTP_PORT) under callgrind and prints NAME's
 # instructions per request for each scenario.
@@ -56,7 +61,7 @@ count() {
     --callgrind-out-file="$out.%p" "$@" >"$WORK/$name.log" 2>&1 &
   PGREST_PID=$!
   for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/items?id=eq.1" && break; sleep 0.2; done
-  for scenario in by-pk page-100 embed insert; do
+  for scenario in $SCENARIOS; do
     wrk -t1 -c2 -d3s -s "$WORK/$scenario.lua" "http://127.0.0.1:$HTTP_PORT" >/dev/null
     rm -f "$out".*.[0-9]*
     callgrind_control -z "$PGREST_PID" >/dev/null 2>&1
@@ -107,5 +112,6 @@ if [ -n "${LEAN_BIN:-}" ]; then
   kill "$PGREST_PID"
   wait "$PGREST_PID" 2>/dev/null || true
   COUNT_ENV=(LEAN=1)
+  SCENARIOS="by-pk page-100 embed insert"
   count lean "$LEAN_BIN" "$HTTP_PORT" "postgresql://postgres@127.0.0.1:$PGPORT/postgres" 2 "$WORK/routes.tsv"
 fi

@@ -26,6 +26,14 @@ fn named_arguments_by_post_get_and_form() {
     assert_json(&r, 200, json!(42));
     assert_json(&s.get("/rpc/greet"), 200, json!("Hello, you"));
     assert_json(&s.get("/rpc/greet?name=Ann"), 200, json!("Hello, Ann"));
+    // Values that could start a filter but do not parse as one are arguments too.
+    assert_json(&s.get("/rpc/greet?name=ann"), 200, json!("Hello, ann"));
+    assert_json(
+        &s.get("/rpc/greet?name=not.eq"),
+        200,
+        json!("Hello, not.eq"),
+    );
+    assert_json(&s.get("/rpc/greet?name=4.5"), 200, json!("Hello, 4.5"));
     let r = s.send("POST", "/rpc/greet", &[JSON], Some(""));
     assert_json(&r, 200, json!("Hello, you"));
 }
