@@ -31,9 +31,27 @@ pub fn find_pg_bin() -> Option<PathBuf> {
     candidates.pop()
 }
 
+/// A TCP port of 127.0.0.1 that is free now, for a server about to be started on it.
 pub fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    // The kernel may hand the same ephemeral port to two binds in a row once the first
+    // listener is closed: two servers given ports by back-to-back calls then collided
+    // (seen in CI as "admin-server-port cannot be the same as server-port"). A port is
+    // handed out once per process.
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port that was not handed out before",
+    ))
 }
 
 fn is_root() -> bool {
