@@ -768,7 +768,11 @@ async fn run_transaction_inner(
     // back mid-transaction: recycling rolls it back (see PgManager::recycle).
     conn.in_transaction = true;
     let mut rest = None;
-    let outcome = if all.iter().all(|s| conn.cached(s.sql)) {
+    let cached = all.iter().all(|s| conn.cached(s.sql));
+    // Statements still to be prepared wait for the settings, so BEGIN and COMMIT frame
+    // them: the transaction then ends as `explicit` says.
+    let end_as_run = if cached { end } else { end.explicit() };
+    let outcome = if cached {
         let prepared: Vec<_> = all
             .iter()
             .map(|s| (conn.statements[s.sql].clone(), s.params))
@@ -794,7 +798,7 @@ async fn run_transaction_inner(
             .and_then(|_| collect(results, &fail))
             .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)))
     } else {
-        let end = end.explicit();
+        let end = end_as_run;
         let client = &conn.client;
         let one_sync = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()));
         let (begun, set) = tokio::join!(
@@ -835,7 +839,7 @@ async fn run_transaction_inner(
     };
     let skip = usize::from(pre_sql.is_some());
     let ended = Ending {
-        end,
+        end: end_as_run,
         skip,
         rest,
         committing,
@@ -890,7 +894,7 @@ struct Ending {
 
 /// After the statements: the connection is out of its transaction when COMMIT went with
 /// them (a streamed read's once its COMMIT's reply is read, which waits for the rows left
-/// to the response); a failure rolls it back. Returns each step's rows but the first
+/// to the response) or the Sync ended it; a failure otherwise rolls it back. Returns each step's rows but the first
 /// `skip`.
 async fn settle(
     conn: &mut Conn,
@@ -916,6 +920,14 @@ async fn settle(
                 conn.in_transaction = false;
             }
             Ok((results.into_iter().skip(ended.skip).collect(), tail))
+        }
+        // PostgreSQL ended a transaction it opened itself at the Sync, failed or not
+        // (every statement's reply has been read up to its ReadyForQuery): a ROLLBACK
+        // would cost a round trip and log "there is no transaction in progress" for
+        // every refused write.
+        Err(e) if ended.end == End::AtSync => {
+            conn.in_transaction = false;
+            Err(e)
         }
         Err(e) => {
             if conn.client.batch_execute("ROLLBACK").await.is_ok() {
