@@ -337,17 +337,24 @@ fn a_read_failing_at_commit_answers_the_error_without_prepared_statements() {
     a_read_failing_at_commit_answers_the_error(false);
 }
 
-/// A session whose default isolation is not READ COMMITTED (here set in the connection
-/// string; a database or role default does the same) keeps BEGIN for its reads: they
+/// A server of one pool connection whose session starts with `setting` (`name%3Dvalue`,
+/// set in the connection string; a database or role default does the same), and `extra`.
+fn server_on_a_session_with(setting: &str, extra: &[(&str, &str)]) -> Server {
+    fixtures();
+    let uri = format!(
+        "{}?options=-c%20{setting}",
+        harness().cluster.uri_as("authenticator", DB)
+    );
+    let mut env = vec![("PGRST_DB_POOL", "1"), ("PGRST_DB_URI", uri.as_str())];
+    env.extend_from_slice(extra);
+    server_with(&env)
+}
+
+/// A session whose default isolation is not READ COMMITTED keeps BEGIN for its reads: they
 /// still run READ COMMITTED, as PostgREST's do, and read-only.
 #[test]
 fn reads_keep_read_committed_on_a_session_that_defaults_to_serializable() {
-    fixtures();
-    let uri = format!(
-        "{}?options=-c%20default_transaction_isolation%3Dserializable",
-        harness().cluster.uri_as("authenticator", DB)
-    );
-    let s = server_with(&[("PGRST_DB_POOL", "1"), ("PGRST_DB_URI", &uri)]);
+    let s = server_on_a_session_with("default_transaction_isolation%3Dserializable", &[]);
     for _ in 0..3 {
         let r = s.get("/rpc/one_sync_tx_facts");
         assert_eq!(r.status, 200, "{}", r.body);
@@ -405,16 +412,10 @@ fn writes_are_one_transaction_without_prepared_statements() {
 /// anywhere else, while reads stay read-only.
 #[test]
 fn writes_keep_read_write_on_a_session_that_defaults_to_read_only() {
-    fixtures();
-    let uri = format!(
-        "{}?options=-c%20default_transaction_read_only%3Don",
-        harness().cluster.uri_as("authenticator", DB)
+    let s = server_on_a_session_with(
+        "default_transaction_read_only%3Don",
+        &[("PGRST_DB_PRE_REQUEST", "test_api.one_sync_gate")],
     );
-    let s = server_with(&[
-        ("PGRST_DB_POOL", "1"),
-        ("PGRST_DB_URI", &uri),
-        ("PGRST_DB_PRE_REQUEST", "test_api.one_sync_gate"),
-    ]);
     writes_are_one_transaction(&s, "read-only session", 3000);
     for _ in 0..3 {
         let r = s.get("/rpc/one_sync_tx_facts");

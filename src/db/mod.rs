@@ -605,7 +605,7 @@ enum End {
     /// answers success only once committed, as with COMMIT. A backend terminated between
     /// the statement and the Sync rolls the transaction back and the request answers
     /// the error. Two statements fewer per request: callgrind by-pk 84.9k -> 72.0k
-    /// instructions in pgrest; insert 88.5k -> (see README).
+    /// instructions in pgrest, insert 88.5k -> 75.6k.
     AtSync,
 }
 
@@ -771,7 +771,7 @@ async fn run_transaction_inner(
     let cached = all.iter().all(|s| conn.cached(s.sql));
     // Statements still to be prepared wait for the settings, so BEGIN and COMMIT frame
     // them: the transaction then ends as `explicit` says.
-    let end_as_run = if cached { end } else { end.explicit() };
+    let end = if cached { end } else { end.explicit() };
     let outcome = if cached {
         let prepared: Vec<_> = all
             .iter()
@@ -798,7 +798,6 @@ async fn run_transaction_inner(
             .and_then(|_| collect(results, &fail))
             .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)))
     } else {
-        let end = end_as_run;
         let client = &conn.client;
         let one_sync = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()));
         let (begun, set) = tokio::join!(
@@ -839,7 +838,7 @@ async fn run_transaction_inner(
     };
     let skip = usize::from(pre_sql.is_some());
     let ended = Ending {
-        end: end_as_run,
+        end,
         skip,
         rest,
         committing,
@@ -894,8 +893,8 @@ struct Ending {
 
 /// After the statements: the connection is out of its transaction when COMMIT went with
 /// them (a streamed read's once its COMMIT's reply is read, which waits for the rows left
-/// to the response) or the Sync ended it; a failure otherwise rolls it back. Returns each step's rows but the first
-/// `skip`.
+/// to the response) or the Sync ended it; a failure otherwise rolls it back. Returns each
+/// step's rows but the first `skip`.
 async fn settle(
     conn: &mut Conn,
     outcome: Result<Vec<Vec<tokio_postgres::Row>>, ApiError>,

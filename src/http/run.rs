@@ -413,12 +413,9 @@ impl<'r> Run<'r> {
         let api = self.api;
         let n = out.page_total;
         let counted = api.prefs.count.is_some();
-        let total = || {
-            if counted {
-                n.to_string()
-            } else {
-                "*".to_string()
-            }
+        let total: std::borrow::Cow<str> = match counted {
+            true => n.to_string().into(),
+            false => "*".into(),
         };
         let mut r = if facts.representation {
             let neg = &self.resolved.negotiated;
@@ -437,15 +434,11 @@ impl<'r> Run<'r> {
             Method::Patch if n > 0 => set_header(
                 &mut r,
                 hyper::header::CONTENT_RANGE,
-                &format!("0-{}/{}", n - 1, total()),
+                &format!("0-{}/{total}", n - 1),
             ),
             Method::Put => {}
             _ if !counted => set_static(&mut r, hyper::header::CONTENT_RANGE, UNCOUNTED_RANGE),
-            _ => set_header(
-                &mut r,
-                hyper::header::CONTENT_RANGE,
-                &format!("*/{}", total()),
-            ),
+            _ => set_header(&mut r, hyper::header::CONTENT_RANGE, &format!("*/{total}")),
         }
         if facts.location {
             if let Some(loc) = location(&facts.table_name, &out.body) {

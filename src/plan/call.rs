@@ -63,8 +63,8 @@ fn arg_keys(pairs: &[(String, String)]) -> Vec<String> {
     keys
 }
 
-/// What a call's input gives: its arguments as a JSON object and that object's keys, the
-/// raw body for a single unnamed parameter, the media type that decides which, and a
+/// What a call's input gives: its argument names (and a JSON body's object), the raw body
+/// for a single unnamed parameter, the media type that decides which, and a
 /// form's pairs (bound per parameter once the overload is known).
 struct CallInput {
     /// A JSON body's object (empty for query-string and form arguments, whose values are

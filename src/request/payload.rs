@@ -337,6 +337,7 @@ pub fn media_type_of(content_type: Option<&str>) -> Cow<'_, str> {
     }
 }
 
+/// Picks the parser for the Content-Type (absent = JSON).
 pub fn parse(content_type: Option<&str>, body: Vec<u8>) -> Result<Payload, ApiError> {
     match &*media_type_of(content_type) {
         "application/json" | "" => parse_json(body),
