@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by callgrind: a deterministic yardstick for
 # pgrest's own CPU where CPU time per request moves ±20 % between rounds on a shared VM.
-#   bash bench/instructions.sh        (env: SECONDS_PER=6, PGREST_BIN, LEAN_BIN, PROFILE_DIR)
+#   bash bench/instructions.sh        (env: SECONDS_PER=6, PGREST_BIN, LEAN_BIN, PROFILE_DIR,
+#                                      SCENARIOS="by-pk embed" for a subset)
 # Starts a throwaway PostgreSQL with bench/schema.sql, then for each scenario runs pgrest
 # under `valgrind --tool=callgrind` with instrumentation off, warms it up with 3 s of wrk,
 # switches instrumentation on (callgrind_control -i on) for SECONDS_PER seconds of
@@ -48,7 +49,7 @@ wrk_lua "$WORK/insert.lua" '/posts' 1 1 POST '{"title":"bench","score":1}'
 # a JSON body, and the same with its arguments in the query string.
 wrk_lua "$WORK/rpc-post.lua" '/rpc/items_between' 1 1 POST '{"lo":500,"hi":504}'
 wrk_lua "$WORK/rpc-get.lua" '/rpc/items_between?lo={id}&hi={id}' 1 100000
-SCENARIOS="by-pk page-100 embed insert rpc-post rpc-get"
+SCENARIOS="${SCENARIOS:-by-pk page-100 embed insert rpc-post rpc-get}"
 
 # count NAME CMD...: starts CMD (a server on HTTP_PORT) under callgrind and prints NAME's
 # instructions per request for each scenario.

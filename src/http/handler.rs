@@ -94,8 +94,8 @@ pub async fn handle(
         trace = t;
         match result {
             Ok(mut r) => {
-                if config.server_timing_enabled {
-                    let timings = trace.timings.header(started.elapsed());
+                if let Some(timings) = &trace.timings {
+                    let timings = timings.header(started.elapsed());
                     set(&mut r, "Server-Timing", &timings);
                 }
                 r
