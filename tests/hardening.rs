@@ -248,6 +248,40 @@ fn silent_and_slow_clients_are_disconnected() {
 }
 
 #[test]
+fn the_header_timeout_counts_waiting_for_a_head_not_answering() {
+    let s = server_with(&[("PGRST_SERVER_HEADER_READ_TIMEOUT", "1")]);
+    // An answer that takes longer than the timeout is not cut off.
+    let slow = raw(
+        s.port(),
+        b"GET /rpc/nap?seconds=1.6 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(status_of(&slow), 200, "{slow}");
+    assert!(slow.contains("rested"), "{slow}");
+    // A kept-alive connection left idle after its answer is closed after the timeout,
+    // and one that sends its next request in time is answered.
+    let mut conn = TcpStream::connect(("127.0.0.1", s.port())).unwrap();
+    let request = b"GET /numbers?n=eq.1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    for _ in 0..3 {
+        conn.write_all(request).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), 200);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let idle_from = Instant::now();
+    let rest = read_until_closed(&mut conn, Duration::from_secs(5));
+    let idle = idle_from.elapsed() + Duration::from_millis(600);
+    assert_eq!(rest, "", "nothing more was asked");
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(3),
+        "an idle kept-alive connection was closed after {idle:?}"
+    );
+    assert_alive(&s);
+}
+
+#[test]
 fn connections_past_the_cap_wait_for_a_free_slot() {
     let s = server_with(&[("PGRST_SERVER_MAX_CONNECTIONS", "2")]);
     let held: Vec<TcpStream> = (0..2)

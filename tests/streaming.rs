@@ -305,6 +305,40 @@ fn a_body_that_fails_after_its_first_byte_breaks_off() {
 }
 
 #[test]
+fn a_slow_reader_gets_the_whole_body_past_the_header_timeout() {
+    fixtures();
+    // The header read timeout (1 s) counts waiting for a request head, never sending an
+    // answer: a body read over several seconds arrives whole.
+    let s = server_with(&[
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_SERVER_HEADER_READ_TIMEOUT", "1"),
+    ]);
+    let (mut conn, head) = raw_get(&s, "/stream_rows?select=id,note");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert!(
+        started.elapsed() > Duration::from_millis(2500),
+        "read too fast to test anything: {:?}",
+        started.elapsed()
+    );
+    let (body, ended) = dechunk(&rest);
+    assert!(ended, "the body broke off after {} bytes", body.len());
+    assert_eq!(
+        String::from_utf8(body).expect("utf-8"),
+        aggregated("id,note", "")
+    );
+}
+
+#[test]
 fn a_client_that_stops_reading_is_let_go() {
     let s = server_for(true, "stalled");
     let (conn, head) = raw_get(&s, "/stream_rows?select=stall_marker:id,note");

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::head_clock::{until_head_timeout, HeadClock};
+
 /// Where a server listens: TCP, or a Unix domain socket.
 pub enum Listener {
     Tcp(TcpListener),
@@ -152,14 +154,18 @@ pub fn raise_open_file_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// hyper's HTTP/1 settings for every connection: the header read timeout (which also
-/// closes a kept-alive connection idle that long) needs a timer.
-pub fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder
+/// Serves one HTTP/1 connection: `serve` gets hyper's settings and the connection's head
+/// clock (a request holds an `Answering` from it until its answer is dropped), and returns
+/// the connection's future, which runs until it ends or has waited `header_timeout` for a
+/// request head (see `head_clock`).
+pub async fn serve_http1<F: std::future::Future>(
+    header_timeout: Duration,
+    serve: impl FnOnce(&hyper::server::conn::http1::Builder, &Arc<HeadClock>) -> F,
+) {
+    let clock = HeadClock::new();
+    let builder = hyper::server::conn::http1::Builder::new();
+    let connection = serve(&builder, &clock);
+    until_head_timeout(connection, &clock, header_timeout).await;
 }
 
 #[cfg(test)]

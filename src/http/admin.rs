@@ -72,15 +72,22 @@ pub async fn serve_admin(state: Arc<AppState>, listener: super::Listener) {
 }
 
 fn spawn_admin(state: Arc<AppState>, accepted: super::accept::Accepted) {
-    let builder = super::accept::http1_builder(state.limits.header_read_timeout);
+    let header_timeout = state.limits.header_read_timeout;
     tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(admin(state, req).await) }
-        });
-        let _ = builder
-            .serve_connection(TokioIo::new(accepted.stream), service)
-            .await;
+        super::accept::serve_http1(header_timeout, |builder, clock| {
+            let clock = clock.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let answering = clock.answering();
+                async move {
+                    let response = admin(state, req).await;
+                    drop(answering);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            builder.serve_connection(TokioIo::new(accepted.stream), service)
+        })
+        .await;
         drop(accepted.permit);
     });
 }

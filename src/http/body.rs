@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 
+use super::head_clock::Answering;
 use crate::db::{BodyRest, Chunk};
 
 pub enum ApiBody {
@@ -16,6 +17,8 @@ pub enum ApiBody {
     Streamed {
         first: Option<Bytes>,
         rest: BodyRest,
+        /// The connection's head clock stands still while this is being sent.
+        answering: Option<Answering>,
     },
 }
 
@@ -30,7 +33,22 @@ impl ApiBody {
             ApiBody::Whole(first) => first,
             ApiBody::Streamed { first, .. } => first,
         };
-        ApiBody::Streamed { first, rest }
+        ApiBody::Streamed {
+            first,
+            rest,
+            answering: None,
+        }
+    }
+
+    /// Keeps `answering` until a streamed body is sent (or dropped); a whole one lets it
+    /// go now, as hyper takes it whole at once.
+    pub fn hold(&mut self, answering: Answering) {
+        if let ApiBody::Streamed {
+            answering: held, ..
+        } = self
+        {
+            *held = Some(answering);
+        }
     }
 }
 
@@ -61,7 +79,7 @@ impl hyper::body::Body for ApiBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            ApiBody::Streamed { first, rest } => {
+            ApiBody::Streamed { first, rest, .. } => {
                 if let Some(first) = first.take() {
                     return Poll::Ready(Some(Ok(Frame::data(first))));
                 }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod body;
 pub mod cors;
 pub mod handler;
+pub mod head_clock;
 pub mod lenient;
 pub mod response;
 mod run;
@@ -55,15 +56,25 @@ fn spawn_connection(
         peer,
         permit,
     } = accepted;
-    let builder = accept::http1_builder(state.limits.header_read_timeout);
-    let service = hyper::service::service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(handler::handle(&state, req, peer).await) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(lenient::LenientStream::new(stream)), service);
-    let conn = graceful.watch(conn);
+    let header_timeout = state.limits.header_read_timeout;
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        let _ = conn.await;
+        accept::serve_http1(header_timeout, |builder, clock| {
+            let clock = clock.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let answering = clock.answering();
+                async move {
+                    let mut response = handler::handle(&state, req, peer).await;
+                    // A streamed body is still being answered until hyper drops it.
+                    response.body_mut().hold(answering);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let stream = TokioIo::new(lenient::LenientStream::new(stream));
+            watcher.watch(builder.serve_connection(stream, service))
+        })
+        .await;
         drop(permit);
     });
 }

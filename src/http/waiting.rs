@@ -99,16 +99,17 @@ async fn serve_unavailable(
 /// One connection, one answer: keep-alive is off so that a client's next request comes
 /// to the real server once it is up.
 fn spawn_unavailable(accepted: Accepted, admin: bool, next_attempt: Arc<Mutex<Instant>>) {
-    let mut builder = accept::http1_builder(Duration::from_secs(10));
-    builder.keep_alive(false);
     tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-            let response = unavailable(&req, admin, &next_attempt);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let _ = builder
-            .serve_connection(TokioIo::new(accepted.stream), service)
-            .await;
+        accept::serve_http1(Duration::from_secs(10), |builder, _| {
+            let service = hyper::service::service_fn(move |req| {
+                let response = unavailable(&req, admin, &next_attempt);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut builder = builder.clone();
+            builder.keep_alive(false);
+            builder.serve_connection(TokioIo::new(accepted.stream), service)
+        })
+        .await;
         drop(accepted.permit);
     });
 }
