@@ -267,6 +267,7 @@ fn app_state(
         schema: Arc::new(cache),
         reads: Default::default(),
         inserts: Default::default(),
+        calls: Default::default(),
     };
     let fixed = Fixed {
         config_source: source,

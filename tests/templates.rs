@@ -1,4 +1,4 @@
-//! Templates (http::templates): a read or insert whose shape was seen before binds its
+//! Templates (http::templates): a read, insert or call whose shape was seen before binds its
 //! own values into the statement learnt for that shape (learnt at its second request,
 //! used from its third). Each test sends at least three requests of a shape with
 //! different values, so a value kept from an earlier request, a constant taken for a
@@ -463,4 +463,114 @@ fn upserts_of_one_shape_merge_their_own_payloads() {
             .unwrap_or("")
             .contains("resolution=merge-duplicates"));
     }
+}
+
+#[test]
+fn calls_of_one_shape_bind_their_own_arguments() {
+    let s = server();
+    let plain = "return=representation";
+    for (a, b) in [(1, 2), (10, 20), (-5, 7), (100, 1)] {
+        let r = post(
+            &s,
+            "/rpc/add_them",
+            plain,
+            &json!({"a": a, "b": b}).to_string(),
+        );
+        assert_json(&r, 200, json!(a + b));
+    }
+    // The same keys in another order are another shape with the same answers.
+    for (a, b) in [(3, 4), (30, 40), (300, 400)] {
+        let r = post(
+            &s,
+            "/rpc/add_them",
+            plain,
+            &format!(r#"{{"b": {b}, "a": {a}}}"#),
+        );
+        assert_json(&r, 200, json!(a + b));
+    }
+    // Rows, with their count and Content-Range, per call.
+    for (year, titles) in [
+        (2010, vec!["Gamma", "Delta"]),
+        (2000, vec!["Beta", "Gamma", "Delta"]),
+        (2020, vec!["Delta"]),
+        (2030, vec![]),
+    ] {
+        let r = post(
+            &s,
+            "/rpc/films_since?select=title&order=year",
+            "count=exact",
+            &json!({ "y": year }).to_string(),
+        );
+        let rows: Vec<_> = titles.iter().map(|t| json!({ "title": t })).collect();
+        assert_json(&r, 200, json!(rows));
+        let range = match titles.len() {
+            0 => "*/0".to_string(),
+            n => format!("0-{}/{n}", n - 1),
+        };
+        assert_eq!(r.header("Content-Range"), Some(range.as_str()));
+    }
+    // A function of one json parameter takes each body whole.
+    for body in [r#"{"x": 1}"#, r#"{"x": [2, 3]}"#, r#"{"x": "four"}"#] {
+        let r = post(&s, "/rpc/echo_json", plain, body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&r.body).unwrap(),
+            serde_json::from_str::<serde_json::Value>(body).unwrap()
+        );
+    }
+    // Overloads chosen by key keep apart.
+    for _ in 0..3 {
+        assert_json(
+            &post(&s, "/rpc/pick", plain, r#"{"a": 1}"#),
+            200,
+            json!("int"),
+        );
+        assert_json(
+            &post(&s, "/rpc/pick", plain, r#"{"b": "x"}"#),
+            200,
+            json!("text"),
+        );
+    }
+}
+
+#[test]
+fn a_call_of_a_known_shape_still_fails_and_writes_as_it_should() {
+    let s = server();
+    let plain = "return=representation";
+    for (a, b) in [(1, 1), (2, 2), (3, 3)] {
+        let r = post(
+            &s,
+            "/rpc/add_them",
+            plain,
+            &json!({"a": a, "b": b}).to_string(),
+        );
+        assert_json(&r, 200, json!(a + b));
+    }
+    let r = post(&s, "/rpc/add_them", plain, r#"{"a": "x", "b": 1}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "22P02");
+    let r = post(&s, "/rpc/add_them", plain, r#"{"a": 1, "b": "#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST102");
+    let r = post(&s, "/rpc/add_them", plain, r#"{"a": 1, "c": 2}"#);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["code"], "PGRST202");
+    let r = post(&s, "/rpc/add_them", plain, r#"{"a": 7, "b": 8}"#);
+    assert_json(&r, 200, json!(15));
+    // A volatile function writes on every call, each with its own argument.
+    let who = |i: i32| format!("tpl caller {i}");
+    for i in 0..4 {
+        let r = post(
+            &s,
+            "/rpc/log_visit",
+            plain,
+            &json!({ "who": who(i) }).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let rows = common::sql_rows(
+        "SELECT who FROM test_api.rpc_visits WHERE who LIKE 'tpl caller %' ORDER BY id",
+    );
+    let expected: Vec<_> = (0..4).map(|i| json!({ "who": who(i) })).collect();
+    assert_eq!(rows, json!(expected));
 }

@@ -11,7 +11,7 @@ use hyper::header::HeaderValue;
 use hyper::{header, HeaderMap, Request, Response};
 
 use super::response::{error_response, set, set_header, set_static, Resp, CONTENT_PROFILE};
-use super::templates::{InsertShape, Known, ReadShape};
+use super::templates::{Known, PayloadShape, ReadShape};
 use crate::error::ApiError;
 use crate::ops::state::{AppState, Limits, Snapshot};
 use crate::request::{self, Method};
@@ -171,7 +171,7 @@ async fn respond(
     let uri = req.uri().clone();
     let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     let shape = ReadShape::of(req.method(), path, query, req.headers());
-    let insert_shape = InsertShape::of(req.method(), path, query, req.headers());
+    let payload_shape = PayloadShape::of(req.method(), path, query, req.headers());
     let known = shape
         .as_ref()
         .map_or(Known::Unknown, |s| snap.reads.get(s.key()));
@@ -215,11 +215,16 @@ async fn respond(
         identity: identity.as_ref(),
         resolved: &resolved,
     };
-    let insert = matches!(api.action, request::Action::Mutate { .. }) && api.method == Method::Post;
-    let mut r = match (&shape, insert_shape.filter(|_| insert)) {
-        (Some(shape), _) => run.read_templated(shape, &known, body).await?,
-        (None, Some(insert_shape)) => run.insert_templated(&insert_shape, body).await?,
-        (None, None) => run.plan(run.planned(&api, body)?).await?,
+    let post = api.method == Method::Post;
+    let mut r = match (&shape, payload_shape.filter(|_| post), &api.action) {
+        (Some(shape), _, _) => run.read_templated(shape, &known, body).await?,
+        (None, Some(payload), request::Action::Mutate { .. }) => {
+            run.insert_templated(&payload, body).await?
+        }
+        (None, Some(payload), request::Action::Call { function }) => {
+            run.call_templated(&payload, function, body).await?
+        }
+        _ => run.plan(run.planned(&api, body)?).await?,
     };
     // With several schemas, a response says which one it came from.
     if resolved.profiled {

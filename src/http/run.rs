@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::body::ApiBody;
 use super::response::*;
 use super::templates::{
-    self, InsertShape, Known, ReadFacts, ReadShape, ReadTemplate, Rendering, WriteFacts,
+    self, CallFacts, Known, PayloadShape, ReadFacts, ReadShape, ReadTemplate, Rendering, WriteFacts,
 };
 use crate::auth::Identity;
 use crate::db;
@@ -17,7 +17,6 @@ use crate::plan::{self, CallPlan, MutatePlan, Plan, ReadPlan, Resolved, RootPlan
 use crate::request::payload::Payload;
 use crate::request::prefer::Resolution;
 use crate::request::{ApiRequest, CountPref, Method, PlanRequest};
-use crate::schema::routines::Returns;
 use crate::sql::envelope::TxShape;
 use crate::sql::{self, Envelope, Statement};
 use crate::timing::{time, Stage};
@@ -257,7 +256,7 @@ impl<'r> Run<'r> {
     /// `templates`); a new one is planned and noted.
     pub async fn insert_templated(
         &self,
-        shape: &InsertShape,
+        shape: &PayloadShape,
         body: Option<Bytes>,
     ) -> Result<Resp, ApiError> {
         let api = self.api;
@@ -301,7 +300,7 @@ impl<'r> Run<'r> {
                             statement: &sql::mutate_statement(&mut p),
                             facts: &WriteFacts::of(&p),
                         };
-                        templates::learn_insert(real, probe, &text)
+                        templates::learn_payload(real, probe, &text)
                     });
                 self.snap.inserts.put(&key, template);
                 self.write_statement(statement, &facts).await
@@ -453,37 +452,120 @@ impl<'r> Run<'r> {
         )
     }
 
+    /// A POST call with a JSON body: its statement bound from a template when the shape
+    /// and the body's keys were seen before (see `templates`), else planned (and learnt
+    /// the second time the shape is seen).
+    pub async fn call_templated(
+        &self,
+        shape: &PayloadShape,
+        function: &str,
+        body: Option<Bytes>,
+    ) -> Result<Resp, ApiError> {
+        let api = self.api;
+        let bytes = body.unwrap_or_default();
+        let call_body = plan::CallBody {
+            content_type: api.content_type.as_deref(),
+            bytes: &bytes,
+        };
+        let args = time(Stage::Plan, || plan::call::json_args(api, &call_body))?;
+        let learnable = self.resolved.negotiated.explain.is_none();
+        let (Some(args), true) = (args, learnable) else {
+            return self.plan(self.planned(api, Some(bytes))?).await;
+        };
+        let Some(key) = shape.key_with(&args.keys) else {
+            return self.call(self.call_planned(function, args)?).await;
+        };
+        match self.snap.calls.get(&key) {
+            Known::Template(t) => {
+                let statement = time(Stage::Plan, || t.statement(args.text));
+                self.call_statement(statement, &t.facts).await
+            }
+            Known::Unknown => {
+                self.snap.calls.seen(&key);
+                self.call(self.call_planned(function, args)?).await
+            }
+            Known::Seen => {
+                let probe_args = plan::call::JsonArgs {
+                    text: templates::PAYLOAD_SENTINEL.to_string(),
+                    keys: args.keys.clone(),
+                };
+                let text = args.text.clone();
+                let plan = self.call_planned(function, args)?;
+                let hoisted_names = &self.snap.config.db_hoisted_tx_settings;
+                let facts = CallFacts::of(&plan, hoisted_names);
+                let statement = time(Stage::Plan, || sql::call_statement(&plan));
+                let template = self.call_planned(function, probe_args).ok().and_then(|p| {
+                    let real = Rendering {
+                        statement: &statement,
+                        facts: &facts,
+                    };
+                    let probe = Rendering {
+                        statement: &sql::call_statement(&p),
+                        facts: &CallFacts::of(&p, hoisted_names),
+                    };
+                    templates::learn_payload(real, probe, &text)
+                });
+                self.snap.calls.put(&key, template);
+                self.call_statement(statement, &facts).await
+            }
+            Known::NotTemplatable => self.call(self.call_planned(function, args)?).await,
+        }
+    }
+
+    /// The plan of a POST call with its JSON body read.
+    fn call_planned(
+        &self,
+        function: &str,
+        args: plan::call::JsonArgs,
+    ) -> Result<CallPlan<'r>, ApiError> {
+        let snap = self.snap;
+        let config = plan::PlanConfig::of(&snap.config);
+        time(Stage::Plan, || {
+            plan::call::call_plan_json(
+                self.api,
+                &self.resolved.negotiated,
+                &snap.schema,
+                self.resolved.schema.as_str(),
+                function,
+                args,
+                &config,
+            )
+        })
+    }
+
     async fn call(&self, plan: CallPlan<'_>) -> Result<Resp, ApiError> {
         let statement = time(Stage::Plan, || sql::call_statement(&plan));
         if let Some(explain) = &self.resolved.negotiated.explain {
             return self.explain(explain, &statement, plan.read_only).await;
         }
+        let facts = CallFacts::of(&plan, &self.snap.config.db_hoisted_tx_settings);
+        self.call_statement(statement, &facts).await
+    }
+
+    /// Runs a call's statement and answers with its outcome.
+    async fn call_statement(
+        &self,
+        statement: Statement,
+        facts: &CallFacts,
+    ) -> Result<Resp, ApiError> {
         // Function settings named in db-hoisted-tx-settings apply to the whole transaction.
-        let hoisted_names = &self.snap.config.db_hoisted_tx_settings;
-        let hoisted = plan
-            .routine
-            .settings
-            .iter()
-            .filter(|(k, _)| hoisted_names.contains(k))
-            .cloned()
-            .collect();
-        let env = self.envelope(plan.read_only, hoisted)?;
+        let env = self.envelope(facts.read_only, facts.hoisted.clone())?;
         let api = self.api;
         let commit = self.resolved.tx.commit;
-        let singular = plan.media_type.is_singular() && plan.routine.returns_set;
+        let singular = facts.media_type.is_singular() && facts.returns_set;
         let strict_max = api
             .prefs
             .max_affected
             .filter(|_| api.prefs.strict == Some(true));
-        if strict_max.is_some() && !plan.routine.returns_set {
+        if strict_max.is_some() && !facts.returns_set {
             return Err(ApiError::MaxAffectedNeedsSet);
         }
         // A call that nothing can refuse afterwards commits in the same round trip (a
         // read-only one has nothing to roll back even under tx=rollback).
-        let fast = (plan.read_only || commit) && !singular && strict_max.is_none();
+        let fast = (facts.read_only || commit) && !singular && strict_max.is_none();
         // A volatile function may write even when called by GET: only STABLE and
         // IMMUTABLE ones may go to a standby.
-        let replica = match fast && plan.read_only && !plan.routine.volatile {
+        let replica = match fast && facts.read_only && !facts.volatile {
             true => self.replica_read(&env)?,
             false => None,
         };
@@ -495,7 +577,7 @@ impl<'r> Run<'r> {
                     None,
                 )
             }
-            (true, None) => self.committed(&env, &statement, !plan.read_only).await?,
+            (true, None) => self.committed(&env, &statement, !facts.read_only).await?,
             (false, _) => {
                 self.decided(&env, &statement, |o| {
                     refuse_count(o.page_total, singular, strict_max)?;
@@ -504,28 +586,27 @@ impl<'r> Run<'r> {
                 .await?
             }
         };
-        self.called(&plan, out).map(|r| with_lsn(r, lsn))
+        self.called(facts, out).map(|r| with_lsn(r, lsn))
     }
 
     /// The response to a call's outcome: nothing for void, a handler's output as is, or
     /// rows with their Content-Range.
-    fn called(&self, plan: &CallPlan, out: db::Outcome) -> Result<Resp, ApiError> {
+    fn called(&self, facts: &CallFacts, out: db::Outcome) -> Result<Resp, ApiError> {
         let headers = out.response_headers.as_deref();
         let status = out.response_status.as_deref();
-        if plan.routine.returns == Returns::Void {
+        if facts.returns_void {
             let mut r = body_response(204, String::new(), true);
             apply_response_gucs(&mut r, headers, status)?;
             return Ok(r);
         }
-        if let Some(media) = plan.media {
-            let r = handler_response(200, out.body, plan.head, media);
+        if let Some(media) = &facts.media {
+            let r = handler_response(200, out.body, facts.head, media);
             return finish_response(r, None, headers, status);
         }
-        let offset = plan.read.as_ref().map_or(0, |r| r.root.offset);
         let total = self.api.prefs.count.and(out.total.or(Some(out.page_total)));
-        let (code, content_range) = page_status(offset, out.page_total, total)?;
-        let aggregate = plan.read.as_ref().and_then(|r| r.aggregate.as_ref());
-        let mut r = rows_response(code, out.body, plan.head, plan.media_type, aggregate);
+        let (code, content_range) = page_status(facts.offset, out.page_total, total)?;
+        let aggregate = facts.aggregate.as_ref();
+        let mut r = rows_response(code, out.body, facts.head, facts.media_type, aggregate);
         set_owned(&mut r, hyper::header::CONTENT_RANGE, content_range);
         let applied = preference_applied(self.api, false, self.resolved.tx.overridable);
         finish_response(r, applied, headers, status)

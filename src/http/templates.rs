@@ -1,6 +1,6 @@
-//! Templates: the statement a table read (or an insert) renders, kept per request shape
-//! so that the next request of the same shape binds its values instead of planning and
-//! rendering again.
+//! Templates: the statement a table read (or an insert, or a call with a JSON object)
+//! renders, kept per request shape so that the next request of the same shape binds its
+//! values instead of planning and rendering again.
 //!
 //! A read's shape is everything parsing, resolving and planning read except the values
 //! of simple comparison filters (`col=eq.5`, `col=not.lt.5`, ...): method, path, the rest
@@ -32,7 +32,7 @@ use sieve_cache::SieveCache;
 
 use crate::plan::Resolved;
 use crate::request::{CountPref, MediaType, ACCEPT_PROFILE, CONTENT_PROFILE, PREFER};
-use crate::schema::routines::AggHandler;
+use crate::schema::routines::{AggHandler, MediaHandler};
 use crate::sql::Statement;
 
 /// Shapes kept per snapshot. Real APIs read a few dozen shapes; the bound keeps a client
@@ -396,12 +396,55 @@ impl WriteFacts {
     }
 }
 
-/// The shape of a POST that may be an insert: method, path, the query string verbatim,
+/// What a call's transaction and response need of its plan once the statement is
+/// rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallFacts {
+    pub read_only: bool,
+    /// The function's settings named in db-hoisted-tx-settings.
+    pub hoisted: Vec<(String, String)>,
+    pub returns_set: bool,
+    pub volatile: bool,
+    pub returns_void: bool,
+    /// The custom media type the call answers with its raw value.
+    pub media: Option<MediaHandler>,
+    pub media_type: MediaType,
+    pub head: bool,
+    /// The result rows' offset and handler aggregate, for functions returning rows.
+    pub offset: i64,
+    pub aggregate: Option<AggHandler>,
+}
+
+impl CallFacts {
+    pub fn of(plan: &crate::plan::CallPlan, hoisted_names: &[String]) -> CallFacts {
+        let routine = plan.routine;
+        CallFacts {
+            read_only: plan.read_only,
+            hoisted: routine
+                .settings
+                .iter()
+                .filter(|(k, _)| hoisted_names.contains(k))
+                .cloned()
+                .collect(),
+            returns_set: routine.returns_set,
+            volatile: routine.volatile,
+            returns_void: routine.returns == crate::schema::routines::Returns::Void,
+            media: plan.media.cloned(),
+            media_type: plan.media_type,
+            head: plan.head,
+            offset: plan.read.as_ref().map_or(0, |r| r.root.offset),
+            aggregate: plan.read.as_ref().and_then(|r| r.aggregate.clone()),
+        }
+    }
+}
+
+/// The shape of a POST whose JSON body becomes one bind parameter: an insert into a
+/// table or view, or a call of a function. Method, path, the query string verbatim,
 /// Accept, Content-Profile, Content-Type and Prefer; the payload's keys complete it once
-/// the body is parsed ([`InsertShape::key_with`]). Planning and rendering an insert read
-/// nothing else of the request, and its payload only becomes one bind parameter, which
-/// [`learn_insert`] checks as [`learn`] does for reads.
-pub struct InsertShape {
+/// the body is parsed ([`PayloadShape::key_with`]). Planning and rendering such a request
+/// read nothing else of it, and its payload only becomes one bind parameter, which
+/// [`learn_payload`] checks as [`learn`] does for reads.
+pub struct PayloadShape {
     key: String,
 }
 
@@ -409,14 +452,15 @@ pub struct InsertShape {
 /// can be equal to it.
 pub const PAYLOAD_SENTINEL: &str = "\u{1}payload\u{1}";
 
-impl InsertShape {
+impl PayloadShape {
+    /// The shape of a POST to a table or view (an insert) or to /rpc/ (a call).
     pub fn of(
         method: &hyper::Method,
         path: &str,
         query: &str,
         headers: &HeaderMap,
     ) -> Option<Self> {
-        if *method != hyper::Method::POST || path == "/" || path.starts_with("/rpc/") {
+        if *method != hyper::Method::POST || path == "/" {
             return None;
         }
         let mut key = String::with_capacity(path.len() + query.len() + 64);
@@ -428,7 +472,7 @@ impl InsertShape {
             headers,
             [&ACCEPT, &CONTENT_PROFILE, &CONTENT_TYPE, &PREFER],
         );
-        (key.len() <= MAX_KEY_BYTES).then_some(InsertShape { key })
+        (key.len() <= MAX_KEY_BYTES).then_some(PayloadShape { key })
     }
 
     /// The key of this shape with a payload of these keys, each written with its length
@@ -445,15 +489,18 @@ impl InsertShape {
     }
 }
 
-/// An insert's statement with its payload taken out.
+/// An insert's or a call's statement with its payload taken out.
 #[derive(Debug)]
-pub struct InsertTemplate {
+pub struct PayloadTemplate<F> {
     statement: Statement,
     payload_param: usize,
-    pub facts: WriteFacts,
+    pub facts: F,
 }
 
-impl InsertTemplate {
+pub type InsertTemplate = PayloadTemplate<WriteFacts>;
+pub type CallTemplate = PayloadTemplate<CallFacts>;
+
+impl<F> PayloadTemplate<F> {
     /// The statement for a payload of this shape.
     pub fn statement(&self, payload: String) -> Statement {
         let mut statement = self.statement.clone();
@@ -462,14 +509,14 @@ impl InsertTemplate {
     }
 }
 
-/// Learns an insert's template from its rendering and a probe's (the same request with
-/// [`PAYLOAD_SENTINEL`] for its payload text, `payload`): `None` unless they differ only
-/// in that one parameter.
-pub fn learn_insert(
-    real: Rendering<WriteFacts>,
-    probe: Rendering<WriteFacts>,
+/// Learns an insert's or a call's template from its rendering and a probe's (the same
+/// request with [`PAYLOAD_SENTINEL`] for its payload text, `payload`): `None` unless they
+/// differ only in that one parameter.
+pub fn learn_payload<F: Clone + PartialEq>(
+    real: Rendering<F>,
+    probe: Rendering<F>,
     payload: &str,
-) -> Option<InsertTemplate> {
+) -> Option<PayloadTemplate<F>> {
     if !real.same_but_parameters(&probe) {
         return None;
     }
@@ -492,7 +539,7 @@ pub fn learn_insert(
             p.clone()
         });
     }
-    Some(InsertTemplate {
+    Some(PayloadTemplate {
         statement: Statement {
             sql: real.sql.clone(),
             params,
@@ -656,7 +703,7 @@ mod tests {
     #[test]
     fn payload_keys_complete_an_insert_key_unambiguously() {
         let post = |headers: &HeaderMap| {
-            InsertShape::of(&hyper::Method::POST, "/items", "", headers).unwrap()
+            PayloadShape::of(&hyper::Method::POST, "/items", "", headers).unwrap()
         };
         let shape = post(&HeaderMap::new());
         let split = shape.key_with(&["a".into(), "b".into()]).unwrap();
@@ -669,8 +716,15 @@ mod tests {
             split,
             post(&csv).key_with(&["a".into(), "b".into()]).unwrap()
         );
-        assert!(InsertShape::of(&hyper::Method::PATCH, "/items", "", &HeaderMap::new()).is_none());
-        assert!(InsertShape::of(&hyper::Method::POST, "/rpc/f", "", &HeaderMap::new()).is_none());
+        assert!(PayloadShape::of(&hyper::Method::PATCH, "/items", "", &HeaderMap::new()).is_none());
+        assert!(PayloadShape::of(&hyper::Method::POST, "/", "", &HeaderMap::new()).is_none());
+        let call = PayloadShape::of(&hyper::Method::POST, "/rpc/f", "", &HeaderMap::new());
+        assert_ne!(
+            call.unwrap().key_with(&["a".into()]),
+            PayloadShape::of(&hyper::Method::POST, "/f", "", &HeaderMap::new())
+                .unwrap()
+                .key_with(&["a".into()])
+        );
     }
 
     #[test]
@@ -693,13 +747,13 @@ mod tests {
         };
         let real = statement(r#"{"a":1}"#, "10");
         let probe = statement(PAYLOAD_SENTINEL, "10");
-        let t = learn_insert(rendering(&real), rendering(&probe), r#"{"a":1}"#).unwrap();
+        let t = learn_payload(rendering(&real), rendering(&probe), r#"{"a":1}"#).unwrap();
         assert_eq!(
             t.statement(r#"{"a":2}"#.into()).params,
             vec![r#"{"a":2}"#, "10"]
         );
         let moved = statement(PAYLOAD_SENTINEL, "11");
-        assert!(learn_insert(rendering(&real), rendering(&moved), r#"{"a":1}"#).is_none());
+        assert!(learn_payload(rendering(&real), rendering(&moved), r#"{"a":1}"#).is_none());
         let twice = Statement {
             params: vec![PAYLOAD_SENTINEL.into(), PAYLOAD_SENTINEL.into()],
             ..probe.clone()
@@ -708,7 +762,7 @@ mod tests {
             params: vec![r#"{"a":1}"#.into(), r#"{"a":1}"#.into()],
             ..real.clone()
         };
-        assert!(learn_insert(rendering(&real_twice), rendering(&twice), r#"{"a":1}"#).is_none());
+        assert!(learn_payload(rendering(&real_twice), rendering(&twice), r#"{"a":1}"#).is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigSource};
 use crate::db;
-use crate::http::templates::{InsertTemplate, ReadTemplate, Templates};
+use crate::http::templates::{CallTemplate, InsertTemplate, ReadTemplate, Templates};
 use crate::schema::SchemaCache;
 
 /// What one request works with from start to end: the configuration, the JWT verifier
@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub reads: Templates<ReadTemplate>,
     /// Insert statements by request shape and payload keys.
     pub inserts: Templates<InsertTemplate>,
+    /// Call statements (POST with a JSON object) by request shape and payload keys.
+    pub calls: Templates<CallTemplate>,
 }
 
 /// What one client may take of the server, fixed at start-up.
@@ -95,6 +97,7 @@ impl AppState {
             schema: schema.clone(),
             reads: Templates::default(),
             inserts: Templates::default(),
+            calls: Templates::default(),
         });
     }
 
@@ -107,6 +110,7 @@ impl AppState {
             schema: now.schema.clone(),
             reads: Templates::default(),
             inserts: Templates::default(),
+            calls: Templates::default(),
         });
     }
 }

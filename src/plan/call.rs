@@ -315,6 +315,51 @@ pub fn call_plan<'a>(
     call_plan_for(req, neg, cache, routine, args, is_post, config)
 }
 
+/// A POST call's JSON body, read once: its text, which the call binds whole as one
+/// parameter, and its object's keys, which choose the overload and the arguments.
+pub struct JsonArgs {
+    pub text: String,
+    pub keys: Vec<String>,
+}
+
+/// A call's JSON body as [`call_plan_json`] takes it, or `None` when the body is not
+/// bound as sent (another Content-Type, `columns=`, an empty body or an array, whose
+/// first object is what is bound). Errors are the ones [`call_plan`] gives the same body.
+pub fn json_args(req: &ApiRequest, body: &CallBody) -> Result<Option<JsonArgs>, ApiError> {
+    let media = crate::request::payload::media_type_of(body.content_type);
+    if media != "application/json" || req.query.columns.is_some() {
+        return Ok(None);
+    }
+    let Ok(text) = std::str::from_utf8(body.bytes) else {
+        return Ok(None);
+    };
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let (object, keys) = crate::request::payload::first_object(text)?;
+    Ok((object == text).then_some(JsonArgs { text: object, keys }))
+}
+
+/// The plan of a POST call with a JSON body read by [`json_args`] (or a probe's stand-in
+/// for one): what [`call_plan`] plans for that body.
+pub fn call_plan_json<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    schema: &str,
+    name: &str,
+    args: JsonArgs,
+    config: &PlanConfig,
+) -> Result<CallPlan<'a>, ApiError> {
+    let input = CallInput {
+        raw: Some(args.text.clone()),
+        ..CallInput::object(args.text, args.keys, "application/json".into())
+    };
+    let (routine, single) = choose_overload(cache, neg, schema, name, &input, true)?;
+    let args = post_args(routine, single, input);
+    call_plan_for(req, neg, cache, routine, args, true, config)
+}
+
 /// The overload the input fits: by the keys given, else the one taking the whole body
 /// as its single unnamed parameter (`true`). A custom media type chosen by Accept
 /// narrows the overloads to the functions returning it.
