@@ -424,3 +424,59 @@ fn writes_keep_read_write_on_a_session_that_defaults_to_read_only() {
         assert_code(&r, 405, "25006");
     }
 }
+
+/// Requests whose client leaves as soon as it has sent them: hyper drops such a request
+/// while its statements may still be queued unwritten. Every statement that runs must
+/// still run in the request's transaction, as its role; none as the authenticator in a
+/// transaction of its own.
+#[test]
+fn a_request_whose_client_leaves_at_once_runs_as_its_role_or_not_at_all() {
+    use std::io::Write;
+    fixtures();
+    sql_exec(
+        "CREATE TABLE IF NOT EXISTS test_api.one_sync_callers (tag text, by_role text);
+         GRANT INSERT ON test_api.one_sync_callers TO PUBLIC;
+         CREATE OR REPLACE FUNCTION test_api.one_sync_note_caller(tag text) RETURNS integer
+           LANGUAGE sql VOLATILE AS $$
+             INSERT INTO test_api.one_sync_callers VALUES (tag, current_user) RETURNING 1
+           $$;
+         GRANT EXECUTE ON FUNCTION test_api.one_sync_note_caller(text) TO PUBLIC;
+         NOTIFY pgrst, 'reload schema';",
+    );
+    let s = server_with(&[("PGRST_DB_POOL", "2"), ("TOKIO_WORKER_THREADS", "1")]);
+    common::wait_for("the caller function", || {
+        s.send(
+            "POST",
+            "/rpc/one_sync_note_caller",
+            &[("Content-Type", "application/json")],
+            Some(r#"{"tag": "warm-up"}"#),
+        )
+        .status
+            == 200
+    });
+    let body = r#"{"tag": "gone"}"#;
+    let request = format!(
+        "POST /rpc/one_sync_note_caller HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Leaving at once, and after up to a millisecond: somewhere in there the request is
+    // dropped between queueing its statements and their being written.
+    for i in 0..600u64 {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port())).unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(i * 7 % 1000));
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = s.send(
+        "POST",
+        "/rpc/one_sync_note_caller",
+        &[("Content-Type", "application/json")],
+        Some(r#"{"tag": "after"}"#),
+    );
+    assert_json(&r, 200, json!(1));
+    let roles = sql_rows(
+        "SELECT DISTINCT by_role FROM test_api.one_sync_callers WHERE tag IN ('gone', 'after')",
+    );
+    assert_eq!(roles, json!([{"by_role": "test_anon"}]));
+}

@@ -386,7 +386,12 @@ struct Step<'a> {
 
 /// Statements sent together under one Sync (see [`merge`]) while this lives, when it was
 /// made `sendable`; otherwise with a Sync each, as tokio-postgres sends them. Dropped
-/// midway (the request went away), it leaves the remaining statements a Sync each.
+/// midway (the request went away), it leaves the remaining statements a Sync each, but
+/// for a transaction PostgreSQL opened itself ([`End::AtSync`]): there a Sync ends the
+/// transaction, so statements already queued behind the settings would run in one of
+/// their own, as the authenticator and without the request's settings. Its statements
+/// are all queued in the first poll of the join that sends them (no COMMIT is sent
+/// later), so the batch stays armed and they go out under its one Sync.
 ///
 /// A guard rather than an async wrapper around the sending future: a wrapper holds that
 /// future twice over (its argument and its awaited copy), which made a request's
@@ -396,12 +401,17 @@ struct OneSync<'a>(Option<&'a merge::Batch>);
 /// Arms `batch` for the next `statements` requests. The caller must send exactly those, in
 /// the first poll of what it awaits next (tokio-postgres queues a request before its first
 /// await).
-fn under_one_sync(batch: &merge::Batch, statements: usize, sendable: bool) -> OneSync<'_> {
+fn under_one_sync(
+    batch: &merge::Batch,
+    statements: usize,
+    sendable: bool,
+    end: End,
+) -> OneSync<'_> {
     let batch = (sendable && statements > 1).then_some(batch);
     if let Some(b) = batch {
         b.arm(statements);
     }
-    OneSync(batch)
+    OneSync(batch.filter(|_| end != End::AtSync))
 }
 
 impl Drop for OneSync<'_> {
@@ -781,7 +791,7 @@ async fn run_transaction_inner(
         let statements =
             usize::from(end.begins()) + 1 + prepared.len() + end.statements(then.is_some());
         let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
-        let one_sync = under_one_sync(&conn.batch, statements, sendable);
+        let one_sync = under_one_sync(&conn.batch, statements, sendable, end);
         let (begun, set, (results, left), committed, ()) = tokio::join!(
             biased;
             begin_if(client, &begin, end),
@@ -799,7 +809,7 @@ async fn run_transaction_inner(
             .and_then(|r| committed.map(|t| with_trailing(r, t)).map_err(|e| fail(&e)))
     } else {
         let client = &conn.client;
-        let one_sync = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()));
+        let one_sync = under_one_sync(&conn.batch, 2, encodable(&settings, sp.len()), end);
         let (begun, set) = tokio::join!(
             biased;
             client.query(&begin, &[]),
@@ -821,7 +831,7 @@ async fn run_transaction_inner(
             if outcome.is_ok() {
                 let statements = prepared.len() + end.statements(then.is_some());
                 let sendable = all_encodable(&prepared);
-                let one_sync = under_one_sync(&conn.batch, statements, sendable);
+                let one_sync = under_one_sync(&conn.batch, statements, sendable, end);
                 let ((results, left), committed, ()) = tokio::join!(
                     biased;
                     pipeline(&conn, &prepared, end),
@@ -979,7 +989,7 @@ async fn run_unprepared(
     let sendable =
         encodable_unnamed(begin, 0) && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
-    let one_sync = under_one_sync(&conn.batch, statements, sendable);
+    let one_sync = under_one_sync(&conn.batch, statements, sendable, end);
     let (begun, results, committed, ()) = tokio::join!(
         biased;
         async {
