@@ -363,8 +363,14 @@ pub fn learn(
     if used.contains(&false) {
         return None;
     }
+    // Bound parameters are left empty: each request fills them, and an empty string
+    // clones without allocating.
+    let mut statement = real.clone();
+    for &(param, _) in &bound {
+        statement.params[param] = String::new();
+    }
     Some(ReadTemplate {
-        statement: real.clone(),
+        statement,
         bound,
         facts: real_facts.clone(),
         resolved: resolved.clone(),

@@ -191,10 +191,19 @@ impl<'a> Envelope<'a> {
             api.method.name().into(),
             api.path.as_str().into(),
             json_text(api.headers.iter()).into(),
-            json_text(api.cookies.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into(),
+            match api.cookies.is_empty() {
+                true => "{}".into(),
+                false => {
+                    json_text(api.cookies.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into()
+                }
+            },
         ];
-        let mut gucs: Vec<(Cow<'static, str>, Cow<'a, str>)> =
-            Vec::with_capacity(1 + config.app_settings.len() + shape.hoisted.len());
+        // Sized exactly: most requests have none, and then nothing is allocated.
+        let mut gucs: Vec<(Cow<'static, str>, Cow<'a, str>)> = Vec::with_capacity(
+            usize::from(api.prefs.timezone.is_some())
+                + config.app_settings.len()
+                + shape.hoisted.len(),
+        );
         if let Some(tz) = &api.prefs.timezone {
             gucs.push(("timezone".into(), tz.as_str().into()));
         }
