@@ -27,7 +27,8 @@ start_cluster "-c max_connections=200"
 "${PSQL[@]}" -f "$HERE/schema.sql" >/dev/null
 DB_URI="postgresql://bench_authenticator@127.0.0.1:$PGPORT/postgres"
 
-# wrk_lua FILE PATH(with {id}) LO HI [METHOD BODY]: requests PATH with {id} random in [LO, HI].
+# wrk_lua FILE PATH(with {id}) LO HI [METHOD BODY TOKEN]: requests PATH with {id} random in
+# [LO, HI], with TOKEN as a bearer token when given.
 wrk_lua() {
   {
     echo "wrk.method = \"${5:-GET}\""
@@ -35,6 +36,9 @@ wrk_lua() {
       echo "wrk.body = '$6'"
       echo 'wrk.headers["Content-Type"] = "application/json"'
       echo 'wrk.headers["Prefer"] = "return=representation"'
+    fi
+    if [ -n "${7:-}" ]; then
+      echo "wrk.headers[\"Authorization\"] = \"Bearer $7\""
     fi
     echo "request = function()"
     echo "  return wrk.format(nil, (string.gsub(\"$2\", \"{id}\", tostring(math.random($3, $4)))))"
@@ -49,7 +53,19 @@ wrk_lua "$WORK/insert.lua" '/posts' 1 1 POST '{"title":"bench","score":1}'
 # a JSON body, and the same with its arguments in the query string.
 wrk_lua "$WORK/rpc-post.lua" '/rpc/items_between' 1 1 POST '{"lo":500,"hi":504}'
 wrk_lua "$WORK/rpc-get.lua" '/rpc/items_between?lo={id}&hi={id}' 1 100000
-SCENARIOS="${SCENARIOS:-by-pk page-100 embed insert rpc-post rpc-get}"
+# by-pk with an HS256 token for bench_user, as most clients send one (pgrest only).
+SECRET="bench-secret-bench-secret-bench-secret-0123"
+TOKEN="$(python3 - "$SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"role": "bench_user", "exp": 4102444800}).encode())
+sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+print(f"{head}.{body}.{b64(sig)}")
+PY
+)"
+wrk_lua "$WORK/jwt-by-pk.lua" '/items?id=eq.{id}' 1 100000 GET '' "$TOKEN"
+SCENARIOS="${SCENARIOS:-by-pk page-100 embed insert rpc-post rpc-get jwt-by-pk}"
 
 # count NAME CMD...: starts CMD (a server on HTTP_PORT) under callgrind and prints NAME's
 # instructions per request for each scenario.
@@ -86,7 +102,8 @@ count() {
 }
 
 COUNT_ENV=(PGRST_DB_URI="$DB_URI" PGRST_DB_SCHEMAS=api PGRST_DB_ANON_ROLE=bench_anon
-  PGRST_DB_POOL=2 PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL=error)
+  PGRST_DB_POOL=2 PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$HTTP_PORT" PGRST_LOG_LEVEL=error
+  PGRST_JWT_SECRET="$SECRET")
 count pgrest "${PGREST_BIN:-$ROOT/target/release/pgrest}"
 
 if [ -n "${LEAN_BIN:-}" ]; then

@@ -492,3 +492,80 @@ fn a_burst_of_reloads_under_load_drops_no_request() {
         "{reloads} reloads for 100 notifications"
     );
 }
+
+#[test]
+fn a_token_used_again_and_again_is_refused_once_a_reload_changes_the_secret() {
+    let h = common::harness();
+    let port = pgrest::pgcluster::free_port().unwrap();
+    let dir = std::env::temp_dir().join(format!("pgrest-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pgrest.conf");
+    let (old, new) = (
+        "an-old-secret-of-at-least-32-characters",
+        "a-new-secret-of-at-least-32-characters!",
+    );
+    let write = |secret: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "db-uri = \"{}\"\ndb-schemas = \"test_api\"\ndb-anon-role = \"test_anon\"\nserver-host = \"127.0.0.1\"\nserver-port = {port}\njwt-secret = \"{secret}\"\n",
+                h.cluster.uri_as("authenticator", common::DB)
+            ),
+        )
+        .unwrap()
+    };
+    let token = |secret: &str| {
+        use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+        encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"role": "test_anon"}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    write(old);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
+        .arg(&file)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::reap_with_tests(&child);
+    let s = common::Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let with = |t: &str| {
+        let bearer = format!("Bearer {t}");
+        s.send(
+            "GET",
+            "/numbers?n=eq.1",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .status
+    };
+    // Often enough that every worker thread has it as its last token.
+    let old_token = token(old);
+    for _ in 0..20 {
+        assert_eq!(with(&old_token), 200);
+    }
+    write(new);
+    std::process::Command::new("kill")
+        .args(["-USR2", &s.pid.to_string()])
+        .status()
+        .unwrap();
+    let new_token = token(new);
+    wait_for("the new secret", || with(&new_token) == 200);
+    for _ in 0..20 {
+        assert_eq!(with(&old_token), 401, "a token of the old secret");
+        assert_eq!(with(&new_token), 200);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,6 +39,33 @@ struct Shard {
     duration_micros: AtomicU64,
 }
 
+/// A counter added to from many threads, each adding to a cache line of its own (see
+/// `Metrics::shards`); reading sums the shards.
+pub struct ShardedCounter([PaddedCounter; SHARDS]);
+
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+impl ShardedCounter {
+    pub const fn new() -> ShardedCounter {
+        ShardedCounter([const { PaddedCounter(AtomicU64::new(0)) }; SHARDS])
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0[shard_index()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Default for ShardedCounter {
+    fn default() -> Self {
+        ShardedCounter::new()
+    }
+}
+
 /// This thread's shard.
 fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -170,17 +197,17 @@ impl Metrics {
             Family::counter(
                 "pgrst_jwt_cache_requests_total",
                 "JWT cache lookups.",
-                load(&jwt.requests),
+                jwt.requests.sum(),
             ),
             Family::counter(
                 "pgrst_jwt_cache_hits_total",
                 "JWT cache lookups that found the token.",
-                load(&jwt.hits),
+                jwt.hits.sum(),
             ),
             Family::counter(
                 "pgrst_jwt_cache_evictions_total",
                 "Tokens evicted from the JWT cache.",
-                load(&jwt.evictions),
+                jwt.evictions.sum(),
             ),
         ]
     }
