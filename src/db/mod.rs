@@ -139,6 +139,8 @@ pub struct Conn {
     statements: Box<Statements>,
     /// A transaction was begun and not yet seen closed.
     in_transaction: bool,
+    /// That transaction was opened by BEGIN (not by PostgreSQL at its first statement).
+    begun: bool,
     /// What a transaction PostgreSQL opens on this session is, which decides whether a
     /// request may run in it (see [`End::AtSync`]).
     opens_as: SessionDefaults,
@@ -183,6 +185,7 @@ impl managed::Manager for PgManager {
             batch,
             statements: Box::default(),
             in_transaction: false,
+            begun: false,
             opens_as,
         })
     }
@@ -200,7 +203,7 @@ impl managed::Manager for PgManager {
         }
         if conn.in_transaction {
             conn.client
-                .batch_execute("ROLLBACK")
+                .batch_execute(closing_statement(conn.begun))
                 .await
                 .map_err(connect::ConnectError::from)?;
             conn.in_transaction = false;
@@ -703,8 +706,21 @@ impl Drop for InFlight {
 async fn abandon(mut conn: Pooled) {
     let (connector, peer) = &*conn.route;
     connector.cancel(&conn.client, peer).await;
-    if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+    let closing = closing_statement(conn.begun);
+    if conn.client.batch_execute(closing).await.is_ok() {
         conn.in_transaction = false;
+    }
+}
+
+/// What closes a transaction a request left: ROLLBACK after BEGIN. A transaction
+/// PostgreSQL opened itself ends at its Sync, which its request queued with its
+/// statements: there an empty query waits for that just as long (its reply comes after
+/// theirs), where ROLLBACK would log "there is no transaction in progress".
+fn closing_statement(begun: bool) -> &'static str {
+    if begun {
+        "ROLLBACK"
+    } else {
+        ""
     }
 }
 
@@ -782,6 +798,7 @@ async fn run_transaction_inner(
     // Statements still to be prepared wait for the settings, so BEGIN and COMMIT frame
     // them: the transaction then ends as `explicit` says.
     let end = if cached { end } else { end.explicit() };
+    conn.begun = end.begins();
     let outcome = if cached {
         let prepared: Vec<_> = all
             .iter()
@@ -972,6 +989,7 @@ async fn run_unprepared(
         .collect();
     let begin = env.begin_sql();
     conn.in_transaction = true;
+    conn.begun = end.begins();
     let mut committing = (end == End::Stream).then(|| {
         let client = conn.client.clone();
         Committing::new(async move { commit_unnamed(&client).await })
