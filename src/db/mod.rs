@@ -795,9 +795,16 @@ async fn run_transaction_inner(
     conn.in_transaction = true;
     let mut rest = None;
     let cached = all.iter().all(|s| conn.cached(s.sql));
+    let sendable = cached
+        && encodable(&settings, sp.len())
+        && all
+            .iter()
+            .all(|s| encodable(&conn.statements[s.sql], s.params.len()));
     // Statements still to be prepared wait for the settings, so BEGIN and COMMIT frame
-    // them: the transaction then ends as `explicit` says.
-    let end = if cached { end } else { end.explicit() };
+    // them: the transaction then ends as `explicit` says. So they do for statements that
+    // cannot go under one Sync: a transaction PostgreSQL opened itself would end at the
+    // settings' own Sync.
+    let end = if sendable { end } else { end.explicit() };
     conn.begun = end.begins();
     let outcome = if cached {
         let prepared: Vec<_> = all
@@ -807,7 +814,6 @@ async fn run_transaction_inner(
         let client = &conn.client;
         let statements =
             usize::from(end.begins()) + 1 + prepared.len() + end.statements(then.is_some());
-        let sendable = encodable(&settings, sp.len()) && all_encodable(&prepared);
         let one_sync = under_one_sync(&conn.batch, statements, sendable, end);
         let (begun, set, (results, left), committed, ()) = tokio::join!(
             biased;
@@ -988,6 +994,11 @@ async fn run_unprepared(
         .chain(after_settings(&settings_sql, &pre_sql, steps))
         .collect();
     let begin = env.begin_sql();
+    let sendable =
+        encodable_unnamed(begin, 0) && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
+    // Statements that cannot go under one Sync get BEGIN and COMMIT: a transaction
+    // PostgreSQL opened itself would end at the settings' own Sync.
+    let end = if sendable { end } else { end.explicit() };
     conn.in_transaction = true;
     conn.begun = end.begins();
     let mut committing = (end == End::Stream).then(|| {
@@ -1004,8 +1015,6 @@ async fn run_unprepared(
     });
     // BEGIN and COMMIT go as unnamed statements too, so all of it shares one Sync.
     let statements = usize::from(end.begins()) + all.len() + end.statements(true);
-    let sendable =
-        encodable_unnamed(begin, 0) && all.iter().all(|s| encodable_unnamed(s.sql, s.params.len()));
     let none: [(&(dyn ToSql + Sync), Type); 0] = [];
     let one_sync = under_one_sync(&conn.batch, statements, sendable, end);
     let (begun, results, committed, ()) = tokio::join!(
