@@ -55,15 +55,7 @@ wrk_lua "$WORK/rpc-post.lua" '/rpc/items_between' 1 1 POST '{"lo":500,"hi":504}'
 wrk_lua "$WORK/rpc-get.lua" '/rpc/items_between?lo={id}&hi={id}' 1 100000
 # by-pk with an HS256 token for bench_user, as most clients send one (pgrest only).
 SECRET="bench-secret-bench-secret-bench-secret-0123"
-TOKEN="$(python3 - "$SECRET" <<'PY'
-import base64, hashlib, hmac, json, sys
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"role": "bench_user", "exp": 4102444800}).encode())
-sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-print(f"{head}.{body}.{b64(sig)}")
-PY
-)"
+TOKEN="$(bench_user_token "$SECRET")"
 wrk_lua "$WORK/jwt-by-pk.lua" '/items?id=eq.{id}' 1 100000 GET '' "$TOKEN"
 SCENARIOS="${SCENARIOS:-by-pk page-100 embed insert rpc-post rpc-get jwt-by-pk}"
 

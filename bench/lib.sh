@@ -48,3 +48,16 @@ timed_ticks() {
   t="$( { TIMEFORMAT='%U %S'; time "$@" >"$out" 2>/dev/null; } 2>&1 )"
   awk -v hz="$CLK_TCK" '{printf "%d", ($1 + $2) * hz}' <<<"$t"
 }
+
+# bench_user_token SECRET: an HS256 token for bench_user (no library: header.payload.signature,
+# base64url).
+bench_user_token() {
+  python3 - "$1" <<'PY'
+import base64, hashlib, hmac, json, sys
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"role": "bench_user", "exp": 4102444800}).encode())
+sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+print(f"{head}.{body}.{b64(sig)}")
+PY
+}

@@ -50,16 +50,7 @@ wait_http() {
   exit 1
 }
 
-# An HS256 token for bench_user (no library: header.payload.signature, base64url).
-TOKEN="$(python3 - "$SECRET" <<'PY'
-import base64, hashlib, hmac, json, sys
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"role": "bench_user", "exp": 4102444800}).encode())
-sig = hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-print(f"{head}.{body}.{b64(sig)}")
-PY
-)"
+TOKEN="$(bench_user_token "$SECRET")"
 
 # --- The probe: what SQL does each request send? ---
 env "${pgrest_env[@]}" PGRST_SERVER_PORT="$PROBE_PORT" PGRST_LOG_LEVEL=info PGRST_LOG_QUERY=true \

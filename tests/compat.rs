@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{sql_exec, wait_for, Server};
+use common::{sql_exec, wait_for};
 use serde_json::json;
 
 fn functions() {
@@ -412,21 +412,7 @@ fn db_channel_follows_a_config_reload() {
         .unwrap()
     };
     write("chan_a", true);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
-        .arg(&file)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::reap_with_tests(&child);
-    let s = Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
-    wait_for("the server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (mut child, s) = common::server_from_file(&file, port);
     let appears = |table: &str, channel: &str| {
         sql_exec(&format!(
             "CREATE TABLE test_api.{table} (id int); GRANT SELECT ON test_api.{table} TO test_anon;

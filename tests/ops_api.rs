@@ -123,21 +123,7 @@ fn config_reloads_from_the_file_on_notify_and_sigusr2() {
         .unwrap()
     };
     write(2);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
-        .arg(&file)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    common::reap_with_tests(&child);
-    let s = common::Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
-    wait_for("the server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (mut child, s) = common::server_from_file(&file, port);
     assert_eq!(rows(&s), 2);
     write(3);
     sql_exec("NOTIFY reload_test, 'reload config'");
@@ -514,31 +500,9 @@ fn a_token_used_again_and_again_is_refused_once_a_reload_changes_the_secret() {
         )
         .unwrap()
     };
-    let token = |secret: &str| {
-        use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-        encode(
-            &Header::new(Algorithm::HS256),
-            &serde_json::json!({"role": "test_anon"}),
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
-    };
+    let token = |secret: &str| common::hs256_with(serde_json::json!({"role": "test_anon"}), secret);
     write(old);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgrest"))
-        .arg(&file)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    common::reap_with_tests(&child);
-    let s = common::Server {
-        base: format!("http://127.0.0.1:{port}"),
-        pid: child.id(),
-    };
-    wait_for("the server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (mut child, s) = common::server_from_file(&file, port);
     let with = |t: &str| {
         let bearer = format!("Bearer {t}");
         s.send(

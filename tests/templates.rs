@@ -574,3 +574,43 @@ fn a_call_of_a_known_shape_still_fails_and_writes_as_it_should() {
     let expected: Vec<_> = (0..4).map(|i| json!({ "who": who(i) })).collect();
     assert_eq!(rows, json!(expected));
 }
+
+#[test]
+fn calls_of_a_known_shape_keep_void_raw_media_response_gucs_and_permissions() {
+    let s = server();
+    let plain = "return=representation";
+    for round in 0..3 {
+        let r = post(&s, "/rpc/do_nothing", plain, "{}");
+        assert_eq!((r.status, r.body.as_str()), (204, ""), "round {round}");
+        let r = s.send(
+            "POST",
+            "/rpc/motd",
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "text/plain"),
+            ],
+            Some("{}"),
+        );
+        assert_eq!((r.status, r.body.as_str()), (200, "Have a nice day"));
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        let r = post(&s, "/rpc/teapot", plain, "{}");
+        assert_json(&r, 418, json!("short and stout"));
+        assert_eq!(r.header("x-brew"), Some("earl grey"));
+        let r = post(&s, "/rpc/secret_fn", plain, "{}");
+        assert_eq!(r.status, 401, "round {round}: {}", r.body);
+        assert_eq!(r.json()["code"], "42501");
+        assert_json(
+            &post(&s, "/rpc/greet", plain, "{}"),
+            200,
+            json!("Hello, you"),
+        );
+        let name = format!("caller {round}");
+        let r = post(
+            &s,
+            "/rpc/greet",
+            plain,
+            &json!({ "name": name }).to_string(),
+        );
+        assert_json(&r, 200, json!(format!("Hello, {name}")));
+    }
+}

@@ -358,10 +358,6 @@ fn plan_rows(explain: &str) -> Option<i64> {
 }
 
 impl Conn {
-    fn cached(&self, sql: &str) -> bool {
-        self.statements.contains_key(sql)
-    }
-
     async fn prepare(
         &mut self,
         sql: &str,
@@ -794,23 +790,21 @@ async fn run_transaction_inner(
     // back mid-transaction: recycling rolls it back (see PgManager::recycle).
     conn.in_transaction = true;
     let mut rest = None;
-    let cached = all.iter().all(|s| conn.cached(s.sql));
-    let sendable = cached
-        && encodable(&settings, sp.len())
-        && all
-            .iter()
-            .all(|s| encodable(&conn.statements[s.sql], s.params.len()));
+    // The steps' prepared statements, when every one is prepared on this connection.
+    let prepared: Option<Vec<_>> = all
+        .iter()
+        .map(|s| Some((conn.statements.get(s.sql)?.clone(), s.params)))
+        .collect();
+    let sendable = prepared
+        .as_ref()
+        .is_some_and(|p| encodable(&settings, sp.len()) && all_encodable(p));
     // Statements still to be prepared wait for the settings, so BEGIN and COMMIT frame
     // them: the transaction then ends as `explicit` says. So they do for statements that
     // cannot go under one Sync: a transaction PostgreSQL opened itself would end at the
     // settings' own Sync.
     let end = if sendable { end } else { end.explicit() };
     conn.begun = end.begins();
-    let outcome = if cached {
-        let prepared: Vec<_> = all
-            .iter()
-            .map(|s| (conn.statements[s.sql].clone(), s.params))
-            .collect();
+    let outcome = if let Some(prepared) = prepared {
         let client = &conn.client;
         let statements =
             usize::from(end.begins()) + 1 + prepared.len() + end.statements(then.is_some());

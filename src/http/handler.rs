@@ -215,8 +215,8 @@ async fn respond(
         identity: identity.as_ref(),
         resolved: &resolved,
     };
-    let post = api.method == Method::Post;
-    let mut r = match (&shape, payload_shape.filter(|_| post), &api.action) {
+    // A payload shape is a POST's: an insert's or a call's by its action.
+    let mut r = match (&shape, payload_shape, &api.action) {
         (Some(shape), _, _) => run.read_templated(shape, &known, body).await?,
         (None, Some(payload), request::Action::Mutate { .. }) => {
             run.insert_templated(&payload, body).await?

@@ -74,6 +74,8 @@ struct CallInput {
     raw: Option<String>,
     media: String,
     form: Option<Vec<(String, String)>>,
+    /// Sent as a body (POST), not as the query string.
+    posted: bool,
 }
 
 impl CallInput {
@@ -84,6 +86,7 @@ impl CallInput {
             raw: None,
             media,
             form: None,
+            posted: true,
         }
     }
 
@@ -100,7 +103,10 @@ impl CallInput {
 fn call_input(req: &ApiRequest, body: Option<&CallBody>) -> Result<CallInput, ApiError> {
     let Some(body) = body else {
         let keys = arg_keys(&req.query.rpc_args);
-        return Ok(CallInput::object(String::new(), keys, String::new()));
+        return Ok(CallInput {
+            posted: false,
+            ..CallInput::object(String::new(), keys, String::new())
+        });
     };
     let media = crate::request::payload::media_type_of(body.content_type).into_owned();
     let text = || {
@@ -305,7 +311,20 @@ pub fn call_plan<'a>(
     config: &PlanConfig,
 ) -> Result<CallPlan<'a>, ApiError> {
     let input = call_input(req, body)?;
-    let is_post = body.is_some();
+    call_plan_with(req, neg, cache, schema, name, input, config)
+}
+
+/// The plan of a call with its input read.
+fn call_plan_with<'a>(
+    req: &ApiRequest,
+    neg: &Negotiated,
+    cache: &'a SchemaCache,
+    schema: &str,
+    name: &str,
+    input: CallInput,
+    config: &PlanConfig,
+) -> Result<CallPlan<'a>, ApiError> {
+    let is_post = input.posted;
     let (routine, single) = choose_overload(cache, neg, schema, name, &input, is_post)?;
     let args = if is_post {
         post_args(routine, single, input)
@@ -355,9 +374,7 @@ pub fn call_plan_json<'a>(
         raw: Some(args.text.clone()),
         ..CallInput::object(args.text, args.keys, "application/json".into())
     };
-    let (routine, single) = choose_overload(cache, neg, schema, name, &input, true)?;
-    let args = post_args(routine, single, input);
-    call_plan_for(req, neg, cache, routine, args, true, config)
+    call_plan_with(req, neg, cache, schema, name, input, config)
 }
 
 /// The overload the input fits: by the keys given, else the one taking the whole body

@@ -190,13 +190,8 @@ impl<'a> Envelope<'a> {
             identity.claims.as_str().into(),
             api.method.name().into(),
             api.path.as_str().into(),
-            json_text(api.headers.iter()).into(),
-            match api.cookies.is_empty() {
-                true => "{}".into(),
-                false => {
-                    json_text(api.cookies.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into()
-                }
-            },
+            json_text(api.headers.iter()),
+            json_text(api.cookies.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         ];
         // Sized exactly: most requests have none, and then nothing is allocated.
         let mut gucs: Vec<(Cow<'static, str>, Cow<'a, str>)> = Vec::with_capacity(
@@ -227,9 +222,13 @@ impl<'a> Envelope<'a> {
 
 /// Name/value pairs as a JSON object of strings (request.headers, request.cookies): keys
 /// sorted, a repeated name keeping its last value, as a JSON object built key by key is.
-/// Written from borrowed pairs, without copying them into a map first.
-fn json_text<'a>(v: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+/// Written from borrowed pairs, without copying them into a map first; none (the usual
+/// request.cookies) is the constant `{}`.
+fn json_text<'a>(v: impl Iterator<Item = (&'a str, &'a str)>) -> Cow<'static, str> {
     let mut pairs: Vec<(&str, &str)> = v.collect();
+    if pairs.is_empty() {
+        return Cow::Borrowed("{}");
+    }
     // Stable: equal names keep their order, so the last one given is the one kept.
     pairs.sort_by(|a, b| a.0.cmp(b.0));
     pairs.dedup_by(|later, earlier| {
@@ -255,7 +254,7 @@ fn json_text<'a>(v: impl Iterator<Item = (&'a str, &'a str)>) -> String {
         push_json_string(&mut out, v);
     }
     out.push('}');
-    out
+    Cow::Owned(out)
 }
 
 /// A JSON string literal. Header values and names rarely need escaping, so they are

@@ -51,13 +51,40 @@ pub const JWT_SECRET: &str = "a-secret-of-at-least-thirty-two-characters";
 
 /// A token with `claims`, signed HS256 with [`JWT_SECRET`].
 pub fn hs256(claims: serde_json::Value) -> String {
+    hs256_with(claims, JWT_SECRET)
+}
+
+/// A token with `claims`, signed HS256 with `secret`.
+pub fn hs256_with(claims: serde_json::Value, secret: &str) -> String {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("sign a token")
+}
+
+/// pgrest started on the configuration file `file` alone (no environment but PATH),
+/// answering on `port` once this returns. The test kills the child when done; it is
+/// killed anyway once the test process exits.
+pub fn server_from_file(file: &std::path::Path, port: u16) -> (Child, Server) {
+    let child = Command::new(env!("CARGO_BIN_EXE_pgrest"))
+        .arg(file)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start pgrest");
+    reap_with_tests(&child);
+    let s = Server {
+        base: format!("http://127.0.0.1:{port}"),
+        pid: child.id(),
+    };
+    wait_for("the server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (child, s)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
