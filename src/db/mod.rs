@@ -285,6 +285,18 @@ pub async fn retire_idle_connections(pool: Pool, settings: PoolSettings) {
     }
 }
 
+/// A connection from the pool: taken at once when one is free, without the acquisition
+/// timeout's timer (a clock read and a timer set up per request); otherwise waited for up
+/// to db-pool-acquisition-timeout, as `get` does.
+async fn checkout(pool: &Pool) -> Result<Pooled, managed::PoolError<connect::ConnectError>> {
+    let mut at_once = pool.timeouts();
+    at_once.wait = Some(Duration::ZERO);
+    match pool.timeout_get(&at_once).await {
+        Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => pool.get().await,
+        got => got,
+    }
+}
+
 pub fn pool_error(e: managed::PoolError<connect::ConnectError>) -> ApiError {
     match e {
         managed::PoolError::Timeout(managed::TimeoutType::Wait) => ApiError::PoolTimeout,
@@ -756,7 +768,7 @@ async fn run_transaction_inner(
     steps: &[Step<'_>],
     end: End,
 ) -> Result<Ran, ApiError> {
-    let mut conn = InFlight(Some(pool.get().await.map_err(pool_error)?));
+    let mut conn = InFlight(Some(checkout(pool).await.map_err(pool_error)?));
     if !env.prepared {
         let (results, tail) = run_unprepared(&mut conn, env, steps, end).await?;
         return Ok(Ran {
