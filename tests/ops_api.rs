@@ -288,6 +288,25 @@ fn an_exhausted_pool_answers_504_after_the_acquisition_timeout() {
     assert_eq!(s.get("/numbers?limit=1").status, 200);
 }
 
+#[test]
+fn a_request_waits_for_a_busy_pool_connection_within_the_acquisition_timeout() {
+    let s = server_with(&[
+        ("PGRST_DB_POOL", "1"),
+        ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", "10"),
+    ]);
+    let busy = {
+        let s = s.clone();
+        std::thread::spawn(move || s.get("/rpc/nap?seconds=1.5"))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    // No connection is free now: the request waits for the nap's instead of failing.
+    let started = Instant::now();
+    let r = s.get("/numbers?limit=1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(busy.join().unwrap().status, 200);
+}
+
 /// Pool connections of a server started with application_name=`name`.
 fn backends(name: &str) -> i64 {
     sql_rows(&format!(
