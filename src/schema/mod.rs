@@ -298,7 +298,7 @@ SELECT n.nspname::text, c.relname::text, c.relkind::text,
        d.description,
        coalesce(pk.conkey, '{}'),
        CASE WHEN c.relkind IN ('r', 'p') THEN 28 ELSE pg_relation_is_updatable(c.oid, true) END,
-       c.relnatts::int4
+       c.relnatts::int4, c.oid
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
@@ -309,15 +309,13 @@ WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
   AND n.nspname = ANY($1)
 "#;
 
-/// Every column of the exposed relations, in no particular order (`load_columns` sorts
-/// each relation's by attnum: sorting 500,000 wide rows spilled 147 MB to disk in
-/// PostgreSQL, 2.1 s -> 1.1 s at 50,000 tables without it). Set-based: domains' base types, enum labels,
-/// comments and representation casts are joined from one pass over their catalogs each,
-/// not looked up by a subquery per column (10,000 tables, 100,000 columns: 3.56 s -> 0.96
-/// s on a busy 2-core machine, the same rows). A default is deparsed without its
-/// relation (a DEFAULT cannot refer to a column, and generated columns are skipped):
-/// with it, pg_get_expr opens and locks every table, 2.3 s of 6.5 s at 50,000 tables.
-const COLUMNS_SQL: &str = r#"
+/// What a column's type says beyond its name, for the types that say anything: a
+/// domain's base type (through domains over domains), an enum's labels (a domain's over
+/// an enum too) and the representation casts a domain defines. Read apart from the
+/// columns and joined to them by type oid in pgrest: a few rows, where the same joins
+/// in the columns query ran once per column (six hash joins over 500,000 rows at
+/// 50,000 tables, about 0.6 s of a 1.25 s query).
+const TYPES_SQL: &str = r#"
 WITH RECURSIVE domain_chain(oid, base, depth) AS (
   SELECT t.oid, t.typbasetype, 1 FROM pg_type t WHERE t.typtype = 'd'
   UNION ALL
@@ -340,9 +338,35 @@ domain_casts AS (
   JOIN pg_proc f ON f.oid = k.castfunc
   JOIN pg_namespace fn ON fn.oid = f.pronamespace
 )
-SELECT n.nspname::text, c.relname::text, a.attname::text,
+SELECT t.oid, bt.typname::text, coalesce(el.labels, '{}'),
+       to_json.fn, from_json.fn, from_text.fn
+FROM pg_type t
+LEFT JOIN domain_base bt ON bt.oid = t.oid
+LEFT JOIN enum_labels el ON el.enumtypid = coalesce(bt.base_oid, t.oid)
+LEFT JOIN domain_casts to_json
+  ON t.typtype = 'd' AND to_json.castsource = t.oid AND to_json.casttarget = 'json'::regtype
+LEFT JOIN domain_casts from_json
+  ON t.typtype = 'd' AND from_json.casttarget = t.oid AND from_json.castsource = 'json'::regtype
+LEFT JOIN domain_casts from_text
+  ON t.typtype = 'd' AND from_text.casttarget = t.oid AND from_text.castsource = 'text'::regtype
+WHERE t.typtype IN ('d', 'e')
+"#;
+
+/// Every column of the exposed relations by its relation's oid, in no particular order
+/// (`load_columns` sorts each relation's by attnum: sorting 500,000 wide rows spilled
+/// 147 MB to disk in PostgreSQL, 2.1 s -> 1.1 s at 50,000 tables without it), with only
+/// what each column holds itself: its type's details come from `TYPES_SQL` and comments
+/// from `COLUMN_COMMENTS_SQL`, joined in pgrest (50,000 tables: 1.25 -> 0.85 s in psql,
+/// 0.5 s of it sending the rows). A default is deparsed without its relation (a DEFAULT
+/// cannot refer to a column, and generated columns are skipped): with it, pg_get_expr
+/// opens and locks every table, 2.3 s of 6.5 s at 50,000 tables. An identity column's
+/// sequence is found through pg_depend's index on the referenced object, which needs
+/// refclassid named: without it, PostgreSQL scanned all of pg_depend once per identity
+/// column.
+const COLUMNS_SQL: &str = r#"
+SELECT a.attrelid, a.attname::text,
        format_type(a.atttypid, a.atttypmod),
-       coalesce(bt.typname, t.typname)::text,
+       a.atttypid, t.typname::text,
        NOT (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)),
        CASE
          WHEN a.attgenerated <> '' THEN NULL
@@ -351,32 +375,33 @@ SELECT n.nspname::text, c.relname::text, a.attname::text,
            FROM pg_depend d
            JOIN pg_class sq ON sq.oid = d.objid AND sq.relkind = 'S'
            JOIN pg_namespace sn ON sn.oid = sq.relnamespace
-           WHERE d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype = 'i'
+           WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
+             AND d.refobjsubid = a.attnum AND d.classid = 'pg_class'::regclass
+             AND d.deptype = 'i'
            LIMIT 1)
-         ELSE coalesce(pg_get_expr(ad.adbin, 0), pg_get_expr(t.typdefaultbin, 0))
+         WHEN a.atthasdef THEN pg_get_expr(ad.adbin, 0)
+         WHEN t.typtype = 'd' THEN pg_get_expr(t.typdefaultbin, 0)
        END,
-       coalesce(el.labels, '{}'),
-       ds.description,
-       to_json.fn, from_json.fn, from_text.fn, a.attnum
+       a.attnum
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN domain_base bt ON t.typtype = 'd' AND bt.oid = t.oid
-LEFT JOIN enum_labels el ON el.enumtypid = coalesce(bt.base_oid, t.oid)
-LEFT JOIN pg_description ds
-  ON ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = a.attnum
-LEFT JOIN domain_casts to_json
-  ON t.typtype = 'd' AND to_json.castsource = a.atttypid AND to_json.casttarget = 'json'::regtype
-LEFT JOIN domain_casts from_json
-  ON t.typtype = 'd' AND from_json.casttarget = a.atttypid AND from_json.castsource = 'json'::regtype
-LEFT JOIN domain_casts from_text
-  ON t.typtype = 'd' AND from_text.casttarget = a.atttypid AND from_text.castsource = 'text'::regtype
 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
   AND NOT c.relispartition
   AND n.nspname = ANY($1)
   AND a.attnum > 0 AND NOT a.attisdropped
+"#;
+
+/// Comments on the exposed relations' columns, by relation oid and attnum.
+const COLUMN_COMMENTS_SQL: &str = r#"
+SELECT d.objoid, d.objsubid::int2, d.description
+FROM pg_description d
+JOIN pg_class c ON c.oid = d.objoid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE d.classoid = 'pg_class'::regclass AND d.objsubid > 0
+  AND n.nspname = ANY($1)
 "#;
 
 /// Settings of roles the authenticator may become, for any database or this one (the
@@ -501,30 +526,28 @@ fn computed_field(r: &Row) -> Column {
     }
 }
 
-/// The column numbers of each table's primary key, by (schema, table), until its columns
-/// are in.
-type KeyNumbers = Vec<(String, String, Vec<i16>)>;
+/// A relation while its columns come in, by its oid: the column rows name their
+/// relation by oid (a u32 hash per row, where schema and name were two strings to send,
+/// read and hash for each of 500,000 columns at 50,000 tables).
+struct Loading {
+    table: Table,
+    /// The primary key's column numbers, named once the columns are in.
+    key: Vec<i16>,
+}
 
-/// Tables, views and the other relations of the exposed schemas, by schema and name,
-/// without their columns (and so their primary keys' names) yet.
+/// Tables, views and the other relations of the exposed schemas, by oid, without their
+/// columns yet.
 async fn load_tables(
     tx: &Transaction<'_>,
     schemas: &[String],
-) -> Result<(HashMap<String, HashMap<String, Table>>, KeyNumbers), tokio_postgres::Error> {
-    let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
-    let mut keys = KeyNumbers::new();
+) -> Result<HashMap<u32, Loading>, tokio_postgres::Error> {
+    let mut tables = HashMap::new();
     for_each_row(tx, TABLES_SQL, &[&schemas], |row| {
-        let schema: String = row.get(0);
-        let name: String = row.get(1);
-        let relkind: String = row.get(2);
-        let key: Vec<i16> = row.get(4);
-        if !key.is_empty() {
-            keys.push((schema.clone(), name.clone(), key));
-        }
+        let relkind: &str = row.get(2);
         let table = Table {
-            schema: schema.clone(),
-            name: name.clone(),
-            kind: kind_name(&relkind),
+            schema: row.get(0),
+            name: row.get(1),
+            kind: kind_name(relkind),
             description: row.get(3),
             // Room for every column (dropped ones included) before they arrive: the
             // columns come in any order, and growing 50,000 vectors by turns left 35 MB
@@ -534,65 +557,119 @@ async fn load_tables(
             computed_fields: Vec::new(),
             updatable_events: row.get(5),
         };
-        tables.entry(schema).or_default().insert(name, table);
+        let key = row.get(4);
+        tables.insert(row.get::<_, u32>(7), Loading { table, key });
     })
     .await?;
-    Ok((tables, keys))
+    Ok(tables)
 }
 
-/// Each table's primary key by its columns' names, in the key's order.
-fn name_primary_keys(tables: &mut HashMap<String, HashMap<String, Table>>, keys: KeyNumbers) {
-    for (schema, name, numbers) in keys {
-        let Some(table) = tables.get_mut(&schema).and_then(|t| t.get_mut(&name)) else {
-            continue;
+/// A domain's or an enum's details, by type oid (see `TYPES_SQL`).
+struct TypeDetails {
+    /// A domain's base type.
+    base: Option<String>,
+    labels: Vec<String>,
+    repr: Option<Box<Repr>>,
+}
+
+async fn load_type_details(
+    tx: &Transaction<'_>,
+) -> Result<HashMap<u32, TypeDetails>, tokio_postgres::Error> {
+    let mut types = HashMap::new();
+    for_each_row(tx, TYPES_SQL, &[], |row| {
+        let repr = Repr {
+            to_json: QualifiedName::from_pair(row.get(3)),
+            from_json: QualifiedName::from_pair(row.get(4)),
+            from_text: QualifiedName::from_pair(row.get(5)),
         };
-        let names = numbers.iter().filter_map(|n| {
-            let column = table.columns.iter().find(|c| c.attnum == *n)?;
-            Some(column.name.clone())
-        });
-        table.primary_key = names.collect();
-    }
+        let details = TypeDetails {
+            base: row.get(1),
+            labels: row.get(2),
+            repr: repr.boxed(),
+        };
+        types.insert(row.get::<_, u32>(0), details);
+    })
+    .await?;
+    Ok(types)
+}
+
+/// Column comments by (relation oid, attnum).
+async fn load_column_comments(
+    tx: &Transaction<'_>,
+    schemas: &[String],
+) -> Result<HashMap<(u32, i16), String>, tokio_postgres::Error> {
+    let mut comments = HashMap::new();
+    for_each_row(tx, COLUMN_COMMENTS_SQL, &[&schemas], |row| {
+        comments.insert((row.get(0), row.get(1)), row.get(2));
+    })
+    .await?;
+    Ok(comments)
 }
 
 async fn load_columns(
     tx: &Transaction<'_>,
     schemas: &[String],
-    tables: &mut HashMap<String, HashMap<String, Table>>,
+    tables: &mut HashMap<u32, Loading>,
+    types: &HashMap<u32, TypeDetails>,
 ) -> Result<(), tokio_postgres::Error> {
     let mut type_names = Interner::default();
     for_each_row(tx, COLUMNS_SQL, &[&schemas], |row| {
-        let schema: &str = row.get(0);
-        let name: &str = row.get(1);
-        let Some(table) = tables.get_mut(schema).and_then(|t| t.get_mut(name)) else {
+        let Some(loading) = tables.get_mut(&row.get::<_, u32>(0)) else {
             return;
         };
-        table.columns.push(Column {
-            name: row.get(2),
-            data_type: type_names.intern(row.get(3)),
-            base_type: type_names.intern(row.get(4)),
+        let details = types.get(&row.get::<_, u32>(3));
+        let base_type = details
+            .and_then(|d| d.base.as_deref())
+            .unwrap_or_else(|| row.get(4));
+        loading.table.columns.push(Column {
+            name: row.get(1),
+            data_type: type_names.intern(row.get(2)),
+            base_type: type_names.intern(base_type),
             nullable: row.get(5),
-            attnum: row.get(12),
+            attnum: row.get(7),
             default: row.get(6),
-            enum_values: row.get(7),
-            description: row.get(8),
+            enum_values: details.map(|d| d.labels.clone()).unwrap_or_default(),
+            description: None,
             function: None,
-            repr: Repr {
-                to_json: QualifiedName::from_pair(row.get(9)),
-                from_json: QualifiedName::from_pair(row.get(10)),
-                from_text: QualifiedName::from_pair(row.get(11)),
-            }
-            .boxed(),
+            repr: details.and_then(|d| d.repr.clone()),
         });
     })
     .await?;
-    for table in tables.values_mut().flat_map(|t| t.values_mut()) {
+    Ok(())
+}
+
+/// Each relation with its columns in attnum order, their comments and its primary key
+/// by name, by schema and name.
+fn finish_tables(
+    mut loaded: HashMap<u32, Loading>,
+    comments: HashMap<(u32, i16), String>,
+) -> HashMap<String, HashMap<String, Table>> {
+    for ((oid, attnum), comment) in comments {
+        let column = loaded
+            .get_mut(&oid)
+            .and_then(|l| l.table.columns.iter_mut().find(|c| c.attnum == attnum));
+        if let Some(column) = column {
+            column.description = Some(comment);
+        }
+    }
+    let mut tables: HashMap<String, HashMap<String, Table>> = HashMap::new();
+    for Loading { mut table, key } in loaded.into_values() {
         table.columns.sort_unstable_by_key(|c| c.attnum);
         // Only a table with dropped columns has room to spare.
         if table.columns.len() < table.columns.capacity() {
             table.columns.shrink_to_fit();
         }
+        table.primary_key = key
+            .iter()
+            .filter_map(|n| {
+                let column = table.columns.iter().find(|c| c.attnum == *n)?;
+                Some(column.name.clone())
+            })
+            .collect();
+        let by_name = tables.entry(table.schema.clone()).or_default();
+        by_name.insert(table.name.clone(), table);
     }
-    Ok(())
+    tables
 }
 
 /// Views without a primary key of their own take the one inferred from their base tables.
@@ -668,10 +745,13 @@ impl SchemaCache {
         // The relationship queries go out with the table and column ones (pipelined on
         // the connection): PostgreSQL answers them while the columns are being read.
         let tables_and_columns = async {
-            let (mut tables, keys) = load_tables(&tx, schemas).await?;
-            load_columns(&tx, schemas, &mut tables).await?;
-            name_primary_keys(&mut tables, keys);
-            Ok(tables)
+            let (mut loaded, types, comments) = tokio::try_join!(
+                load_tables(&tx, schemas),
+                load_type_details(&tx),
+                load_column_comments(&tx, schemas)
+            )?;
+            load_columns(&tx, schemas, &mut loaded, &types).await?;
+            Ok(finish_tables(loaded, comments))
         };
         let (mut tables, fetched) =
             tokio::try_join!(tables_and_columns, relationships::fetch(&tx, schemas))?;
