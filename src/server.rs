@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::db;
 use crate::db::startup::{
-    connect_error, connect_once, connect_typed, load_schema_on, with_db_config, worth_retrying,
+    connect_error, connect_once, in_one_task, load_schema_on, with_db_config, worth_retrying,
 };
 use crate::db::tls::Connector;
 use crate::http;
@@ -388,24 +388,36 @@ enum NotReady {
 /// Connects and reads the in-database configuration, the session user and the schema
 /// cache over one connection.
 async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady> {
-    let (mut client, conn) = connect_typed(pg).await.map_err(|e| {
+    let (mut client, connection) = pg.connect().await.map_err(|e| {
         let message = connect_error(pg, &e);
         match worth_retrying(&e) {
             true => NotReady::Retry(message),
             false => NotReady::Fatal(message),
         }
     })?;
-    let config = with_db_config(&mut client, config)
+    let mut connection = Some(Box::pin(connection));
+    let ready = in_one_task(&mut connection, read_over(&mut client, config)).await;
+    drop(client);
+    if let Some(rest) = connection {
+        let _ = rest.await;
+    }
+    ready
+}
+
+/// `read_database`'s reads, over `client`.
+async fn read_over(
+    client: &mut tokio_postgres::Client,
+    config: Config,
+) -> Result<Ready, NotReady> {
+    let config = with_db_config(client, config)
         .await
         .map_err(NotReady::Fatal)?;
     let auth = crate::auth::Authenticator::from_config(&config).map_err(NotReady::Fatal)?;
-    let cache = load_schema_on(&mut client, &config.db_schemas)
+    let cache = load_schema_on(client, &config.db_schemas)
         .await
         .map_err(NotReady::Retry)?;
-    let (authenticator, version) = session_user(&client).await.map_err(NotReady::Retry)?;
+    let (authenticator, version) = session_user(client).await.map_err(NotReady::Retry)?;
     crate::lifecycle!("connected to PostgreSQL {version} as {authenticator}");
-    drop(client);
-    let _ = conn.await;
     Ok(Ready {
         config,
         auth,

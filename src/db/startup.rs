@@ -156,11 +156,41 @@ async fn role_settings(
 
 /// Loads the schema cache of `schemas` over a connection of its own.
 pub async fn load_schema(pg: &Connector, schemas: &[String]) -> Result<SchemaCache, String> {
-    let (mut client, conn) = connect_once(pg).await?;
-    let cache = load_schema_on(&mut client, schemas).await;
+    let (mut client, connection) = pg.connect().await.map_err(|e| connect_error(pg, &e))?;
+    let mut connection = Some(Box::pin(connection));
+    let cache = in_one_task(&mut connection, load_schema_on(&mut client, schemas)).await;
     drop(client);
-    let _ = conn.await;
+    if let Some(rest) = connection {
+        let _ = rest.await;
+    }
     cache
+}
+
+/// Polls `work` and the connection its client talks through in one task, until `work`
+/// is done. The catalog rows of a schema load stream through the connection in batches
+/// of one socket read each; with the connection spawned as a task of its own, every batch
+/// woke the other thread and back (50,000 tables: 500,000 column rows, PostgreSQL held
+/// up by the wake-ups). A connection that ends is dropped at once, so whatever `work`
+/// still waits for fails instead of hanging.
+pub async fn in_one_task<T>(
+    connection: &mut Option<std::pin::Pin<Box<super::tls::Connection>>>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| loop {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        match connection.as_mut().map(|c| c.as_mut().poll(cx)) {
+            Some(Poll::Ready(_)) => *connection = None,
+            // The connection moved rows to `work`'s channel: take them now rather than
+            // on a wake-up.
+            Some(Poll::Pending) | None => return Poll::Pending,
+        }
+    })
+    .await
 }
 
 pub async fn load_schema_on(
