@@ -405,10 +405,7 @@ async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady
 }
 
 /// `read_database`'s reads, over `client`.
-async fn read_over(
-    client: &mut tokio_postgres::Client,
-    config: Config,
-) -> Result<Ready, NotReady> {
+async fn read_over(client: &mut tokio_postgres::Client, config: Config) -> Result<Ready, NotReady> {
     let config = with_db_config(client, config)
         .await
         .map_err(NotReady::Fatal)?;
