@@ -297,6 +297,20 @@ fn reads_are_one_read_only_transaction(prepared: bool) {
         let r = s.get("/rpc/one_sync_write");
         assert_code(&r, 405, "25006");
     }
+    // A POST call of a STABLE function is read-only too (it keeps BEGIN READ ONLY).
+    let r = s.send(
+        "POST",
+        "/rpc/one_sync_tx_facts",
+        &[("Content-Type", "application/json")],
+        Some("{}"),
+    );
+    assert_json(
+        &r,
+        200,
+        json!({"role": "test_anon", "method": "POST", "read_only": "on",
+               "isolation": "read committed",
+               "search_path": "\"test_api\", \"public\""}),
+    );
     let r = s.get("/one_sync_bulk?id=eq.-1");
     assert_json(&r, 200, json!([]));
     assert_healthy(&s);

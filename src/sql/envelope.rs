@@ -7,9 +7,13 @@ use crate::config::Config;
 use crate::request::ApiRequest;
 use std::borrow::Cow;
 
-/// The request GUCs every request sets, in PostgreSQL's order after the role. Their names
-/// are literals in the settings statement's text, so only their values are parameters.
-const REQUEST_GUCS: [&str; 5] = [
+/// The GUCs every request sets after the role's own settings, in PostgREST's order.
+/// Their names are parameters like their values (`set_config($2, $3, true)`), as in
+/// PostgREST's statement: tools that replay pgrest's logged settings statement with
+/// their own values (../shared/bench-kit's cpu_bench.py builds its pgbench scripts so)
+/// expect that shape, $1 the search_path and then name and value pairs.
+const REQUEST_GUCS: [&str; 6] = [
+    "role",
     "request.jwt.claims",
     "request.method",
     "request.path",
@@ -49,15 +53,24 @@ fn write_settings_sql(role_settings: usize, extra: usize, read_only: bool) -> St
     for _ in 0..role_settings {
         pair(&mut sql, &mut n);
     }
-    for name in std::iter::once("role").chain(REQUEST_GUCS) {
-        n += 1;
-        let _ = write!(sql, ", set_config('{name}', ${n}, true)");
+    // request.method's value, after the role settings, the role and the claims.
+    let method = 1 + 2 * role_settings + 2 * 3;
+    for _ in REQUEST_GUCS {
+        pair(&mut sql, &mut n);
     }
     for _ in 0..extra {
         pair(&mut sql, &mut n);
     }
     if read_only {
-        sql.push_str(", set_config('transaction_read_only', 'on', true)");
+        // Only GET and HEAD run read-only without BEGIN (`at_sync_eligible`), so for
+        // pgrest this is always 'on'. Keyed to the method, the same text replayed for a
+        // write (as the bench kit replays one settings statement for every scenario)
+        // leaves the access mode as it is instead of failing the write.
+        let _ = write!(
+            sql,
+            ", set_config('transaction_read_only', CASE WHEN ${method} IN ('GET', 'HEAD') \
+             THEN 'on' ELSE current_setting('transaction_read_only') END, true)"
+        );
     }
     sql
 }
@@ -70,7 +83,7 @@ pub struct Envelope<'a> {
     pub search_path: String,
     pub role: &'a str,
     pub anonymous: bool,
-    /// The values of `REQUEST_GUCS`, in its order.
+    /// The values of `REQUEST_GUCS` after the role, in its order.
     pub request: [Cow<'a, str>; 5],
     /// Further GUCs: timezone, app.settings.*, hoisted function settings.
     pub gucs: Vec<(Cow<'static, str>, Cow<'a, str>)>,
@@ -111,9 +124,17 @@ impl Envelope<'_> {
     /// Whether the request may run without BEGIN, in the transaction PostgreSQL opens for
     /// its statements under one Sync: when it is READ COMMITTED, what that transaction is
     /// on a READ COMMITTED session (whether the session's default access mode fits is the
-    /// connection's to say; a read is made read-only by the settings statement).
+    /// connection's to say). A GET or HEAD is made read-only by the settings statement;
+    /// another read-only request (a POST call of a STABLE function) keeps
+    /// `BEGIN ... READ ONLY`.
     pub fn at_sync_eligible(&self) -> bool {
-        self.isolation() == "READ COMMITTED"
+        let read_only_by_settings = matches!(self.method(), "GET" | "HEAD");
+        self.isolation() == "READ COMMITTED" && (!self.read_only || read_only_by_settings)
+    }
+
+    /// The request's method, as request.method says it.
+    fn method(&self) -> &str {
+        &self.request[1]
     }
 
     /// BEGIN with the isolation level and access mode.
@@ -140,15 +161,17 @@ impl Envelope<'_> {
     pub fn settings_statement(&self, opened_by_postgres: bool) -> (Cow<'static, str>, Vec<&str>) {
         let read_only = opened_by_postgres && self.read_only;
         let mut params = Vec::with_capacity(
-            2 + REQUEST_GUCS.len() + 2 * (self.role_settings.len() + self.gucs.len()),
+            1 + 2 * (REQUEST_GUCS.len() + self.role_settings.len() + self.gucs.len()),
         );
         params.push(self.search_path.as_str());
         // The role's own settings go before the switch to it, as PostgREST applies them.
         for (name, value) in self.role_settings {
             params.extend([name.as_str(), value.as_str()]);
         }
-        params.push(self.role);
-        params.extend(self.request.iter().map(|v| v.as_ref()));
+        let values = std::iter::once(self.role).chain(self.request.iter().map(|v| v.as_ref()));
+        for (name, value) in REQUEST_GUCS.into_iter().zip(values) {
+            params.extend([name, value]);
+        }
         for (name, value) in &self.gucs {
             params.extend([name.as_ref(), value.as_ref()]);
         }
@@ -305,5 +328,24 @@ mod tests {
             super::push_json_string(&mut out, text);
             assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
         }
+    }
+
+    use super::write_settings_sql;
+
+    #[test]
+    fn the_settings_statement_has_postgrest_s_shape_and_a_read_keys_read_only_to_its_method() {
+        let read = write_settings_sql(0, 0, true);
+        assert!(read.starts_with(
+            "select set_config('search_path', $1, true), set_config($2, $3, true), \
+             set_config($4, $5, true), set_config($6, $7, true)"
+        ));
+        assert!(read.ends_with(
+            ", set_config($12, $13, true), set_config('transaction_read_only', \
+             CASE WHEN $7 IN ('GET', 'HEAD') THEN 'on' \
+             ELSE current_setting('transaction_read_only') END, true)"
+        ));
+        // With a role setting before the role, request.method's value moves by two.
+        assert!(write_settings_sql(1, 0, true).contains("CASE WHEN $9 IN ('GET', 'HEAD')"));
+        assert!(!write_settings_sql(0, 0, false).contains("transaction_read_only"));
     }
 }

@@ -540,10 +540,9 @@ fn the_envelope_sets_search_path_role_settings_role_and_request_gucs_in_one_stat
     assert_eq!(
         sql,
         "select set_config('search_path', $1, true), set_config($2, $3, true), \
-         set_config('role', $4, true), set_config('request.jwt.claims', $5, true), \
-         set_config('request.method', $6, true), set_config('request.path', $7, true), \
-         set_config('request.headers', $8, true), set_config('request.cookies', $9, true), \
-         set_config($10, $11, true), set_config($12, $13, true), set_config($14, $15, true)"
+         set_config($4, $5, true), set_config($6, $7, true), set_config($8, $9, true), \
+         set_config($10, $11, true), set_config($12, $13, true), set_config($14, $15, true), \
+         set_config($16, $17, true), set_config($18, $19, true), set_config($20, $21, true)"
     );
     assert_eq!(
         params,
@@ -551,11 +550,17 @@ fn the_envelope_sets_search_path_role_settings_role_and_request_gucs_in_one_stat
             r#""api", "public""#,
             "default_transaction_isolation",
             "serializable",
+            "role",
             "web_user",
+            "request.jwt.claims",
             r#"{"role":"web_user"}"#,
+            "request.method",
             "GET",
+            "request.path",
             "/addresses",
+            "request.headers",
             r#"{"prefer":"timezone=UTC"}"#,
+            "request.cookies",
             r#"{"a":"b"}"#,
             "timezone",
             "UTC",
