@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::db;
 use crate::db::startup::{
-    connect_error, connect_once, in_one_task, load_schema_on, with_db_config, worth_retrying,
+    connect_error, connect_once, load_schema_on, on_one_task, with_db_config, worth_retrying,
 };
 use crate::db::tls::Connector;
 use crate::http;
@@ -388,20 +388,14 @@ enum NotReady {
 /// Connects and reads the in-database configuration, the session user and the schema
 /// cache over one connection.
 async fn read_database(pg: &Connector, config: Config) -> Result<Ready, NotReady> {
-    let (mut client, connection) = pg.connect().await.map_err(|e| {
+    let (client, connection) = pg.connect().await.map_err(|e| {
         let message = connect_error(pg, &e);
         match worth_retrying(&e) {
             true => NotReady::Retry(message),
             false => NotReady::Fatal(message),
         }
     })?;
-    let mut connection = Some(Box::pin(connection));
-    let ready = in_one_task(&mut connection, read_over(&mut client, config)).await;
-    drop(client);
-    if let Some(rest) = connection {
-        let _ = rest.await;
-    }
-    ready
+    on_one_task(client, connection, async |c| read_over(c, config).await).await
 }
 
 /// `read_database`'s reads, over `client`.

@@ -68,6 +68,11 @@ fn swagger_document_describes_the_schema() {
         kinds["properties"]["name"],
         json!({"type": "string", "format": "text", "description": "what it is called"})
     );
+    // An enum column lists its labels, in their order.
+    assert_eq!(
+        kinds["properties"]["feeling"]["enum"],
+        json!(["sad", "ok", "happy"])
+    );
     assert_eq!(
         kinds["properties"]["amount"],
         json!({"type": "number", "format": "numeric"})

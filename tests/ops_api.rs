@@ -267,17 +267,28 @@ fn sigterm_lets_the_request_in_flight_finish() {
     assert!(child.wait().unwrap().success());
 }
 
-#[test]
-fn an_exhausted_pool_answers_504_after_the_acquisition_timeout() {
+/// A server with a pool of one connection and the acquisition timeout given (seconds),
+/// and a request holding that connection for `nap` seconds, under way once this returns.
+fn one_connection_busy(
+    acquisition_timeout: &str,
+    nap: &str,
+) -> (common::Server, std::thread::JoinHandle<common::Reply>) {
     let s = server_with(&[
         ("PGRST_DB_POOL", "1"),
-        ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", "1"),
+        ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", acquisition_timeout),
     ]);
     let busy = {
         let s = s.clone();
-        std::thread::spawn(move || s.get("/rpc/nap?seconds=2.5"))
+        let path = format!("/rpc/nap?seconds={nap}");
+        std::thread::spawn(move || s.get(&path))
     };
     std::thread::sleep(Duration::from_millis(400));
+    (s, busy)
+}
+
+#[test]
+fn an_exhausted_pool_answers_504_after_the_acquisition_timeout() {
+    let (s, busy) = one_connection_busy("1", "2.5");
     let started = Instant::now();
     let r = s.get("/numbers?limit=1");
     assert_eq!(r.status, 504, "{}", r.body);
@@ -290,15 +301,7 @@ fn an_exhausted_pool_answers_504_after_the_acquisition_timeout() {
 
 #[test]
 fn a_request_waits_for_a_busy_pool_connection_within_the_acquisition_timeout() {
-    let s = server_with(&[
-        ("PGRST_DB_POOL", "1"),
-        ("PGRST_DB_POOL_ACQUISITION_TIMEOUT", "10"),
-    ]);
-    let busy = {
-        let s = s.clone();
-        std::thread::spawn(move || s.get("/rpc/nap?seconds=1.5"))
-    };
-    std::thread::sleep(Duration::from_millis(400));
+    let (s, busy) = one_connection_busy("10", "1.5");
     // No connection is free now: the request waits for the nap's instead of failing.
     let started = Instant::now();
     let r = s.get("/numbers?limit=1");

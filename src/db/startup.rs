@@ -156,14 +156,27 @@ async fn role_settings(
 
 /// Loads the schema cache of `schemas` over a connection of its own.
 pub async fn load_schema(pg: &Connector, schemas: &[String]) -> Result<SchemaCache, String> {
-    let (mut client, connection) = pg.connect().await.map_err(|e| connect_error(pg, &e))?;
+    let (client, connection) = pg.connect().await.map_err(|e| connect_error(pg, &e))?;
+    on_one_task(client, connection, async |c| {
+        load_schema_on(c, schemas).await
+    })
+    .await
+}
+
+/// Runs `work` over `client` with its connection polled in the same task (see
+/// `in_one_task`), then closes the connection.
+pub async fn on_one_task<T>(
+    mut client: tokio_postgres::Client,
+    connection: super::tls::Connection,
+    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> T,
+) -> T {
     let mut connection = Some(Box::pin(connection));
-    let cache = in_one_task(&mut connection, load_schema_on(&mut client, schemas)).await;
+    let out = in_one_task(&mut connection, work(&mut client)).await;
     drop(client);
     if let Some(rest) = connection {
         let _ = rest.await;
     }
-    cache
+    out
 }
 
 /// Polls `work` and the connection its client talks through in one task, until `work`
@@ -172,7 +185,7 @@ pub async fn load_schema(pg: &Connector, schemas: &[String]) -> Result<SchemaCac
 /// woke the other thread and back (50,000 tables: 500,000 column rows, PostgreSQL held
 /// up by the wake-ups). A connection that ends is dropped at once, so whatever `work`
 /// still waits for fails instead of hanging.
-pub async fn in_one_task<T>(
+async fn in_one_task<T>(
     connection: &mut Option<std::pin::Pin<Box<super::tls::Connection>>>,
     work: impl std::future::Future<Output = T>,
 ) -> T {

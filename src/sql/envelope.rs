@@ -53,10 +53,13 @@ fn write_settings_sql(role_settings: usize, extra: usize, read_only: bool) -> St
     for _ in 0..role_settings {
         pair(&mut sql, &mut n);
     }
-    // request.method's value, after the role settings, the role and the claims.
-    let method = 1 + 2 * role_settings + 2 * 3;
-    for _ in REQUEST_GUCS {
+    // The parameter holding request.method's value.
+    let mut method = 0;
+    for name in REQUEST_GUCS {
         pair(&mut sql, &mut n);
+        if name == "request.method" {
+            method = n;
+        }
     }
     for _ in 0..extra {
         pair(&mut sql, &mut n);
